@@ -1,0 +1,121 @@
+"""The chain language: pydantic models of a chain spec.
+
+A chain is YAML validated into `ChainSpec`. Steps form one discriminated union
+on `kind`, so a new step kind is one more model in `Step` and one more branch
+in the interpreter. The spec travels inside the workflow input (a run never
+sees a later edit of its chain), so these models must stay backward compatible:
+add optional fields, never rename or remove one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STEP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+"""Step names are identifiers so templates can say `steps.classify.output`."""
+
+
+class SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetrySpec(SpecModel):
+    """Temporal retry policy of one model call (per alias; the fallback chain
+    starts once these attempts are spent)."""
+
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    initial_interval_s: float = Field(default=1.0, gt=0, le=600)
+    backoff: float = Field(default=2.0, ge=1.0, le=10.0)
+    max_interval_s: float = Field(default=30.0, gt=0, le=3600)
+
+
+class StepBase(SpecModel):
+    name: str = Field(pattern=STEP_NAME_PATTERN, max_length=64)
+    description: str | None = None
+
+
+class ModelStep(StepBase):
+    """Call a model alias with a rendered prompt.
+
+    Cascade: with `escalate_to`, the step first answers from `model`; when
+    `escalate_when` (a Jinja2 expression over `output` and the run context)
+    is true, or the structured output stays invalid and `escalate_on_invalid`
+    is set, the step asks `escalate_to` instead. The decision is recorded.
+    """
+
+    kind: Literal["model"] = "model"
+    model: str
+    fallbacks: list[str] = Field(default_factory=list)
+    system: str | None = None
+    prompt: str
+    output_schema: dict[str, Any] | None = None
+    max_tokens: int = Field(default=512, gt=0, le=200_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_reasks: int = Field(default=2, ge=0, le=5)
+    escalate_to: str | None = None
+    escalate_when: str | None = None
+    escalate_on_invalid: bool = True
+    budget_fallback: str | None = None
+    """A cheaper alias to use when the budget cannot cover this step's worst case."""
+    retry: RetrySpec | None = None
+
+
+class RouteBranch(SpecModel):
+    when: str
+    """Jinja2 expression over the run context, e.g. `steps.classify.output.complexity == 'simple'`."""
+    steps: list[Step]
+
+
+class RouteStep(StepBase):
+    """Pick the first branch whose `when` holds (else `otherwise`); the step's
+    output is the output of the chosen branch's last step."""
+
+    kind: Literal["route"] = "route"
+    branches: list[RouteBranch] = Field(min_length=1)
+    otherwise: list[Step] | None = None
+
+
+class ParallelBranch(SpecModel):
+    name: str = Field(pattern=STEP_NAME_PATTERN, max_length=64)
+    steps: list[Step]
+
+
+class ParallelStep(StepBase):
+    """Run branches at once; the output maps each branch name to the output of
+    its last step. A failing branch fails the step (the others are cancelled)."""
+
+    kind: Literal["parallel"] = "parallel"
+    branches: list[ParallelBranch] = Field(min_length=2)
+
+
+Step = Annotated[ModelStep | RouteStep | ParallelStep, Field(discriminator="kind")]
+
+
+class Limits(SpecModel):
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """Hard cap: every model call reserves its worst case against it first."""
+    max_steps: int = Field(default=50, ge=1, le=10_000)
+    """Cap on executed steps (model calls and re-asks each count as one)."""
+
+
+class ChainSpec(SpecModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=100)
+    version: int = Field(default=1, ge=1)
+    description: str | None = None
+    limits: Limits = Field(default_factory=Limits)
+    defaults: RetrySpec | None = None
+    """Retry policy for model steps that do not set their own."""
+    input_schema: dict[str, Any] | None = None
+    """JSON schema the run input must satisfy (checked before the run starts)."""
+    steps: list[Step] = Field(min_length=1)
+    output: str | None = None
+    """Name of the step whose output is the run's output; default: the last top-level step."""
+
+
+RouteBranch.model_rebuild()
+RouteStep.model_rebuild()
+ParallelBranch.model_rebuild()
+ParallelStep.model_rebuild()
+ChainSpec.model_rebuild()
