@@ -9,6 +9,7 @@ add optional fields, never rename or remove one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,7 +65,8 @@ class ModelStep(StepBase):
 
 class RouteBranch(SpecModel):
     when: str
-    """Jinja2 expression over the run context, e.g. `steps.classify.output.complexity == 'simple'`."""
+    """Jinja2 expression over the run context,
+    e.g. `steps.classify.output.complexity == "simple"`."""
     steps: list[Step]
 
 
@@ -119,3 +121,27 @@ RouteStep.model_rebuild()
 ParallelBranch.model_rebuild()
 ParallelStep.model_rebuild()
 ChainSpec.model_rebuild()
+
+
+def iter_model_steps(steps: list[Step]) -> Iterator[ModelStep]:
+    """Every model step in the tree, depth first, in document order."""
+    for step in steps:
+        if isinstance(step, ModelStep):
+            yield step
+        elif isinstance(step, RouteStep):
+            for branch in step.branches:
+                yield from iter_model_steps(branch.steps)
+            if step.otherwise:
+                yield from iter_model_steps(step.otherwise)
+        elif isinstance(step, ParallelStep):
+            for parallel_branch in step.branches:
+                yield from iter_model_steps(parallel_branch.steps)
+
+
+def iter_aliases(steps: list[Step]) -> set[str]:
+    """Every model alias a chain may call (answer, fallback, escalation, budget)."""
+    aliases: set[str] = set()
+    for step in iter_model_steps(steps):
+        aliases.update([step.model, *step.fallbacks])
+        aliases.update(a for a in (step.escalate_to, step.budget_fallback) if a)
+    return aliases

@@ -1,0 +1,498 @@
+"""ChainWorkflow: interprets a chain spec durably.
+
+Determinism: this module does no I/O and reads time only through
+`workflow.now()`. Every side effect (model calls, price lookups) is an
+activity, so a replay reproduces the same commands from history. Changing the
+order or number of commands this code issues for a given spec breaks replay of
+runs in flight: guard such changes with `workflow.patched`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.gateway.types import (
+        CALL_MODEL,
+        DESCRIBE_MODELS,
+        ChatMessage,
+        DescribeModelsInput,
+        DescribeModelsResult,
+        ModelCallInput,
+        ModelCallResult,
+        ModelInfo,
+    )
+    from workflows import templating
+    from workflows.budget import Budget, BudgetExceededError, estimate_prompt_tokens
+    from workflows.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
+    from workflows.spec import (
+        ChainSpec,
+        ModelStep,
+        ParallelStep,
+        RetrySpec,
+        RouteStep,
+        Step,
+        iter_aliases,
+    )
+    from workflows.types import (
+        STATE_QUERY,
+        WORKFLOW_NAME,
+        BudgetState,
+        CascadeDecision,
+        ChainInput,
+        ChainResult,
+        ModelCallRecord,
+        ModelUsage,
+        RunState,
+        RunStatus,
+        StepRecord,
+        UsageSummary,
+    )
+
+
+class ChainFailure(Exception):
+    """Ends the run: carries the `ApplicationError.type` ops will see."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+REASK_PROMPT = (
+    "Your reply did not match the required JSON schema: {errors}. "
+    "Reply again with only a JSON value that matches the schema."
+)
+_DEFAULT_RETRY = RetrySpec()
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class ChainWorkflow:
+    def __init__(self) -> None:
+        self._spec: ChainSpec | None = None
+        self._status: RunStatus = "running"
+        self._records: dict[str, StepRecord] = {}
+        self._current: list[str] = []
+        self._finished: list[str] = []
+        self._budget = Budget(None)
+        self._max_steps = 0
+        self._steps_executed = 0
+        self._models: dict[str, ModelInfo] = {}
+        self._error: str | None = None
+
+    @workflow.run
+    async def run(self, inp: ChainInput) -> ChainResult:
+        spec = inp.spec
+        self._spec = spec
+        caps = [c for c in (spec.limits.max_cost_usd, inp.max_cost_usd) if c is not None]
+        self._budget = Budget(min(caps) if caps else None)
+        self._max_steps = spec.limits.max_steps
+        workflow.upsert_search_attributes(
+            [
+                CHAIN_KEY.value_set(spec.name),
+                STATUS_KEY.value_set("running"),
+                COST_KEY.value_set(0.0),
+            ]
+        )
+        context: dict[str, Any] = {"input": inp.input, "steps": {}}
+        try:
+            await self._load_models(spec)
+            last = await self._run_steps(spec.steps, context)
+            output = self._records[spec.output].output if spec.output else last
+        except ChainFailure as failure:
+            self._finish("failed", str(failure))
+            raise ApplicationError(
+                str(failure),
+                self._result(None, failure.error_type),
+                type=failure.error_type,
+                non_retryable=True,
+            ) from None
+        self._finish("completed", None)
+        return self._result(output, None)
+
+    @workflow.query(name=STATE_QUERY)
+    def state(self) -> RunState:
+        spec = self._spec
+        return RunState(
+            chain=spec.name if spec else "",
+            version=spec.version if spec else 0,
+            status=self._status,
+            current_steps=list(self._current),
+            finished_steps=list(self._finished),
+            steps=dict(self._records),
+            usage=self._usage(),
+            budget=BudgetState(
+                max_cost_usd=self._budget.max_cost_usd,
+                spent_usd=self._budget.spent_usd,
+                reserved_usd=self._budget.reserved_usd,
+                max_steps=self._max_steps,
+                steps_executed=self._steps_executed,
+            ),
+            error=self._error,
+        )
+
+    # -- run lifecycle -------------------------------------------------------
+
+    async def _load_models(self, spec: ChainSpec) -> None:
+        """Snapshot prices and limits of every alias into history, so budgets
+        are enforced with the prices the run started with, even on replay."""
+        aliases = sorted(iter_aliases(spec.steps))
+        described = await workflow.execute_local_activity(
+            DESCRIBE_MODELS,
+            DescribeModelsInput(aliases=aliases),
+            result_type=DescribeModelsResult,
+            start_to_close_timeout=timedelta(seconds=10),
+            summary="describe models",
+        )
+        if described.unknown:
+            raise ChainFailure(
+                "UnknownModelAlias",
+                f"chain {spec.name!r} names model aliases the worker's registry "
+                f"does not know: {', '.join(described.unknown)}",
+            )
+        self._models = described.models
+
+    def _finish(self, status: RunStatus, error: str | None) -> None:
+        self._status = status
+        self._error = error
+        workflow.upsert_search_attributes(
+            [STATUS_KEY.value_set(status), COST_KEY.value_set(self._budget.spent_usd)]
+        )
+
+    def _result(self, output: Any, error_type: str | None) -> ChainResult:
+        spec = self._spec
+        assert spec is not None
+        return ChainResult(
+            chain=spec.name,
+            version=spec.version,
+            status=self._status,
+            output=output,
+            steps=dict(self._records),
+            usage=self._usage(),
+            error=self._error,
+            error_type=error_type,
+        )
+
+    def _usage(self) -> UsageSummary:
+        summary = UsageSummary()
+        for record in self._records.values():
+            if record.kind != "model":
+                continue
+            step_usage = summary.per_step.setdefault(record.name, ModelUsage())
+            for call in record.calls:
+                if call.outcome == "failed":
+                    continue
+                for bucket in (step_usage, summary.per_model.setdefault(call.alias, ModelUsage())):
+                    bucket.calls += 1
+                    bucket.usage = bucket.usage + call.usage
+                    bucket.cost_usd += call.cost_usd
+                    bucket.latency_ms += call.latency_ms
+                summary.total = summary.total + call.usage
+                summary.cost_usd += call.cost_usd
+        return summary
+
+    # -- interpreter -----------------------------------------------------------
+
+    async def _run_steps(self, steps: Sequence[Step], context: dict[str, Any]) -> Any:
+        output: Any = None
+        for step in steps:
+            record = await self._run_step(step, context)
+            output = record.output
+        return output
+
+    async def _run_step(self, step: Step, context: dict[str, Any]) -> StepRecord:
+        record = StepRecord(
+            name=step.name, kind=step.kind, status="running", started_at=workflow.now()
+        )
+        self._records[step.name] = record
+        self._current.append(step.name)
+        try:
+            if isinstance(step, ModelStep):
+                await self._run_model_step(step, context, record)
+            elif isinstance(step, RouteStep):
+                await self._run_route_step(step, context, record)
+            elif isinstance(step, ParallelStep):
+                await self._run_parallel_step(step, context, record)
+            else:  # pragma: no cover - the union is closed by validation
+                raise ChainFailure("UnknownStepKind", f"step {step.name}: unknown kind")
+        except ChainFailure as failure:
+            record.status = "failed"
+            record.error = str(failure)
+            raise
+        except asyncio.CancelledError:
+            record.status = "failed"
+            record.error = "cancelled"
+            raise
+        finally:
+            record.finished_at = workflow.now()
+            self._current.remove(step.name)
+        record.status = "completed"
+        self._finished.append(step.name)
+        context["steps"][step.name] = {
+            "output": record.output,
+            "model": record.model,
+            "branch": record.branch,
+            "escalated": bool(record.cascade and record.cascade.escalated),
+        }
+        return record
+
+    async def _run_route_step(
+        self, step: RouteStep, context: dict[str, Any], record: StepRecord
+    ) -> None:
+        chosen: Sequence[Step] | None = None
+        for index, branch in enumerate(step.branches):
+            if self._condition(branch.when, context, f"{step.name}.branches[{index}].when"):
+                chosen, record.branch = branch.steps, f"branches[{index}]"
+                break
+        else:
+            if step.otherwise is None:
+                raise ChainFailure(
+                    "NoRouteMatched",
+                    f"step {step.name}: no branch condition held and there is no 'otherwise'",
+                )
+            chosen, record.branch = step.otherwise, "otherwise"
+        record.output = await self._run_steps(chosen, context)
+
+    async def _run_parallel_step(
+        self, step: ParallelStep, context: dict[str, Any], record: StepRecord
+    ) -> None:
+        tasks = [
+            asyncio.create_task(self._run_steps(branch.steps, context)) for branch in step.branches
+        ]
+        try:
+            outputs = await asyncio.gather(*tasks)
+        except BaseException:
+            # One failed branch fails the step; the others are cancelled, not
+            # left running against a budget the run no longer has.
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            raise
+        record.output = {
+            branch.name: output for branch, output in zip(step.branches, outputs, strict=True)
+        }
+
+    # -- model steps -----------------------------------------------------------
+
+    async def _run_model_step(
+        self, step: ModelStep, context: dict[str, Any], record: StepRecord
+    ) -> None:
+        messages: list[ChatMessage] = []
+        if step.system:
+            messages.append(
+                ChatMessage(
+                    role="system", content=self._render(step.system, context, f"{step.name}.system")
+                )
+            )
+        messages.append(
+            ChatMessage(
+                role="user", content=self._render(step.prompt, context, f"{step.name}.prompt")
+            )
+        )
+
+        result = await self._ask_with_fallbacks(
+            step, [step.model, *step.fallbacks], messages, record
+        )
+        if step.escalate_to:
+            reason = self._escalation_reason(step, result, context)
+            record.cascade = CascadeDecision(
+                from_alias=result.alias,
+                to_alias=step.escalate_to,
+                escalated=reason is not None,
+                reason=reason or "answer accepted",
+            )
+            if reason is not None:
+                result = await self._ask_with_fallbacks(
+                    step, [step.escalate_to], messages, record, purpose="escalation"
+                )
+        if not result.valid:
+            raise ChainFailure(
+                "StructuredOutputInvalid",
+                f"step {step.name}: {result.alias} kept answering with output that does not "
+                f"match the schema after {step.max_reasks} re-asks: "
+                + "; ".join(result.schema_errors or []),
+            )
+        record.model = result.alias
+        record.output = result.parsed if step.output_schema is not None else result.text
+
+    def _escalation_reason(
+        self, step: ModelStep, result: ModelCallResult, context: dict[str, Any]
+    ) -> str | None:
+        if not result.valid:
+            if step.escalate_on_invalid:
+                return "invalid structured output: " + "; ".join(result.schema_errors or [])
+            return None
+        if step.escalate_when is None:
+            return None
+        output = result.parsed if step.output_schema is not None else result.text
+        if self._condition(
+            step.escalate_when, {**context, "output": output}, f"{step.name}.escalate_when"
+        ):
+            return f"escalate_when held: {step.escalate_when}"
+        return None
+
+    async def _ask_with_fallbacks(
+        self,
+        step: ModelStep,
+        aliases: Sequence[str],
+        messages: list[ChatMessage],
+        record: StepRecord,
+        purpose: str = "answer",
+    ) -> ModelCallResult:
+        """Try each alias in turn; an alias is abandoned once Temporal has spent
+        its retries or its error is non-retryable (refusals included)."""
+        failures: list[str] = []
+        for index, alias in enumerate(aliases):
+            try:
+                return await self._ask(
+                    step, alias, messages, record, purpose if index == 0 else "fallback"
+                )
+            except ActivityError as err:
+                failures.append(f"{alias}: {_describe_activity_error(err)}")
+            except BudgetExceededError as err:
+                if step.budget_fallback is None or alias == step.budget_fallback:
+                    raise ChainFailure("BudgetExceeded", f"step {step.name}: {err}") from None
+                try:
+                    return await self._ask(
+                        step, step.budget_fallback, messages, record, "budget_fallback"
+                    )
+                except BudgetExceededError as again:
+                    raise ChainFailure("BudgetExceeded", f"step {step.name}: {again}") from None
+                except ActivityError as again:
+                    failures.append(f"{step.budget_fallback}: {_describe_activity_error(again)}")
+        raise ChainFailure(
+            "AllModelsFailed",
+            f"step {step.name}: every model failed: " + " | ".join(failures),
+        )
+
+    async def _ask(
+        self,
+        step: ModelStep,
+        alias: str,
+        messages: list[ChatMessage],
+        record: StepRecord,
+        purpose: str,
+    ) -> ModelCallResult:
+        """Ask one alias, re-asking (bounded) while structured output is invalid.
+        Returns the last reply even if still invalid: the caller decides."""
+        conversation = list(messages)
+        result = await self._call(step, alias, conversation, record, purpose)
+        for _ in range(step.max_reasks if step.output_schema is not None else 0):
+            if result.valid:
+                break
+            conversation = [
+                *conversation,
+                ChatMessage(role="assistant", content=result.text),
+                ChatMessage(
+                    role="user",
+                    content=REASK_PROMPT.format(errors="; ".join(result.schema_errors or [])),
+                ),
+            ]
+            result = await self._call(step, alias, conversation, record, "reask")
+        return result
+
+    async def _call(
+        self,
+        step: ModelStep,
+        alias: str,
+        messages: list[ChatMessage],
+        record: StepRecord,
+        purpose: str,
+    ) -> ModelCallResult:
+        if self._steps_executed >= self._max_steps:
+            raise ChainFailure(
+                "StepLimitExceeded",
+                f"step {step.name}: the run reached its limit of {self._max_steps} model calls",
+            )
+        info = self._models[alias]
+        worst_case = info.prices.worst_case(estimate_prompt_tokens(messages), step.max_tokens)
+        reservation = self._budget.reserve(worst_case, f"{step.name} on {alias}")
+        self._steps_executed += 1
+        retry = step.retry or (self._spec.defaults if self._spec else None) or _DEFAULT_RETRY
+        try:
+            result = await workflow.execute_activity(
+                CALL_MODEL,
+                ModelCallInput(
+                    alias=alias,
+                    messages=messages,
+                    max_tokens=step.max_tokens,
+                    temperature=step.temperature,
+                    json_schema=step.output_schema,
+                    step=step.name,
+                ),
+                result_type=ModelCallResult,
+                start_to_close_timeout=timedelta(seconds=info.timeout_s),
+                heartbeat_timeout=timedelta(seconds=info.heartbeat_timeout_s),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=retry.max_attempts,
+                    initial_interval=timedelta(seconds=retry.initial_interval_s),
+                    backoff_coefficient=retry.backoff,
+                    maximum_interval=timedelta(seconds=retry.max_interval_s),
+                ),
+                summary=f"{step.name} · {alias} ({info.model})",
+            )
+        except ActivityError as err:
+            self._budget.release(reservation)
+            record.calls.append(
+                ModelCallRecord(
+                    alias=alias,
+                    outcome="failed",
+                    error=_describe_activity_error(err),
+                    purpose=purpose,  # type: ignore[arg-type]
+                )
+            )
+            raise
+        # A cancelled call keeps its reservation: the provider may still bill it.
+        self._budget.settle(reservation, result.cost_usd)
+        record.calls.append(
+            ModelCallRecord(
+                alias=alias,
+                model=result.model,
+                outcome="ok" if result.valid else "invalid_output",
+                usage=result.usage,
+                cost_usd=result.cost_usd,
+                latency_ms=result.latency_ms,
+                error=None if result.valid else "; ".join(result.schema_errors or []),
+                purpose=purpose,  # type: ignore[arg-type]
+            )
+        )
+        record.usage = record.usage + result.usage
+        record.cost_usd += result.cost_usd
+        workflow.upsert_search_attributes([COST_KEY.value_set(self._budget.spent_usd)])
+        return result
+
+    # -- templates -------------------------------------------------------------
+
+    def _render(self, source: str, context: dict[str, Any], where: str) -> str:
+        try:
+            return templating.render(source, context)
+        except templating.TemplateRenderError as err:
+            raise ChainFailure("TemplateError", f"{where}: {err}") from None
+
+    def _condition(self, expression: str, context: dict[str, Any], where: str) -> bool:
+        try:
+            return templating.evaluate_bool(expression, context)
+        except templating.TemplateRenderError as err:
+            raise ChainFailure("TemplateError", f"{where}: {err}") from None
+
+
+def _describe_activity_error(err: ActivityError) -> str:
+    """The innermost cause's type and message, e.g. `RateLimited: 429 ...`."""
+    cause: BaseException | None = err.cause
+    while (
+        cause is not None
+        and cause.__cause__ is not None
+        and not isinstance(cause, ApplicationError)
+    ):
+        cause = cause.__cause__
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type or 'Error'}: {cause.message}"
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}"
+    return str(err)
