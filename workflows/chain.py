@@ -265,15 +265,27 @@ class ChainWorkflow:
         tasks = [
             asyncio.create_task(self._run_steps(branch.steps, context)) for branch in step.branches
         ]
-        try:
-            outputs = await asyncio.gather(*tasks)
-        except BaseException:
-            # One failed branch fails the step; the others are cancelled, not
-            # left running against a budget the run no longer has.
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-            raise
+        # workflow.wait, unlike asyncio.wait, orders its results deterministically.
+        done, pending = await workflow.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failed = [t for t in tasks if t in done and not t.cancelled() and t.exception() is not None]
+        if failed:
+            first = failed[0].exception()
+            assert first is not None
+            if _is_budget_failure(first):
+                # Calls already in flight were reserved within the budget: let
+                # them finish so their outputs stay readable; no new call fits.
+                if pending:
+                    await workflow.wait(pending)
+            else:
+                # Any other failure fails the step; the other branches are
+                # cancelled rather than left spending.
+                for task in tasks:
+                    if task in pending:
+                        task.cancel()
+                if pending:
+                    await workflow.wait(pending)
+            raise first
+        outputs = [task.result() for task in tasks]
         record.output = {
             branch.name: output for branch, output in zip(step.branches, outputs, strict=True)
         }
@@ -480,6 +492,10 @@ class ChainWorkflow:
             return templating.evaluate_bool(expression, context)
         except templating.TemplateRenderError as err:
             raise ChainFailure("TemplateError", f"{where}: {err}") from None
+
+
+def _is_budget_failure(error: BaseException) -> bool:
+    return isinstance(error, ChainFailure) and error.error_type == "BudgetExceeded"
 
 
 def _describe_activity_error(err: ActivityError) -> str:

@@ -1,0 +1,86 @@
+"""Fixtures for chain runs against a real Temporal dev server and the simulator."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+
+from activities.gateway.activities import ModelGateway
+from activities.gateway.registry import ModelRegistry
+from worker.assembly import create_worker
+from workflows.spec import ChainSpec
+from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
+from workflows.validate import check_chain, parse_chain, parse_chain_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS_FILE = ROOT / "chains" / "models.yaml"
+FAST_RETRY = {"max_attempts": 3, "initial_interval_s": 0.1, "backoff": 1.0}
+
+
+@pytest.fixture(scope="session")
+def registry(simulator: Any) -> ModelRegistry:
+    return ModelRegistry.from_file(MODELS_FILE, simulator_base_url=simulator.openai_base_url)
+
+
+def load_spec(data: dict[str, Any] | str, registry: ModelRegistry) -> ChainSpec:
+    spec = parse_chain_yaml(data) if isinstance(data, str) else parse_chain(data)
+    check_chain(spec, registry.aliases)
+    return spec
+
+
+def shipped_chain(name: str, registry: ModelRegistry) -> ChainSpec:
+    return load_spec((ROOT / "chains" / f"{name}.yaml").read_text(), registry)
+
+
+class ChainRunner:
+    """Starts chain runs on this test's task queue and reads their outcome."""
+
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    async def start(
+        self, spec: ChainSpec, value: Any, *, max_cost_usd: float | None = None
+    ) -> WorkflowHandle[Any, ChainResult]:
+        return await self.client.start_workflow(
+            WORKFLOW_NAME,
+            ChainInput(spec=spec, input=value, max_cost_usd=max_cost_usd),
+            id=f"test-{spec.name}-{uuid.uuid4()}",
+            task_queue=self.task_queue,
+            result_type=ChainResult,
+        )
+
+    async def run(self, spec: ChainSpec, value: Any, **kwargs: Any) -> ChainResult:
+        handle = await self.start(spec, value, **kwargs)
+        return await handle.result()
+
+    async def run_failing(
+        self, spec: ChainSpec, value: Any, **kwargs: Any
+    ) -> tuple[ApplicationError, ChainResult, str]:
+        """Run a chain that must fail; return its error, partial result and workflow id."""
+        handle = await self.start(spec, value, **kwargs)
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+        cause = caught.value.cause
+        assert isinstance(cause, ApplicationError), cause
+        partial = ChainResult.model_validate(cause.details[0])
+        return cause, partial, handle.id
+
+
+@pytest.fixture
+async def runner(
+    temporal_env: Any, registry: ModelRegistry, task_queue: str
+) -> AsyncIterator[ChainRunner]:
+    gateway = ModelGateway(registry)
+    worker = create_worker(
+        temporal_env.client, task_queue=task_queue, activities=gateway.activities
+    )
+    async with worker:
+        yield ChainRunner(temporal_env.client, task_queue)
+    await gateway.aclose()
