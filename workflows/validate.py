@@ -1,0 +1,521 @@
+"""Parse and check chain specs before any run starts.
+
+The CLI, the API and the worker all call this module, so a bad chain is
+refused with every problem at once, each named by its document path
+(`steps[1].branches[0].steps[0].model`) rather than by a failed run later.
+Parsing covers shape (YAML and pydantic); `validate_chain` covers meaning:
+names, model aliases, templates and which steps a template may read.
+
+Pure: no I/O, so the workflow sandbox may import it too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ValidationError
+
+from workflows import templating
+from workflows.spec import (
+    STEP_NAME_PATTERN,
+    ChainSpec,
+    ModelStep,
+    ParallelStep,
+    RouteStep,
+    Step,
+)
+
+__all__ = [
+    "ChainSpecError",
+    "SpecProblem",
+    "check_chain",
+    "iter_steps",
+    "load_chain_yaml",
+    "parse_chain",
+    "parse_chain_yaml",
+    "validate_chain",
+    "validate_input",
+]
+
+DOCUMENT = "<document>"
+"""Path of problems that concern the whole document (bad YAML, not a mapping)."""
+
+TEMPLATE_VARIABLES = frozenset({"input", "steps"})
+"""What prompts, system prompts and route conditions may read."""
+ESCALATE_VARIABLES = TEMPLATE_VARIABLES | {"output"}
+"""`escalate_when` may also read the step's own first answer."""
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    path: str
+    """Document path, e.g. `steps[1].branches[0].steps[0].model`."""
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ChainSpecError(ValueError):
+    """A chain spec that cannot run; `problems` lists every reason found."""
+
+    def __init__(self, problems: Sequence[SpecProblem]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        header = f"invalid chain spec ({count} problem{'s' if count != 1 else ''})"
+        super().__init__("\n".join([header, *(f"  {p}" for p in self.problems)]))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems,))
+
+
+# -- parsing ---------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # unhashable key: let the constructor report it
+            continue
+        if first != key_node.start_mark.line + 1:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r} (first at line {first})",
+                key_node.start_mark,
+            )
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_chain_yaml(text: str) -> ChainSpec:
+    """YAML text to a ChainSpec; raises ChainSpecError naming each problem."""
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as err:
+        raise ChainSpecError([SpecProblem(DOCUMENT, _yaml_message(err))]) from None
+    return parse_chain(data)
+
+
+def _yaml_message(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"invalid YAML{where}: {problem}"
+
+
+def parse_chain(data: Any) -> ChainSpec:
+    """A mapping (parsed YAML or JSON) to a ChainSpec; raises ChainSpecError."""
+    if not isinstance(data, Mapping):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise ChainSpecError([SpecProblem(DOCUMENT, f"a chain spec must be a mapping, got {kind}")])
+    try:
+        return ChainSpec.model_validate(dict(data))
+    except ValidationError as err:
+        problems = [_pydantic_problem(e) for e in err.errors(include_url=False)]
+        raise ChainSpecError(_dedupe(problems)) from None
+
+
+def load_chain_yaml(text: str, known_aliases: Collection[str]) -> ChainSpec:
+    """Parse and check in one call (what the CLI and the API do with a chain file)."""
+    spec = parse_chain_yaml(text)
+    check_chain(spec, known_aliases)
+    return spec
+
+
+def _step_kinds() -> dict[str, type[BaseModel]]:
+    union = typing.get_args(Step)[0]
+    return {model.model_fields["kind"].default: model for model in typing.get_args(union)}
+
+
+_STEP_KINDS = _step_kinds()
+_ALLOWED_KINDS = ", ".join(_STEP_KINDS)
+
+
+def _pydantic_problem(error: Mapping[str, Any]) -> SpecProblem:
+    raw_loc = tuple(error["loc"])
+    loc = _document_loc(raw_loc)
+    path = _format_loc(loc)
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "union_tag_invalid":
+        return SpecProblem(
+            _join(path, "kind"), f"unknown step kind {ctx.get('tag')!r} (allowed: {_ALLOWED_KINDS})"
+        )
+    if kind == "union_tag_not_found":
+        return SpecProblem(_join(path, "kind"), f"missing step kind (allowed: {_ALLOWED_KINDS})")
+    if kind == "missing":
+        return SpecProblem(path, "required field is missing")
+    if kind == "extra_forbidden":
+        field = str(loc[-1])
+        allowed = _fields_at(raw_loc[:-1])
+        hint = _did_you_mean(field, allowed) if allowed else ""
+        return SpecProblem(path, f"unknown field {field!r}{hint}")
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == STEP_NAME_PATTERN:
+        return SpecProblem(
+            path,
+            f"invalid name {value!r}: use letters, digits and underscores, "
+            "not starting with a digit (templates read it as `steps.NAME`)",
+        )
+    message = str(error["msg"])
+    if isinstance(value, str | int | float | bool) and kind not in ("model_type", "dict_type"):
+        message += f" (got {value!r})"
+    return SpecProblem(path, message)
+
+
+def _document_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop the discriminated union's tag (`model`, `route`, ...) that pydantic puts
+    after a list index, so the location is a path in the document."""
+    out: list[str | int] = []
+    for i, segment in enumerate(loc):
+        if (
+            isinstance(segment, str)
+            and segment in _STEP_KINDS
+            and i
+            and isinstance(loc[i - 1], int)
+        ):
+            continue
+        out.append(segment)
+    return tuple(out)
+
+
+def _fields_at(raw_loc: tuple[str | int, ...]) -> list[str] | None:
+    """Field names of the model found at a pydantic location (tags included)."""
+    current: Any = ChainSpec
+    for segment in raw_loc:
+        current = _unwrap(current)
+        if isinstance(segment, int):
+            if typing.get_origin(current) is not list:
+                return None
+            current = typing.get_args(current)[0]
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            if segment not in current.model_fields:
+                return None
+            current = current.model_fields[segment].annotation
+        elif segment in _STEP_KINDS:
+            current = _STEP_KINDS[segment]
+        else:
+            return None
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated and Optional from a type annotation."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _dedupe(problems: list[SpecProblem]) -> list[SpecProblem]:
+    return list(dict.fromkeys(problems))
+
+
+# -- paths -----------------------------------------------------------------------------
+
+
+def _format_loc(loc: Sequence[str | int]) -> str:
+    path = ""
+    for segment in loc:
+        path = f"{path}[{segment}]" if isinstance(segment, int) else _join(path, str(segment))
+    return path or DOCUMENT
+
+
+def _join(path: str, field: str) -> str:
+    return f"{path}.{field}" if path and path != DOCUMENT else field
+
+
+def iter_steps(steps: Sequence[Step], prefix: str = "steps") -> Iterator[tuple[str, Step]]:
+    """Every step in the tree with its document path, depth first, in document order."""
+    for i, step in enumerate(steps):
+        path = f"{prefix}[{i}]"
+        yield path, step
+        if isinstance(step, RouteStep):
+            for j, branch in enumerate(step.branches):
+                yield from iter_steps(branch.steps, f"{path}.branches[{j}].steps")
+            if step.otherwise:
+                yield from iter_steps(step.otherwise, f"{path}.otherwise")
+        elif isinstance(step, ParallelStep):
+            for j, parallel_branch in enumerate(step.branches):
+                yield from iter_steps(parallel_branch.steps, f"{path}.branches[{j}].steps")
+
+
+# -- semantic checks -------------------------------------------------------------------
+
+Position = tuple[tuple[str, int], ...]
+"""Where a step sits: ("s", i) is an index in a step list, ("b", j) a branch,
+("o", 0) a route's `otherwise`. Two positions say whether one step has surely
+finished before another starts."""
+
+
+@dataclass(frozen=True)
+class _Located:
+    step: Step
+    path: str
+    position: Position
+
+
+def _locate(steps: Sequence[Step], path: str, position: Position) -> Iterator[_Located]:
+    for i, step in enumerate(steps):
+        step_path, step_pos = f"{path}[{i}]", (*position, ("s", i))
+        yield _Located(step, step_path, step_pos)
+        if isinstance(step, RouteStep | ParallelStep):
+            for j, branch in enumerate(step.branches):
+                yield from _locate(
+                    branch.steps, f"{step_path}.branches[{j}].steps", (*step_pos, ("b", j))
+                )
+        if isinstance(step, RouteStep) and step.otherwise:
+            yield from _locate(step.otherwise, f"{step_path}.otherwise", (*step_pos, ("o", 0)))
+
+
+class _Checker:
+    def __init__(self, spec: ChainSpec, known_aliases: Collection[str]) -> None:
+        self.spec = spec
+        self.aliases = set(known_aliases)
+        self.problems: list[SpecProblem] = []
+        self.located = list(_locate(spec.steps, "steps", ()))
+        self.by_name: dict[str, _Located] = {}
+        self.by_position: dict[Position, _Located] = {}
+        for item in self.located:
+            self.by_name.setdefault(item.step.name, item)
+            self.by_position[item.position] = item
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(SpecProblem(path, message))
+
+    def run(self) -> list[SpecProblem]:
+        self.check_names()
+        for item in self.located:
+            if isinstance(item.step, ModelStep):
+                self.check_model_step(item)
+            elif isinstance(item.step, RouteStep):
+                self.check_route(item)
+            elif isinstance(item.step, ParallelStep):
+                self.check_parallel(item)
+        if self.spec.output is not None and self.spec.output not in self.by_name:
+            self.add(
+                "output", f"unknown step {self.spec.output!r}{self.step_hint(self.spec.output)}"
+            )
+        if self.spec.input_schema is not None:
+            self.check_schema("input_schema", self.spec.input_schema)
+        return self.problems
+
+    # names ----------------------------------------------------------------------------
+
+    def check_names(self) -> None:
+        for item in self.located:
+            first = self.by_name[item.step.name]
+            if first is not item:
+                self.add(
+                    f"{item.path}.name",
+                    f"duplicate step name {item.step.name!r} (first used at {first.path}); "
+                    "step names are unique across the whole chain, branches included",
+                )
+            if isinstance(item.step, ParallelStep):
+                seen: dict[str, int] = {}
+                for j, branch in enumerate(item.step.branches):
+                    if branch.name in seen:
+                        self.add(
+                            f"{item.path}.branches[{j}].name",
+                            f"duplicate branch name {branch.name!r} "
+                            f"(first used at {item.path}.branches[{seen[branch.name]}])",
+                        )
+                    seen.setdefault(branch.name, j)
+
+    # model steps ----------------------------------------------------------------------
+
+    def check_model_step(self, item: _Located) -> None:
+        step = item.step
+        assert isinstance(step, ModelStep)
+        path = item.path
+        self.check_alias(f"{path}.model", step.model)
+        for i, alias in enumerate(step.fallbacks):
+            self.check_alias(f"{path}.fallbacks[{i}]", alias)
+        if step.escalate_to is not None:
+            self.check_alias(f"{path}.escalate_to", step.escalate_to)
+            if step.escalate_to == step.model:
+                self.add(f"{path}.escalate_to", "escalate_to names the step's own model")
+            elif step.escalate_when is None and not (
+                step.output_schema is not None and step.escalate_on_invalid
+            ):
+                self.add(
+                    f"{path}.escalate_to",
+                    "escalation can never happen: set escalate_when, "
+                    "or output_schema with escalate_on_invalid",
+                )
+        if step.budget_fallback is not None:
+            self.check_alias(f"{path}.budget_fallback", step.budget_fallback)
+        if step.escalate_when is not None and step.escalate_to is None:
+            self.add(f"{path}.escalate_when", "escalate_when needs escalate_to (the alias to ask)")
+        if step.system is not None:
+            self.check_template(f"{path}.system", step.system, item.position, TEMPLATE_VARIABLES)
+        self.check_template(f"{path}.prompt", step.prompt, item.position, TEMPLATE_VARIABLES)
+        if step.escalate_when is not None:
+            self.check_template(
+                f"{path}.escalate_when",
+                step.escalate_when,
+                item.position,
+                ESCALATE_VARIABLES,
+                expression=True,
+            )
+        if step.output_schema is not None:
+            self.check_schema(f"{path}.output_schema", step.output_schema)
+
+    def check_alias(self, path: str, alias: str) -> None:
+        if alias in self.aliases:
+            return
+        if not self.aliases:
+            self.add(path, f"unknown model alias {alias!r} (no model aliases are configured)")
+            return
+        hint = _did_you_mean(alias, self.aliases)
+        known = ", ".join(sorted(self.aliases))
+        self.add(path, f"unknown model alias {alias!r}{hint} (known: {known})")
+
+    def check_schema(self, path: str, schema: Mapping[str, Any]) -> None:
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as err:
+            where = _format_loc([path, *err.path])
+            self.add(where, f"not a valid JSON Schema: {err.message}")
+
+    # route and parallel ----------------------------------------------------------------
+
+    def check_route(self, item: _Located) -> None:
+        step = item.step
+        assert isinstance(step, RouteStep)
+        for j, branch in enumerate(step.branches):
+            self.check_template(
+                f"{item.path}.branches[{j}].when",
+                branch.when,
+                item.position,
+                TEMPLATE_VARIABLES,
+                expression=True,
+            )
+            if not branch.steps:
+                self.add(
+                    f"{item.path}.branches[{j}].steps", "route branch routes nowhere: no steps"
+                )
+        if step.otherwise is not None and not step.otherwise:
+            self.add(f"{item.path}.otherwise", "otherwise routes nowhere: no steps")
+
+    def check_parallel(self, item: _Located) -> None:
+        step = item.step
+        assert isinstance(step, ParallelStep)
+        for j, branch in enumerate(step.branches):
+            if not branch.steps:
+                self.add(
+                    f"{item.path}.branches[{j}].steps",
+                    f"parallel branch {branch.name!r} has no steps",
+                )
+
+    # templates ------------------------------------------------------------------------
+
+    def check_template(
+        self,
+        path: str,
+        source: str,
+        reader: Position,
+        allowed: frozenset[str],
+        *,
+        expression: bool = False,
+    ) -> None:
+        try:
+            refs = templating.references(source, expression=expression)
+        except templating.TemplateRenderError as err:
+            self.add(path, str(err))
+            return
+        for name in sorted(refs.variables - allowed):
+            self.add(
+                path,
+                f"unknown variable {name!r} (available: {', '.join(sorted(allowed))})",
+            )
+        for name in sorted(refs.steps):
+            message = self.reference_problem(name, reader)
+            if message is not None:
+                self.add(path, message)
+
+    def reference_problem(self, name: str, reader: Position) -> str | None:
+        """Why the step at `reader` cannot read `steps.<name>`, or None if it can."""
+        target = self.by_name.get(name)
+        if target is None:
+            return f"unknown step {name!r}{self.step_hint(name)}"
+        pos = target.position
+        if pos == reader:
+            return f"step {name!r} refers to itself (use `output` in escalate_when)"
+        if pos[: len(reader)] == reader:
+            return f"step {name!r} is inside this step and has not run yet"
+        if reader[: len(pos)] == pos:
+            return f"step {name!r} encloses this step and has not finished yet"
+        k = next(i for i, (a, b) in enumerate(zip(reader, pos, strict=False)) if a != b)
+        if reader[k][0] == "s" and pos[k][0] == "s":
+            if pos[k][1] < reader[k][1]:
+                return None  # an earlier step (or inside one): it has finished
+            return f"step {name!r} runs later"
+        parent = self.by_position[reader[:k]].step
+        if isinstance(parent, ParallelStep):
+            branch = parent.branches[pos[k][1]].name
+            return (
+                f"step {name!r} is in sibling branch {branch!r} of parallel step "
+                f"{parent.name!r}, which runs at the same time"
+            )
+        return f"step {name!r} is in another branch of route {parent.name!r}; only one branch runs"
+
+    def step_hint(self, name: str) -> str:
+        return _did_you_mean(name, self.by_name)
+
+
+def _did_you_mean(word: str, choices: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate_chain(spec: ChainSpec, known_aliases: Collection[str]) -> list[SpecProblem]:
+    """Every semantic problem of a parsed spec (empty when it can run)."""
+    return _Checker(spec, known_aliases).run()
+
+
+def check_chain(spec: ChainSpec, known_aliases: Collection[str]) -> None:
+    """Raise ChainSpecError listing every problem `validate_chain` finds."""
+    problems = validate_chain(spec, known_aliases)
+    if problems:
+        raise ChainSpecError(problems)
+
+
+def validate_input(spec: ChainSpec, value: Any) -> list[SpecProblem]:
+    """Problems of a run input against the chain's `input_schema` (paths `input.x`)."""
+    if spec.input_schema is None:
+        return []
+    validator = Draft202012Validator(
+        spec.input_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))
+    return [SpecProblem(_format_loc(["input", *e.absolute_path]), e.message) for e in errors]
