@@ -1,0 +1,172 @@
+"""The model gateway's Temporal activities: `call_model` and `describe_models`.
+
+`ModelGateway` holds what a worker process shares across calls (the registry
+and one pooled httpx client) and exposes its activities as bound methods, so
+the worker registers `gateway.activities` and tests build a gateway on a
+registry of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.gateway.errors import config_error, content_refused
+from activities.gateway.heartbeat import heartbeat_interval, heartbeating
+from activities.gateway.providers import adapter_for
+from activities.gateway.registry import ModelRegistry, ResolvedEntry
+from activities.gateway.schema_check import InvalidSchemaError, check_json_output, check_schema
+from activities.gateway.types import (
+    CALL_MODEL,
+    DESCRIBE_MODELS,
+    DescribeModelsInput,
+    DescribeModelsResult,
+    ModelCallInput,
+    ModelCallResult,
+)
+
+logger = structlog.get_logger("chorus.gateway")
+
+
+class ModelGateway:
+    """Calls models by alias. One instance per worker process."""
+
+    def __init__(self, registry: ModelRegistry, http: httpx.AsyncClient | None = None) -> None:
+        self.registry = registry
+        self._owns_http = http is None
+        # No client-level retries or redirects: Temporal owns retries, and a
+        # redirect from a model API means a misconfigured base URL.
+        self._http = http or httpx.AsyncClient(
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+
+    @property
+    def activities(self) -> Sequence[Callable[..., Any]]:
+        """The bound activity methods to register on a worker."""
+        return [self.call_model, self.describe_models]
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- activities -------------------------------------------------------
+
+    @activity.defn(name=CALL_MODEL)
+    async def call_model(self, req: ModelCallInput) -> ModelCallResult:
+        """One provider call. Raises `ApplicationError` typed by
+        `ProviderErrorType`; an invalid structured reply is returned, not raised."""
+        info = activity.info()
+        log = logger.bind(
+            workflow_id=info.workflow_id,
+            run_id=info.workflow_run_id,
+            activity=info.activity_type,
+            attempt=info.attempt,
+            step=req.step,
+            alias=req.alias,
+        )
+        entry = self._entry(req.alias)
+        log = log.bind(provider=entry.provider, model=entry.model)
+        api_key = self._api_key(entry)
+        if req.json_schema is not None:
+            try:
+                check_schema(req.json_schema)
+            except InvalidSchemaError as exc:
+                raise config_error(f"step {req.step!r} on alias {req.alias!r}: {exc}") from None
+        adapter = adapter_for(entry.provider)
+        request_id = f"{info.workflow_id}/{info.activity_id}"
+
+        started = time.perf_counter()
+        try:
+            async with heartbeating(heartbeat_interval(entry.heartbeat_timeout_s)):
+                reply = await adapter.complete(self._http, entry, api_key, req, request_id)
+        except ApplicationError as exc:
+            log.warning(
+                "model_call.failed",
+                error_type=exc.type,
+                retryable=not exc.non_retryable,
+                retry_in_s=exc.next_retry_delay.total_seconds() if exc.next_retry_delay else None,
+                latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                message=exc.message,
+            )
+            raise
+        latency_ms = (time.perf_counter() - started) * 1000
+        cost = entry.prices.cost(reply.usage)
+
+        if reply.refused:
+            log.warning("model_call.refused", finish_reason=reply.finish_reason, cost_usd=cost)
+            # Usage travels with the error: a refusal is billed like an answer.
+            raise content_refused(
+                adapter.name,
+                entry.alias,
+                reply.refusal or f"finish_reason {reply.finish_reason}",
+                {"usage": reply.usage.model_dump(), "cost_usd": cost},
+            )
+
+        parsed: Any | None = None
+        schema_errors: list[str] | None = None
+        if req.json_schema is not None:
+            parsed, schema_errors = check_json_output(reply.text, req.json_schema)
+
+        log.info(
+            "model_call.done",
+            answered_by=reply.model,
+            finish_reason=reply.finish_reason,
+            input_tokens=reply.usage.input_tokens,
+            output_tokens=reply.usage.output_tokens,
+            cached_input_tokens=reply.usage.cached_input_tokens,
+            cost_usd=cost,
+            latency_ms=round(latency_ms, 1),
+            schema_valid=None if req.json_schema is None else schema_errors is None,
+        )
+        return ModelCallResult(
+            alias=entry.alias,
+            provider=adapter.name,
+            model=reply.model,
+            text=reply.text,
+            parsed=parsed,
+            schema_errors=schema_errors,
+            finish_reason=reply.finish_reason,
+            usage=reply.usage,
+            cost_usd=cost,
+            latency_ms=latency_ms,
+        )
+
+    @activity.defn(name=DESCRIBE_MODELS)
+    async def describe_models(self, req: DescribeModelsInput) -> DescribeModelsResult:
+        """Prices and limits of the aliases a run will use (run as a local
+        activity so the snapshot lands in history and replays identically)."""
+        models = {a: self.registry.describe(a) for a in req.aliases if a in self.registry}
+        unknown = sorted({a for a in req.aliases if a not in self.registry})
+        return DescribeModelsResult(models=models, unknown=unknown)
+
+    # -- helpers ------------------------------------------------------------
+
+    def _entry(self, alias: str) -> ResolvedEntry:
+        if alias not in self.registry:
+            known = ", ".join(self.registry.aliases) or "none"
+            raise config_error(
+                f"unknown model alias {alias!r}: this worker's registry knows {known}"
+            )
+        return self.registry.entry(alias)
+
+    @staticmethod
+    def _api_key(entry: ResolvedEntry) -> str | None:
+        """Read at call time so a rotated key needs no worker restart; the
+        error names the variable, never a value."""
+        if entry.api_key_env is None:
+            return None
+        key = os.environ.get(entry.api_key_env, "").strip()
+        if not key:
+            raise config_error(
+                f"alias {entry.alias!r} needs an API key in environment variable "
+                f"{entry.api_key_env}, which is not set (or empty) on this worker"
+            )
+        return key

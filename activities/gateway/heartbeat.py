@@ -1,0 +1,41 @@
+"""Heartbeat while a slow call is in flight.
+
+A model can take a minute to answer. Without heartbeats, a worker killed
+mid-call is only noticed when the activity's start-to-close timeout expires;
+with them, Temporal retries elsewhere within the heartbeat timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from temporalio import activity
+
+
+def heartbeat_interval(entry_timeout_s: float) -> float:
+    """A third of the heartbeat timeout in force (the one the workflow set,
+    else the registry's), so two beats may be lost before Temporal gives up."""
+    configured = activity.info().heartbeat_timeout
+    timeout_s = configured.total_seconds() if configured else entry_timeout_s
+    return max(timeout_s / 3, 0.05)
+
+
+@asynccontextmanager
+async def heartbeating(interval_s: float) -> AsyncIterator[None]:
+    """Heartbeat now and every `interval_s` until the block exits."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(interval_s)
+
+    task = asyncio.create_task(beat(), name="chorus-heartbeat")
+    try:
+        yield
+    finally:
+        task.cancel()
+        # wait() never raises the task's CancelledError, but does propagate a
+        # cancellation of this activity itself.
+        await asyncio.wait([task])
