@@ -1,0 +1,188 @@
+"""Process settings: one `Settings` read once per process from the environment.
+
+Every value can be set with an environment variable named `CHORUS_<FIELD>`
+(for example `CHORUS_TEMPORAL_ADDRESS`), or in a `.env` file in the working
+directory; real environment variables win over the file. The same class
+configures the CLI, the worker and the embedded dev stack, which hands its own
+settings to the child processes it starts through these variables.
+
+Configuration is checked when it is built, so a half-configured TLS setup
+fails at start-up with a message naming the variable, not at the first run.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CHORUS_"
+
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+DEFAULT_DEV_DYNAMIC_CONFIG: dict[str, Any] = {"history.transferProcessorMaxPollRPS": 1000}
+"""The stock dev server polls its transfer queue at 20/s, which makes every
+sequential activity step take ~50 ms; at 1000/s a step takes ~20 ms."""
+
+
+class Settings(BaseSettings):
+    """Everything a Chorus process needs to find Temporal, the models and its files."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "chorus"
+    temporal_tls: bool | None = None
+    """None (default): TLS is on when an API key or a client certificate is set."""
+    temporal_tls_cert_path: Path | None = None
+    temporal_tls_key_path: Path | None = None
+    temporal_tls_ca_path: Path | None = None
+    temporal_tls_server_name: str | None = None
+    """Override of the server name checked against the certificate (SNI)."""
+    temporal_api_key: SecretStr | None = None
+    """Temporal Cloud API key; implies TLS."""
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
+
+    # Simulator and API
+    simulator_host: str = "127.0.0.1"
+    simulator_port: int = Field(default=8400, ge=1, le=65535)
+    simulator_config: Path | None = None
+    """Optional simulator configuration file, passed as `--config` by the dev stack."""
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
+    # Files
+    state_dir: Path = Path(".state")
+    """Project-local state: Temporal's SQLite file, child logs, pid files."""
+    models_file: Path = Path("chains/models.yaml")
+    chains_dir: Path = Path("chains")
+
+    # Worker tuning
+    max_cached_workflows: int = Field(default=1000, ge=0)
+    max_concurrent_activities: int = Field(default=200, ge=1)
+
+    # Logging
+    log_format: LogFormat = "auto"
+    log_level: LogLevel = "info"
+
+    # Embedded dev server
+    dev_dynamic_config: dict[str, Any] = Field(
+        default_factory=lambda: dict(DEFAULT_DEV_DYNAMIC_CONFIG)
+    )
+    """Dynamic config values handed to `temporal server start-dev`
+    (env: a JSON object, e.g. `CHORUS_DEV_DYNAMIC_CONFIG='{"limit.x": 5}'`)."""
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"CHORUS_TEMPORAL_ADDRESS must be HOST:PORT (e.g. 127.0.0.1:7233), got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Self:
+        cert, key = self.temporal_tls_cert_path, self.temporal_tls_key_path
+        if key is not None and cert is None:
+            raise ValueError(
+                "CHORUS_TEMPORAL_TLS_KEY_PATH is set but CHORUS_TEMPORAL_TLS_CERT_PATH is not: "
+                "mutual TLS needs both the client certificate and its private key"
+            )
+        if cert is not None and key is None:
+            raise ValueError(
+                "CHORUS_TEMPORAL_TLS_CERT_PATH is set but CHORUS_TEMPORAL_TLS_KEY_PATH is not: "
+                "mutual TLS needs both the client certificate and its private key"
+            )
+        for env_name, path in (
+            ("CHORUS_TEMPORAL_TLS_CERT_PATH", cert),
+            ("CHORUS_TEMPORAL_TLS_KEY_PATH", key),
+            ("CHORUS_TEMPORAL_TLS_CA_PATH", self.temporal_tls_ca_path),
+        ):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{env_name} points at {str(path)!r}, which is not a file")
+        if self.temporal_tls is False and (
+            cert is not None or self.temporal_tls_ca_path is not None
+        ):
+            raise ValueError(
+                "CHORUS_TEMPORAL_TLS is false but TLS certificate paths are set: "
+                "remove the paths or enable TLS"
+            )
+        if self.temporal_tls is False and self.temporal_api_key is not None:
+            raise ValueError(
+                "CHORUS_TEMPORAL_API_KEY is set but CHORUS_TEMPORAL_TLS is false: "
+                "Temporal Cloud API keys are only sent over TLS"
+            )
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether the Temporal connection uses TLS (explicit, or implied by
+        an API key or any certificate path)."""
+        if self.temporal_tls is not None:
+            return self.temporal_tls
+        return (
+            self.temporal_api_key is not None
+            or self.temporal_tls_cert_path is not None
+            or self.temporal_tls_ca_path is not None
+        )
+
+    @property
+    def temporal_host(self) -> str:
+        return self.temporal_address.rpartition(":")[0]
+
+    @property
+    def temporal_port(self) -> int:
+        return int(self.temporal_address.rpartition(":")[2])
+
+    @property
+    def simulator_base_url(self) -> str:
+        """OpenAI-compatible base URL of the simulator (what a registry entry's
+        `base_url` would be for a real provider)."""
+        return f"http://{self.simulator_host}:{self.simulator_port}/v1"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        return f"http://{self.temporal_host}:{self.temporal_ui_port}"
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as `CHORUS_*` variables, so a child process started
+        with them reads exactly the same configuration."""
+        env: dict[str, str] = {}
+        for name, value in self:
+            if value is None:
+                continue
+            key = f"{ENV_PREFIX}{name.upper()}"
+            if isinstance(value, SecretStr):
+                env[key] = value.get_secret_value()
+            elif isinstance(value, bool):
+                env[key] = "true" if value else "false"
+            elif isinstance(value, dict):
+                env[key] = json.dumps(value)
+            else:
+                env[key] = str(value)
+        return env
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once (tests build `Settings(...)` directly)."""
+    return Settings()
