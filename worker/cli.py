@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import signal
 import sys
@@ -207,16 +206,18 @@ def simulator(
     """Run the model SIMULATOR (OpenAI-compatible, offline) in the foreground."""
     settings = _settings()
     _configure_logging(settings)
-    from worker.simulator.server import serve
+    from worker.simulator.server import SimulatorStartError, serve
 
-    outcome = serve(
-        host or settings.simulator_host,
-        port or settings.simulator_port,
-        config or settings.simulator_config,
-    )
-    if inspect.isawaitable(outcome):
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(outcome)  # type: ignore[arg-type]
+    config_path = config or settings.simulator_config
+    try:
+        serve(
+            host or settings.simulator_host,
+            port or settings.simulator_port,
+            str(config_path) if config_path else None,
+            log_level=settings.log_level,
+        )
+    except SimulatorStartError as exc:
+        fail(str(exc))
 
 
 # ---------------------------------------------------------------- validate

