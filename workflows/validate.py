@@ -517,5 +517,12 @@ def validate_input(spec: ChainSpec, value: Any) -> list[SpecProblem]:
     validator = Draft202012Validator(
         spec.input_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
     )
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(
+        validator.iter_errors(value), key=lambda e: [_sort_key(p) for p in e.absolute_path]
+    )
     return [SpecProblem(_format_loc(["input", *e.absolute_path]), e.message) for e in errors]
+
+
+def _sort_key(segment: str | int) -> tuple[int, int, str]:
+    """Order paths like documents: list indexes numerically, keys alphabetically."""
+    return (0, segment, "") if isinstance(segment, int) else (1, 0, str(segment))
