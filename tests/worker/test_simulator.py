@@ -255,6 +255,16 @@ async def test_json_schema_default_reply_is_a_valid_instance(http: httpx.AsyncCl
     assert parsed == {"answer": f"[simulated sim-mini] reply to: {USER_TEXT}"}
 
 
+async def test_schema_given_as_system_instruction_is_followed(http: httpx.AsyncClient) -> None:
+    """Messages has no response_format: clients put the schema in the system prompt."""
+    system = (
+        "Reply with a single JSON value that is valid against this JSON Schema. "
+        f"Output only the JSON.\nJSON Schema:\n{json.dumps(TRIAGE_SCHEMA, indent=2)}"
+    )
+    data = (await http.post("/v1/messages", json=messages_body(system=system))).json()
+    jsonschema.validate(json.loads(data["content"][0]["text"]), TRIAGE_SCHEMA)
+
+
 @pytest.mark.parametrize(
     "schema",
     [

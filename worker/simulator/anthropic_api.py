@@ -26,7 +26,13 @@ from worker.simulator.pipeline import (
     serve_call,
     simulator_config,
 )
-from worker.simulator.replies import ChatRequest, ForcedTool, ReplyPlan, build_reply
+from worker.simulator.replies import (
+    ChatRequest,
+    ForcedTool,
+    ReplyPlan,
+    build_reply,
+    schema_from_instructions,
+)
 from worker.simulator.state import RuleUse
 
 _DEFAULT_TYPES = {
@@ -152,6 +158,8 @@ def _chat_request(request: Request, body: _MessagesBody) -> ChatRequest:
     users = [m for m in body.messages if m.role == "user"]
     fmt = body.output_format or {}
     schema = fmt.get("schema") if fmt.get("type") == "json_schema" else None
+    if schema is None and body.system:
+        schema = schema_from_instructions(_content_text(body.system))
     return ChatRequest(
         endpoint="messages",
         model=body.model,

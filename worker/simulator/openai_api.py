@@ -26,7 +26,13 @@ from worker.simulator.pipeline import (
     serve_call,
     simulator_config,
 )
-from worker.simulator.replies import ChatRequest, ForcedTool, ReplyPlan, build_reply
+from worker.simulator.replies import (
+    ChatRequest,
+    ForcedTool,
+    ReplyPlan,
+    build_reply,
+    schema_from_instructions,
+)
 from worker.simulator.state import RuleUse
 
 SIMULATOR_NAME = "chorus-simulator"
@@ -179,6 +185,10 @@ def _chat_request(request: Request, body: _ChatBody) -> ChatRequest:
         raise ProviderError(
             400, f"Invalid response_format type {fmt.get('type')!r}", param="response_format"
         )
+    else:
+        system = "\n".join(m.text() for m in body.messages if m.role in ("system", "developer"))
+        schema = schema_from_instructions(system)
+        json_mode = schema is not None
     users = [m for m in body.messages if m.role == "user"]
     return ChatRequest(
         endpoint="chat",

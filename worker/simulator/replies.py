@@ -8,6 +8,7 @@ decision in one place means both APIs behave the same for the same script.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -82,6 +83,26 @@ class ReplyPlan:
     @property
     def logged_reply(self) -> str | None:
         return self.refusal if self.refusal is not None else self.text
+
+
+_SCHEMA_MARKER = re.compile(r"JSON Schema:\s*", re.IGNORECASE)
+
+
+def schema_from_instructions(system_text: str) -> dict[str, Any] | None:
+    """A JSON schema the system prompt asks the reply to follow, if any.
+
+    APIs without a response_format (Anthropic Messages) get the schema as an
+    instruction ("... valid against this JSON Schema: {...}"); a real model
+    follows it, so the simulator's default reply does too.
+    """
+    for marker in _SCHEMA_MARKER.finditer(system_text):
+        try:
+            schema, _ = json.JSONDecoder().raw_decode(system_text, marker.end())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(schema, dict):
+            return schema
+    return None
 
 
 def default_text(model: str, last_user_text: str) -> str:
