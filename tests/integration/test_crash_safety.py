@@ -1,0 +1,140 @@
+"""A worker killed with SIGKILL mid-call and between steps loses no run and
+pays for no completed model call twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.conftest import FAST_RETRY, MODELS_FILE, ROOT, load_spec
+from worker.simulator.control import SimulatorControl
+from worker.simulator.models import Fault
+from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
+
+pytestmark = pytest.mark.slow
+
+
+class WorkerProcess:
+    """`python -m worker worker` as a separate OS process, so it can be SIGKILLed."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> WorkerProcess:
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "worker", "worker",
+                cwd=ROOT, env=self.env, stdout=out, stderr=out,
+            )  # fmt: skip
+        return self
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        assert await self.proc.wait() == -signal.SIGKILL
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+@pytest.fixture
+def worker_env(
+    temporal_env: Any, simulator: Any, task_queue: str, tmp_path: Path
+) -> dict[str, str]:
+    registry = yaml.safe_load(MODELS_FILE.read_text())
+    for entry in registry["models"].values():
+        entry["heartbeat_timeout_s"] = 2  # notice the dead worker within 2 s
+    models = tmp_path / "models.yaml"
+    models.write_text(yaml.safe_dump(registry))
+    return {
+        **os.environ,
+        "CHORUS_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "CHORUS_TASK_QUEUE": task_queue,
+        "CHORUS_SIMULATOR_HOST": "127.0.0.1",
+        "CHORUS_SIMULATOR_PORT": str(simulator.port),
+        "CHORUS_MODELS_FILE": str(models),
+        "CHORUS_LOG_FORMAT": "json",
+    }
+
+
+async def test_sigkilled_workers_lose_nothing_and_pay_nothing_twice(
+    temporal_env: Any, sim: SimulatorControl, registry: Any, worker_env: dict[str, str],
+    task_queue: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    spec = load_spec(
+        {
+            "name": "crash",
+            "defaults": FAST_RETRY,
+            "steps": [
+                {"name": "s1", "kind": "model", "model": "cheap", "prompt": "Step one {{ input.x }}"},
+                {"name": "s2", "kind": "model", "model": "cheap", "prompt": "Step two {{ steps.s1.output[:30] }}"},
+                {"name": "s3", "kind": "model", "model": "cheap", "prompt": "Step three {{ steps.s2.output[:30] }}"},
+            ],
+        },
+        registry,
+    )  # fmt: skip
+    # The first attempt of s2 hangs in the provider: the worker dies mid-call.
+    await sim.add_faults(Fault(kind="slow", match="Step two", delay_s=60, times=1))
+    workflow_id = f"crash-{uuid.uuid4()}"
+    log = tmp_path / "workers.log"
+    first = await WorkerProcess(worker_env, log).start()
+    workers = [first]
+    try:
+        handle = await temporal_env.client.start_workflow(
+            WORKFLOW_NAME,
+            ChainInput(spec=spec, input={"x": "crash me"}),
+            id=workflow_id,
+            task_queue=task_queue,
+            result_type=ChainResult,
+        )
+        in_flight = await sim.wait_for_calls(
+            2, request_id_prefix=workflow_id, include_pending=True, timeout_s=30
+        )
+        assert in_flight[1].outcome == "pending" and "Step two" in in_flight[1].prompt
+        await first.kill()
+
+        second = await WorkerProcess(worker_env, log).start()
+        workers.append(second)
+        # Kill the replacement too, as soon as s2 has completed: between steps.
+        deadline = asyncio.get_running_loop().time() + 60
+        while not any(
+            c.outcome == "completed" and "Step two" in c.prompt
+            for c in await sim.calls(workflow_id)
+        ):
+            assert asyncio.get_running_loop().time() < deadline, log.read_text()[-3000:]
+            await asyncio.sleep(0.01)
+        await second.kill()
+
+        third = await WorkerProcess(worker_env, log).start()
+        workers.append(third)
+        result = await asyncio.wait_for(handle.result(), 90)
+    finally:
+        for process in workers:
+            await process.stop()
+
+    assert result.status == "completed"
+    assert [result.steps[n].status for n in ("s1", "s2", "s3")] == ["completed"] * 3
+    calls = await sim.calls(workflow_id, include_pending=True)
+    completed = Counter(c.request_id for c in calls if c.outcome == "completed")
+    assert len(completed) == 3, calls
+    assert set(completed.values()) == {1}, f"a completed call was made twice: {completed}"
+    # The call cut off by the first kill was never billed: the simulator saw the
+    # client go away before it answered.
+    assert [c.outcome for c in calls if "Step two" in c.prompt][0] == "aborted"
+    assert result.usage.per_model["cheap"].calls == 3
