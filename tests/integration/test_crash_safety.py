@@ -82,13 +82,16 @@ async def test_sigkilled_workers_lose_nothing_and_pay_nothing_twice(
             "name": "crash",
             "defaults": FAST_RETRY,
             "steps": [
-                {"name": "s1", "kind": "model", "model": "cheap", "prompt": "Step one {{ input.x }}"},
-                {"name": "s2", "kind": "model", "model": "cheap", "prompt": "Step two {{ steps.s1.output[:30] }}"},
-                {"name": "s3", "kind": "model", "model": "cheap", "prompt": "Step three {{ steps.s2.output[:30] }}"},
+                {"name": name, "kind": "model", "model": "cheap", "prompt": prompt}
+                for name, prompt in (
+                    ("s1", "Step one {{ input.x }}"),
+                    ("s2", "Step two {{ steps.s1.output[:30] }}"),
+                    ("s3", "Step three {{ steps.s2.output[:30] }}"),
+                )
             ],
         },
         registry,
-    )  # fmt: skip
+    )
     # The first attempt of s2 hangs in the provider: the worker dies mid-call.
     await sim.add_faults(Fault(kind="slow", match="Step two", delay_s=60, times=1))
     workflow_id = f"crash-{uuid.uuid4()}"
@@ -136,5 +139,5 @@ async def test_sigkilled_workers_lose_nothing_and_pay_nothing_twice(
     assert set(completed.values()) == {1}, f"a completed call was made twice: {completed}"
     # The call cut off by the first kill was never billed: the simulator saw the
     # client go away before it answered.
-    assert [c.outcome for c in calls if "Step two" in c.prompt][0] == "aborted"
+    assert next(c.outcome for c in calls if "Step two" in c.prompt) == "aborted"
     assert result.usage.per_model["cheap"].calls == 3
