@@ -32,7 +32,7 @@ from activities.gateway.types import (
     ModelCallResult,
 )
 
-logger = structlog.get_logger("chorus.gateway")
+LOGGER_NAME = "chorus.gateway"
 
 
 class ModelGateway:
@@ -64,7 +64,9 @@ class ModelGateway:
         """One provider call. Raises `ApplicationError` typed by
         `ProviderErrorType`; an invalid structured reply is returned, not raised."""
         info = activity.info()
-        log = logger.bind(
+        # A fresh logger per call: a module-level proxy would be frozen by
+        # structlog's cache_logger_on_first_use to whatever config came first.
+        log = structlog.get_logger(LOGGER_NAME).bind(
             workflow_id=info.workflow_id,
             run_id=info.workflow_run_id,
             activity=info.activity_type,
