@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sys
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -44,20 +46,33 @@ app = typer.Typer(
 )
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 DEMO_CHAIN = "classify_then_answer"
-DEMO_INPUTS: dict[str, dict[str, Any]] = {
-    # TODO(lead): keep in line with the input_schema of chains/classify_then_answer.yaml.
-    "simple": {"question": "What is the capital of France?"},
-    "complex": {
-        "question": (
-            "Our checkout service times out under load only on Mondays after a deploy. "
-            "Walk through a step-by-step plan to find the root cause and the trade-offs "
-            "of each mitigation."
-        )
-    },
-}
+
+
+@dataclass(frozen=True)
+class DemoCase:
+    label: str
+    question: str
+    classification: dict[str, str]
+    """What the simulated classifier answers for this question (a real model decides itself)."""
+
+
+DEMO_CASES = (
+    DemoCase(
+        "simple",
+        "What is the capital of France?",
+        {"complexity": "simple", "topic": "geography"},
+    ),
+    DemoCase(
+        "complex",
+        "Our checkout service times out under load, but only on Mondays right after a "
+        "deploy. Lay out a step-by-step plan to find the root cause, and weigh the "
+        "trade-offs of each mitigation.",
+        {"complexity": "complex", "topic": "distributed systems"},
+    ),
+)
 
 _POLL_INTERVAL_S = 0.25
 
@@ -323,11 +338,10 @@ def run(
 
     spec = _load_checked_chain(chain, settings)
     value = _read_input(input_json, input_file)
-    try:
-        validate_input(spec, value)
-    except ChainSpecError as exc:
-        _print_problems(f"input does not match chain {spec.name!r}:", exc)
-        raise typer.Exit(1) from None
+    problems = validate_input(spec, value)
+    if problems:
+        _print_problems(f"input does not match chain {spec.name!r}:", ChainSpecError(problems))
+        raise typer.Exit(1)
     workflow_id = run_id or f"{spec.name}-{uuid.uuid4().hex[:12]}"
     code = asyncio.run(_run(settings, spec, value, workflow_id, max_cost, wait=not no_wait))
     raise typer.Exit(code)
@@ -336,7 +350,7 @@ def run(
 async def _start_chain(
     client: Any, settings: Settings, spec: Any, value: Any, workflow_id: str, max_cost: float | None
 ) -> Any:
-    from temporalio.common import TypedSearchAttributes
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
     from workflows.search_attributes import CHAIN_KEY, STATUS_KEY
     from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
@@ -348,7 +362,7 @@ async def _start_chain(
         task_queue=settings.task_queue,
         result_type=ChainResult,
         search_attributes=TypedSearchAttributes(
-            [CHAIN_KEY.value_set(spec.name), STATUS_KEY.value_set("running")]
+            [SearchAttributePair(CHAIN_KEY, spec.name), SearchAttributePair(STATUS_KEY, "running")]
         ),
         static_summary=f"chain {spec.name} v{spec.version}",
     )
@@ -597,7 +611,9 @@ async def _demo(settings: Settings, spec: Any, *, as_json: bool) -> int:
     code = 0
     try:
         client = await stack.client()
-        for label, value in DEMO_INPUTS.items():
+        await _script_demo_classifier(settings)
+        for case in DEMO_CASES:
+            label, value = case.label, {"question": case.question}
             workflow_id = f"demo-{label}-{uuid.uuid4().hex[:8]}"
             handle = await _start_chain(client, settings, spec, value, workflow_id, None)
             try:
@@ -616,7 +632,7 @@ async def _demo(settings: Settings, spec: Any, *, as_json: bool) -> int:
             runs.append(_demo_summary(label, workflow_id, value, result))
             if not as_json:
                 console.rule(f"{label} question  ·  {workflow_id}")
-                console.print(Text(value.get("question", json.dumps(value)), style="italic"))
+                console.print(Text(case.question, style="italic"))
                 render_result(result)
     finally:
         await stack.stop()
@@ -642,6 +658,28 @@ async def _demo(settings: Settings, spec: Any, *, as_json: bool) -> int:
             f"histories in the Temporal UI: {settings.temporal_ui_url}"
         )
     return code
+
+
+async def _script_demo_classifier(settings: Settings) -> None:
+    """Tell the SIMULATOR how to classify the two demo questions.
+
+    A simulated model cannot judge complexity, so without this both questions
+    would take the same branch. Each rule matches only the classify prompt of
+    one demo question and answers once, so a shared simulator is left as it was.
+    """
+    from worker.simulator.control import SimulatorControl
+    from worker.simulator.models import Rule
+
+    rules = [
+        Rule(
+            match=r"(?s)Classify this question\..*" + re.escape(case.question),
+            json=case.classification,
+            times=1,
+        )
+        for case in DEMO_CASES
+    ]
+    async with SimulatorControl(settings.simulator_base_url) as control:
+        await control.add_rules(*rules)
 
 
 def _demo_summary(label: str, workflow_id: str, value: Any, result: Any) -> dict[str, Any]:

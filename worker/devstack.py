@@ -189,6 +189,10 @@ class DevStack:
     their own worker in-process).
     """
 
+    port_busy_wait_s = 5.0
+    """How long a listener on the Temporal port may take to start answering
+    (another `chorus dev` still starting) before it counts as a foreign process."""
+
     def __init__(
         self,
         settings: Settings,
@@ -382,7 +386,7 @@ class DevStack:
         host, port = settings.temporal_host, settings.temporal_port
         if await port_open(host, port):
             # Possibly a server still starting (another `chorus dev`): give it a moment.
-            if await self._wait_until(self.temporal_reachable, 5.0):
+            if await self._wait_until(self.temporal_reachable, self.port_busy_wait_s):
                 self.reused.append("temporal")
                 return
             raise DevStackError(

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        # Errors must never echo the input: it can hold the Temporal API key.
+        hide_input_in_errors=True,
     )
 
     # Temporal

@@ -1,0 +1,39 @@
+# Chorus: two commands to try it, one to test it.
+#   make demo   set up .venv and run the flagship chain on the embedded stack
+#   make test   lint, then the whole test suite (real Temporal, real simulator)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test lint fmt bench clean
+
+# Reinstall only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/chorus demo
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: venv
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf .state .ruff_cache .pytest_cache
