@@ -1,0 +1,175 @@
+"""Record workflow histories of the shipped chains for the replay tests.
+
+    .venv/bin/python -m tests.histories.record      (or: make histories)
+
+Run it when a change to workflows/ is *meant* to alter the commands a run
+issues, after guarding the change with `workflow.patched`; commit the new
+files next to the old ones (old histories must keep replaying: they stand for
+runs in flight when a new worker version is deployed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.gateway.activities import ModelGateway
+from activities.gateway.registry import ModelRegistry
+from worker.assembly import create_worker
+from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
+from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG
+from worker.simulator.control import SimulatorControl
+from worker.simulator.models import Fault, Rule
+from worker.simulator.server import SimulatorServer
+from workflows.spec import ChainSpec
+from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
+from workflows.validate import load_chain_yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+FAST = {"max_attempts": 3, "initial_interval_s": 0.1, "backoff": 1.0}
+
+Setup = Callable[[SimulatorControl], Awaitable[None]]
+
+
+async def _nothing(_: SimulatorControl) -> None:
+    return None
+
+
+def _rules(*rules: Rule) -> Setup:
+    async def setup(sim: SimulatorControl) -> None:
+        await sim.add_rules(*rules)
+
+    return setup
+
+
+def _faults(*faults: Fault) -> Setup:
+    async def setup(sim: SimulatorControl) -> None:
+        await sim.add_faults(*faults)
+
+    return setup
+
+
+def _shipped(name: str, aliases: set[str]) -> ChainSpec:
+    return load_chain_yaml((ROOT / "chains" / f"{name}.yaml").read_text(), aliases)
+
+
+def _scenarios(aliases: set[str]) -> list[tuple[str, ChainSpec, Any, Setup]]:
+    classify = _shipped("classify_then_answer", aliases)
+    judge = _shipped("ask_two_judge", aliases)
+    cascade = _shipped("cascade_answer", aliases)
+    return [
+        ("classify_then_answer__simple", classify, {"question": "Opening hours?"}, _nothing),
+        (
+            "classify_then_answer__complex",
+            classify,
+            {"question": "Plan my loan"},
+            _rules(
+                Rule(model="sim-mini", json={"complexity": "complex", "topic": "loans"}, times=1)
+            ),
+        ),
+        (
+            "classify_then_answer__reask",
+            classify,
+            {"question": "Plan my loan"},
+            _rules(
+                Rule(
+                    model="sim-mini",
+                    replies=["not json", '{"complexity": "complex", "topic": "x"}'],
+                    times=2,
+                ),
+            ),
+        ),
+        ("ask_two_judge__default", judge, {"question": "Tea or coffee?"}, _nothing),
+        (
+            "ask_two_judge__branch_fails",
+            judge,
+            {"question": "Tea or coffee?"},
+            _faults(Fault(kind="status", status=400, model="sim-large", times=5)),
+        ),
+        (
+            "cascade_answer__confident",
+            cascade,
+            {"question": "Opening hours?"},
+            _rules(Rule(model="sim-mini", json={"answer": "9 to 5", "confidence": 0.95})),
+        ),
+        (
+            "cascade_answer__escalated",
+            cascade,
+            {"question": "Is my contract void?"},
+            _rules(Rule(model="sim-mini", json={"answer": "maybe", "confidence": 0.3})),
+        ),
+        (
+            "cascade_answer__budget_exceeded",
+            cascade,
+            {"question": "Is my contract void?"},
+            _rules(
+                Rule(
+                    model="sim-mini",
+                    json={"answer": "maybe", "confidence": 0.3},
+                    usage={"completion_tokens": 400, "prompt_tokens": 90000},
+                )
+            ),
+        ),
+    ]
+
+
+async def _record(
+    client: Client, task_queue: str, sim: SimulatorControl, name: str, spec: ChainSpec,
+    value: Any, setup: Setup,
+) -> None:  # fmt: skip
+    await sim.reset()
+    await setup(sim)
+    handle = await client.start_workflow(
+        WORKFLOW_NAME,
+        ChainInput(spec=spec, input=value),
+        id=f"history-{name}-{uuid.uuid4()}",
+        task_queue=task_queue,
+        result_type=ChainResult,
+    )
+    try:
+        result = await handle.result()
+        outcome = result.status
+    except WorkflowFailureError as err:
+        outcome = f"failed ({err.cause})"
+    history = await handle.fetch_history()
+    (HERE / f"{name}.json").write_text(history.to_json())
+    print(f"{name}: {outcome}, {len(history.events)} events")
+
+
+async def main() -> None:
+    with SimulatorServer() as simulator:
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=find_temporal_binary(),
+            data_converter=pydantic_data_converter,
+            dev_server_extra_args=[
+                *search_attribute_args(),
+                *dynamic_config_args(DEFAULT_DEV_DYNAMIC_CONFIG),
+            ],
+        )
+        registry = ModelRegistry.from_file(
+            ROOT / "chains" / "models.yaml", simulator_base_url=simulator.openai_base_url
+        )
+        gateway = ModelGateway(registry)
+        task_queue = f"histories-{uuid.uuid4()}"
+        try:
+            async with (
+                create_worker(env.client, task_queue=task_queue, activities=gateway.activities),
+                SimulatorControl(simulator.url) as sim,
+            ):
+                for name, spec, value, setup in _scenarios(set(registry.aliases)):
+                    await _record(env.client, task_queue, sim, name, spec, value, setup)
+        finally:
+            await gateway.aclose()
+            await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
