@@ -32,14 +32,14 @@ USER_TEXT = "Summarise the quarterly report for the board."
 
 
 @pytest.fixture(scope="module")
-async def sim() -> AsyncIterator[SimulatorServer]:
+async def server() -> AsyncIterator[SimulatorServer]:
     async with SimulatorServer() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-async def control(sim: SimulatorServer) -> AsyncIterator[SimulatorControl]:
-    async with SimulatorControl(sim.url) as ctl:
+async def control(server: SimulatorServer) -> AsyncIterator[SimulatorControl]:
+    async with SimulatorControl(server.url) as ctl:
         yield ctl
 
 
@@ -49,8 +49,8 @@ async def _clean(control: SimulatorControl) -> None:
 
 
 @pytest.fixture(scope="module")
-async def http(sim: SimulatorServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
+async def http(server: SimulatorServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         yield client
 
 
@@ -407,6 +407,7 @@ async def test_status_faults_with_retry_headers(
     resp = await http.post("/v1/chat/completions", json=chat_body(model="sim-large"))
     assert resp.status_code == 429
     assert resp.json()["error"]["code"] == "insufficient_quota"
+    assert resp.json()["error"]["type"] == "insufficient_quota"
     assert "retry-after" not in resp.headers
 
     calls = await control.calls()
@@ -458,11 +459,11 @@ async def test_slow_and_malformed_faults(
 
 
 async def test_client_timeout_during_slow_fault_is_aborted_and_gives_rule_back(
-    sim: SimulatorServer, http: httpx.AsyncClient, control: SimulatorControl
+    server: SimulatorServer, http: httpx.AsyncClient, control: SimulatorControl
 ) -> None:
     await control.add_rules(Rule(reply="scripted once", times=1))
     await control.add_faults(Fault(kind="slow", delay_s=2.0))
-    async with httpx.AsyncClient(base_url=sim.url, timeout=0.2) as impatient:
+    async with httpx.AsyncClient(base_url=server.url, timeout=0.2) as impatient:
         with pytest.raises(httpx.ReadTimeout):
             await impatient.post(
                 "/v1/chat/completions", json=chat_body(), headers={"X-Chorus-Request-Id": "w1"}
@@ -569,8 +570,8 @@ TIGHT = SimulatorConfig(
 @pytest.fixture(scope="module")
 async def tight() -> AsyncIterator[httpx.AsyncClient]:
     async with (
-        SimulatorServer(TIGHT) as server,
-        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+        SimulatorServer(TIGHT) as tight_server,
+        httpx.AsyncClient(base_url=tight_server.url, timeout=10) as client,
     ):
         yield client
 

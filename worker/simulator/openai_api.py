@@ -62,6 +62,8 @@ class OpenAIDialect:
         error_type = error.error_type or _DEFAULT_TYPES.get(
             error.status, "server_error" if error.status >= 500 else "invalid_request_error"
         )
+        if error.error_type is None and error.code == "insufficient_quota":
+            error_type = "insufficient_quota"  # as OpenAI sends it for an exhausted quota
         body = {
             "error": {
                 "message": error.message,
