@@ -1,0 +1,182 @@
+"""Per-step overhead of Chorus over raw Temporal and over direct HTTP calls.
+
+Runs, on one Temporal dev server and in one process, side by side:
+  1. a minimal hand-written Temporal workflow calling the simulator N times,
+  2. the same N calls as a Chorus chain of N model steps,
+  3. the same N calls made directly with httpx, without Temporal.
+The simulator answers with zero latency so the figures are pure overhead.
+Prints per-step medians and ratios; the last line is one JSON object.
+
+    .venv/bin/python bench/overhead.py --steps 20 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+if __package__ in (None, ""):  # run as `python bench/overhead.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.gateway.activities import ModelGateway
+from activities.gateway.registry import ModelRegistry
+from bench.raw_activities import RawActivities
+from bench.raw_workflow import RawInput, RawWorkflow
+from worker.assembly import create_worker, sandbox_runner
+from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
+from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG
+from worker.simulator.models import default_simulator_config
+from worker.simulator.server import SimulatorServer
+from workflows.spec import ChainSpec
+from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM_MODEL = "sim-mini"
+ALIAS = "cheap"
+
+
+def chain_spec(steps: int) -> ChainSpec:
+    previous = "{{ steps.s%d.output[:40] }}"
+    return ChainSpec.model_validate(
+        {
+            "name": "bench_overhead",
+            "steps": [
+                {
+                    "name": f"s{i}",
+                    "kind": "model",
+                    "model": ALIAS,
+                    "prompt": f"Step {i}: " + (previous % (i - 1) if i else ""),
+                    "max_tokens": 64,
+                }
+                for i in range(steps)
+            ],
+        }
+    )
+
+
+async def direct_per_step(base_url: str, steps: int) -> float:
+    async with httpx.AsyncClient(timeout=30) as http:
+        text = ""
+        started = time.perf_counter()
+        for i in range(steps):
+            response = await http.post(
+                f"{base_url}/chat/completions",
+                json={
+                    "model": SIM_MODEL,
+                    "messages": [{"role": "user", "content": f"Step {i}: {text[:40]}"}],
+                    "max_tokens": 64,
+                },
+            )
+            response.raise_for_status()
+            text = response.json()["choices"][0]["message"]["content"]
+        return (time.perf_counter() - started) * 1000 / steps
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    config = default_simulator_config()
+    config.models = {
+        name: model.model_copy(update={"latency_ms": 0}) for name, model in config.models.items()
+    }
+    extra_args = [*search_attribute_args(), *dynamic_config_args(DEFAULT_DEV_DYNAMIC_CONFIG)]
+
+    with SimulatorServer(config=config) as sim:
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=find_temporal_binary(),
+            data_converter=pydantic_data_converter,
+            dev_server_extra_args=extra_args,
+        )
+        registry = ModelRegistry.from_file(
+            ROOT / "chains" / "models.yaml", simulator_base_url=sim.openai_base_url
+        )
+        gateway = ModelGateway(registry)
+        raw = RawActivities()
+        queue_chorus, queue_raw = f"bench-chorus-{uuid.uuid4()}", f"bench-raw-{uuid.uuid4()}"
+        chorus_worker = create_worker(
+            env.client, task_queue=queue_chorus, activities=gateway.activities
+        )
+        raw_worker = Worker(
+            env.client,
+            task_queue=queue_raw,
+            workflows=[RawWorkflow],
+            activities=[raw.raw_call],
+            workflow_runner=sandbox_runner(),
+        )
+        spec = chain_spec(args.steps)
+        raw_ms: list[float] = []
+        chorus_ms: list[float] = []
+        direct_ms: list[float] = []
+        try:
+            async with chorus_worker, raw_worker:
+                for repeat in range(args.repeat + 1):  # the first round warms up
+                    started = time.perf_counter()
+                    await env.client.execute_workflow(
+                        RawWorkflow.run,
+                        RawInput(base_url=sim.openai_base_url, model=SIM_MODEL, steps=args.steps),
+                        id=f"bench-raw-{uuid.uuid4()}",
+                        task_queue=queue_raw,
+                    )
+                    raw_step = (time.perf_counter() - started) * 1000 / args.steps
+
+                    started = time.perf_counter()
+                    result = await env.client.execute_workflow(
+                        WORKFLOW_NAME,
+                        ChainInput(spec=spec, input={}),
+                        id=f"bench-chorus-{uuid.uuid4()}",
+                        task_queue=queue_chorus,
+                        result_type=ChainResult,
+                    )
+                    chorus_step = (time.perf_counter() - started) * 1000 / args.steps
+                    assert result.status == "completed" and len(result.steps) == args.steps
+
+                    direct_step = await direct_per_step(sim.openai_base_url, args.steps)
+                    if repeat == 0:
+                        continue
+                    raw_ms.append(raw_step)
+                    chorus_ms.append(chorus_step)
+                    direct_ms.append(direct_step)
+                    print(
+                        f"round {repeat}: raw {raw_step:.1f} ms/step, "
+                        f"chorus {chorus_step:.1f} ms/step, direct {direct_step:.2f} ms/step"
+                    )
+        finally:
+            await gateway.aclose()
+            await raw.aclose()
+            await env.shutdown()
+
+    figures = {
+        "steps": args.steps,
+        "repeat": args.repeat,
+        "temporal_dynamic_config": DEFAULT_DEV_DYNAMIC_CONFIG,
+        "raw_temporal_ms": round(statistics.median(raw_ms), 2),
+        "chorus_ms": round(statistics.median(chorus_ms), 2),
+        "direct_ms": round(statistics.median(direct_ms), 3),
+    }
+    figures["chorus_over_raw"] = round(figures["chorus_ms"] / figures["raw_temporal_ms"], 3)
+    figures["chorus_over_direct"] = round(figures["chorus_ms"] / figures["direct_ms"], 1)
+    print(
+        f"per step (median of {args.repeat}): raw Temporal {figures['raw_temporal_ms']} ms, "
+        f"Chorus {figures['chorus_ms']} ms, direct httpx {figures['direct_ms']} ms; "
+        f"Chorus/raw {figures['chorus_over_raw']}, Chorus/direct {figures['chorus_over_direct']} "
+        f"(dev server dynamic config: {DEFAULT_DEV_DYNAMIC_CONFIG})"
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
