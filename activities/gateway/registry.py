@@ -23,6 +23,7 @@ from activities.gateway.pricing import lookup
 from activities.gateway.types import ModelInfo, ModelPrices
 
 ProviderName = Literal["openai", "anthropic", "simulator"]
+PriceSource = Literal["registry", "genai-prices"]
 
 DEFAULT_BASE_URLS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
@@ -97,7 +98,7 @@ class ResolvedEntry(BaseModel):
     base_url: str
     api_key_env: str | None
     prices: ModelPrices
-    prices_source: Literal["registry", "genai-prices"]
+    prices_source: PriceSource
     context_window: int | None
     timeout_s: float
     heartbeat_timeout_s: float
@@ -156,6 +157,7 @@ def _resolve(alias: str, entry: ModelEntry, simulator_base_url: str | None) -> R
         raise fail(f"field 'api_key_env' is required for the public {entry.provider} API")
 
     priced = lookup(entry.price_provider or entry.provider, entry.model)
+    prices_source: PriceSource
     if entry.prices is not None:
         prices, prices_source = entry.prices, "registry"
     elif priced is not None:

@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.gateway.providers import REQUEST_ID_HEADER, adapter_for
 from activities.gateway.providers.anthropic import ANTHROPIC_VERSION
+from activities.gateway.providers.openai import parse_reply as parse_openai_reply
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
 from activities.gateway.types import ChatMessage, ModelCallInput, TokenUsage
 from activities.gateway.types import ProviderErrorType as T
@@ -410,3 +411,53 @@ async def test_connection_refused_is_retryable(
         await adapter_for("simulator").complete(http, entry, None, call(), request_id)
     assert caught.value.type == T.CONNECTION and not caught.value.non_retryable
     assert "simulator" in caught.value.message and "'cheap'" in caught.value.message
+
+
+class TestOpenAIReplyParsing:
+    """Reply shapes the simulator does not produce but compatible servers do."""
+
+    def parse(self, registry: ModelRegistry, data: dict[str, Any]):
+        return parse_openai_reply("openai", registry.entry("gpt"), data)
+
+    def test_content_as_text_parts(self, gw_registry: ModelRegistry) -> None:
+        data = {
+            "model": "m",
+            "choices": [
+                {
+                    "message": {
+                        "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+                    },
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+        reply = self.parse(gw_registry, data)
+        assert reply.text == "ab" and reply.usage == TokenUsage()
+
+    def test_null_content_without_refusal_is_malformed(self, gw_registry: ModelRegistry) -> None:
+        data = {"choices": [{"message": {"content": None}, "finish_reason": "stop"}]}
+        with pytest.raises(ApplicationError) as caught:
+            self.parse(gw_registry, data)
+        assert caught.value.type == T.MALFORMED and not caught.value.non_retryable
+
+    def test_content_filter_finish_reason_is_a_refusal(self, gw_registry: ModelRegistry) -> None:
+        data = {"choices": [{"message": {"content": None}, "finish_reason": "content_filter"}]}
+        assert self.parse(gw_registry, data).refused
+
+    @pytest.mark.parametrize(("code", "expected"), [(429, T.RATE_LIMITED), (None, T.SERVER_ERROR)])
+    def test_error_in_a_200_body_is_translated(
+        self, gw_registry: ModelRegistry, code: int | None, expected: str
+    ) -> None:
+        data = {"error": {"code": code, "message": "upstream said no"}}
+        with pytest.raises(ApplicationError) as caught:
+            self.parse(gw_registry, data)
+        assert caught.value.type == expected
+        assert "upstream said no" in caught.value.message
+
+    @pytest.mark.parametrize("data", [{}, {"choices": []}, {"choices": [{"message": "x"}]}])
+    def test_missing_parts_are_malformed(
+        self, gw_registry: ModelRegistry, data: dict[str, Any]
+    ) -> None:
+        with pytest.raises(ApplicationError) as caught:
+            self.parse(gw_registry, data)
+        assert caught.value.type == T.MALFORMED

@@ -6,11 +6,12 @@ simulator, which all speak this API; `name` labels which one it is.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 
-from activities.gateway.errors import malformed_response
+from activities.gateway.errors import malformed_response, translate_http_error
 from activities.gateway.providers.base import (
     REQUEST_ID_HEADER,
     ProviderReply,
@@ -82,6 +83,12 @@ def _content_text(content: Any) -> str | None:
 
 def parse_reply(name: str, entry: ResolvedEntry, data: dict[str, Any]) -> ProviderReply:
     choices = data.get("choices")
+    if choices is None and isinstance(data.get("error"), dict):
+        # Some gateways (OpenRouter) report an upstream failure in a 200 body,
+        # with the HTTP status they would have used as the error's code.
+        code = data["error"].get("code")
+        status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+        raise translate_http_error(name, status, {}, json.dumps(data), alias=entry.alias)
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise malformed_response(name, entry.alias, "no choices in a chat completion")
     choice = choices[0]
