@@ -15,6 +15,7 @@ never leak a secret.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,20 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
 
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _delay_from_number(raw: str, units_per_s: float) -> timedelta | None:
+    """A non-negative finite number of units, else None (garbage is ignored)."""
+    try:
+        seconds = float(raw.strip()) / units_per_s
+        if not math.isfinite(seconds) or seconds < 0:
+            return None
+        return timedelta(seconds=seconds)
+    except (ValueError, OverflowError):
+        return None
+
+
 def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> timedelta | None:
     """How long the provider asked us to wait, or None when it did not say.
 
@@ -97,22 +112,15 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
     lowered = _lower_headers(headers)
     raw_ms = lowered.get("retry-after-ms")
     if raw_ms is not None:
-        try:
-            millis = float(raw_ms.strip())
-        except ValueError:
-            millis = None
-        if millis is not None and millis >= 0 and millis == millis:  # not NaN
-            return timedelta(milliseconds=millis)
+        delay = _delay_from_number(raw_ms, 1000.0)
+        if delay is not None:
+            return delay
     raw = lowered.get("retry-after")
     if raw is None:
         return None
     raw = raw.strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = None
-    if seconds is not None:
-        return timedelta(seconds=seconds) if seconds >= 0 else None
+    if _NUMBER.match(raw):
+        return _delay_from_number(raw, 1.0)
     try:
         when = parsedate_to_datetime(raw)
     except (TypeError, ValueError, IndexError):

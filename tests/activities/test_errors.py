@@ -305,9 +305,10 @@ class TestParseRetryAfter:
         headers = httpx.Headers({"Retry-After-Ms": "1500"})
         assert parse_retry_after(headers) == timedelta(seconds=1.5)
 
-    @pytest.mark.parametrize("value", ["soon", "-3", ""])
+    @pytest.mark.parametrize("value", ["soon", "-3", "", "inf", "nan", "1e400", "Mon, 99 Foo"])
     def test_garbage_is_ignored(self, value: str) -> None:
         assert parse_retry_after({"Retry-After": value}) is None
+        assert parse_retry_after({"retry-after-ms": value}) is None
 
     def test_bad_ms_falls_back_to_seconds(self) -> None:
         assert parse_retry_after({"retry-after-ms": "x", "retry-after": "4"}) == timedelta(
