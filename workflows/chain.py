@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         ModelCallInput,
         ModelCallResult,
         ModelInfo,
+        TokenUsage,
     )
     from workflows import templating
     from workflows.budget import Budget, BudgetExceededError, estimate_prompt_tokens
@@ -186,7 +187,7 @@ class ChainWorkflow:
                 continue
             step_usage = summary.per_step.setdefault(record.name, ModelUsage())
             for call in record.calls:
-                if call.outcome == "failed":
+                if call.outcome == "failed" and not call.cost_usd:
                     continue
                 for bucket in (step_usage, summary.per_model.setdefault(call.alias, ModelUsage())):
                     bucket.calls += 1
@@ -450,15 +451,22 @@ class ChainWorkflow:
                 summary=f"{step.name} · {alias} ({info.model})",
             )
         except ActivityError as err:
-            self._budget.release(reservation)
+            usage, cost = _billed_usage(err)
+            # Most failures are not billed; a refusal is, and says so.
+            self._budget.settle(reservation, cost)
             record.calls.append(
                 ModelCallRecord(
                     alias=alias,
                     outcome="failed",
+                    usage=usage,
+                    cost_usd=cost,
                     error=_describe_activity_error(err),
                     purpose=purpose,  # type: ignore[arg-type]
                 )
             )
+            if cost:
+                record.usage = record.usage + usage
+                record.cost_usd += cost
             raise
         # A cancelled call keeps its reservation: the provider may still bill it.
         self._budget.settle(reservation, result.cost_usd)
@@ -492,6 +500,18 @@ class ChainWorkflow:
             return templating.evaluate_bool(expression, context)
         except templating.TemplateRenderError as err:
             raise ChainFailure("TemplateError", f"{where}: {err}") from None
+
+
+def _billed_usage(err: ActivityError) -> tuple[TokenUsage, float]:
+    """Usage a failed call was billed for, when the activity reported it in
+    the error's details (refusals: the provider charged for the reply)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.details:
+        detail = cause.details[0]
+        if isinstance(detail, dict) and "cost_usd" in detail:
+            usage = TokenUsage.model_validate(detail.get("usage") or {})
+            return usage, float(detail["cost_usd"])
+    return TokenUsage(), 0.0
 
 
 def _is_budget_failure(error: BaseException) -> bool:

@@ -108,6 +108,12 @@ async def test_refusal_moves_to_next_fallback(runner: ChainRunner, sim, registry
 
     result = await runner.run(one_step(registry, fallbacks=["cheap_b"]), {"q": "refuse me"})
 
-    assert result.steps["answer"].model == "cheap_b"
-    assert "ContentRefused" in (result.steps["answer"].calls[0].error or "")
+    step = result.steps["answer"]
+    assert step.model == "cheap_b"
+    refused, answered = step.calls
+    assert refused.outcome == "failed" and "ContentRefused" in (refused.error or "")
     assert [c.model for c in await sim.calls()] == ["sim-mini", "sim-mini-b"]
+    # The provider bills a refusal: it counts against the run like an answer.
+    assert refused.cost_usd > 0 and refused.usage.output_tokens > 0
+    assert result.usage.per_model["cheap"].cost_usd == refused.cost_usd
+    assert result.usage.cost_usd == refused.cost_usd + answered.cost_usd
