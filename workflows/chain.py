@@ -71,6 +71,7 @@ REASK_PROMPT = (
     "Reply again with only a JSON value that matches the schema."
 )
 _DEFAULT_RETRY = RetrySpec()
+_TIMEOUT_MARGIN_S = 5.0
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -440,7 +441,9 @@ class ChainWorkflow:
                     step=step.name,
                 ),
                 result_type=ModelCallResult,
-                start_to_close_timeout=timedelta(seconds=info.timeout_s),
+                # A margin over the HTTP deadline, so a slow provider fails as a
+                # typed ProviderTimeout rather than Temporal's own timeout.
+                start_to_close_timeout=timedelta(seconds=info.timeout_s + _TIMEOUT_MARGIN_S),
                 heartbeat_timeout=timedelta(seconds=info.heartbeat_timeout_s),
                 retry_policy=RetryPolicy(
                     maximum_attempts=retry.max_attempts,
