@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,7 +19,10 @@ from temporalio.testing import WorkflowEnvironment
 from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
 from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG
 
+ROOT = Path(__file__).resolve().parents[1]
+
 if TYPE_CHECKING:
+    from activities.gateway.registry import ModelRegistry
     from worker.simulator.control import SimulatorControl
     from worker.simulator.server import SimulatorServer
 
@@ -54,15 +58,31 @@ def simulator() -> Iterator[SimulatorServer]:
         yield server
 
 
-@pytest.fixture
-async def sim(simulator: SimulatorServer) -> AsyncIterator[SimulatorControl]:
-    """Control client of the session simulator, reset (no rules, faults or
-    logged calls) before the test."""
+@pytest.fixture(scope="session")
+async def _sim_control(simulator: SimulatorServer) -> AsyncIterator[SimulatorControl]:
+    # One client for the session: a new httpx client costs ~0.2 s of TLS setup.
     from worker.simulator.control import SimulatorControl
 
     async with SimulatorControl(simulator.url) as control:
-        await control.reset()
         yield control
+
+
+@pytest.fixture
+async def sim(_sim_control: SimulatorControl) -> SimulatorControl:
+    """Control client of the session simulator, reset (no rules, faults or
+    logged calls) before the test."""
+    await _sim_control.reset()
+    return _sim_control
+
+
+@pytest.fixture(scope="session")
+def registry(simulator: SimulatorServer) -> ModelRegistry:
+    """The shipped model registry (chains/models.yaml), pointed at the session simulator."""
+    from activities.gateway.registry import ModelRegistry
+
+    return ModelRegistry.from_file(
+        ROOT / "chains" / "models.yaml", simulator_base_url=simulator.openai_base_url
+    )
 
 
 @pytest.fixture

@@ -23,11 +23,6 @@ MODELS_FILE = ROOT / "chains" / "models.yaml"
 FAST_RETRY = {"max_attempts": 3, "initial_interval_s": 0.1, "backoff": 1.0}
 
 
-@pytest.fixture(scope="session")
-def registry(simulator: Any) -> ModelRegistry:
-    return ModelRegistry.from_file(MODELS_FILE, simulator_base_url=simulator.openai_base_url)
-
-
 def load_spec(data: dict[str, Any] | str, registry: ModelRegistry) -> ChainSpec:
     spec = parse_chain_yaml(data) if isinstance(data, str) else parse_chain(data)
     check_chain(spec, registry.aliases)
