@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -72,6 +72,8 @@ REASK_PROMPT = (
 )
 _DEFAULT_RETRY = RetrySpec()
 _TIMEOUT_MARGIN_S = 5.0
+COST_REFRESH = timedelta(seconds=2)
+PATCH_THROTTLE_COST_UPSERTS = "chorus-throttle-cost-upserts"
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -87,6 +89,8 @@ class ChainWorkflow:
         self._steps_executed = 0
         self._models: dict[str, ModelInfo] = {}
         self._error: str | None = None
+        self._cost_published_at: datetime | None = None
+        self._throttle_cost_upserts = True
 
     @workflow.run
     async def run(self, inp: ChainInput) -> ChainResult:
@@ -102,6 +106,9 @@ class ChainWorkflow:
                 COST_KEY.value_set(0.0),
             ]
         )
+        self._cost_published_at = workflow.now()
+        # Runs started before cost upserts were throttled upsert after every call.
+        self._throttle_cost_upserts = workflow.patched(PATCH_THROTTLE_COST_UPSERTS)
         context: dict[str, Any] = {"input": inp.input, "steps": {}}
         try:
             await self._load_models(spec)
@@ -159,6 +166,18 @@ class ChainWorkflow:
                 f"does not know: {', '.join(described.unknown)}",
             )
         self._models = described.models
+
+    def _publish_cost(self) -> None:
+        """Keep ChorusCostUsd current for ops, at most every few seconds: each
+        upsert is a visibility write on the server, and doing one per model
+        call cost ~4 ms a step (bench/overhead.py). The final value is always
+        written when the run ends."""
+        now = workflow.now()
+        recent = self._cost_published_at and now - self._cost_published_at < COST_REFRESH
+        if recent and self._throttle_cost_upserts:
+            return
+        self._cost_published_at = now
+        workflow.upsert_search_attributes([COST_KEY.value_set(self._budget.spent_usd)])
 
     def _finish(self, status: RunStatus, error: str | None) -> None:
         self._status = status
@@ -487,7 +506,7 @@ class ChainWorkflow:
         )
         record.usage = record.usage + result.usage
         record.cost_usd += result.cost_usd
-        workflow.upsert_search_attributes([COST_KEY.value_set(self._budget.spent_usd)])
+        self._publish_cost()
         return result
 
     # -- templates -------------------------------------------------------------

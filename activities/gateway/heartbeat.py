@@ -24,12 +24,16 @@ def heartbeat_interval(entry_timeout_s: float) -> float:
 
 @asynccontextmanager
 async def heartbeating(interval_s: float) -> AsyncIterator[None]:
-    """Heartbeat now and every `interval_s` until the block exits."""
+    """Heartbeat every `interval_s` until the block exits.
+
+    The first beat waits one interval: the heartbeat timeout runs from the
+    activity's start, and a beat at once would add a server round trip to
+    every call, most of which finish long before the first one is due."""
 
     async def beat() -> None:
         while True:
-            activity.heartbeat()
             await asyncio.sleep(interval_s)
+            activity.heartbeat()
 
     task = asyncio.create_task(beat(), name="chorus-heartbeat")
     try:

@@ -1,15 +1,17 @@
 """Record workflow histories of the shipped chains for the replay tests.
 
-    .venv/bin/python -m tests.histories.record      (or: make histories)
+    .venv/bin/python -m tests.histories.record --tag TAG    (or: make histories TAG=...)
 
 Run it when a change to workflows/ is *meant* to alter the commands a run
 issues, after guarding the change with `workflow.patched`; commit the new
 files next to the old ones (old histories must keep replaying: they stand for
-runs in flight when a new worker version is deployed).
+runs in flight when a new worker version is deployed). Files are named
+`CHAIN__SCENARIO[__TAG].json`; the tag says which workflow version recorded them.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
@@ -123,7 +125,7 @@ def _scenarios(aliases: set[str]) -> list[tuple[str, ChainSpec, Any, Setup]]:
 
 async def _record(
     client: Client, task_queue: str, sim: SimulatorControl, name: str, spec: ChainSpec,
-    value: Any, setup: Setup,
+    value: Any, setup: Setup, tag: str,
 ) -> None:  # fmt: skip
     await sim.reset()
     await setup(sim)
@@ -140,11 +142,14 @@ async def _record(
     except WorkflowFailureError as err:
         outcome = f"failed ({err.cause})"
     history = await handle.fetch_history()
-    (HERE / f"{name}.json").write_text(history.to_json())
+    (HERE / f"{name}__{tag}.json").write_text(history.to_json())
     print(f"{name}: {outcome}, {len(history.events)} events")
 
 
 async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tag", required=True, help="names the workflow version, e.g. a patch id")
+    tag = parser.parse_args().tag
     with SimulatorServer() as simulator:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=find_temporal_binary(),
@@ -165,7 +170,7 @@ async def main() -> None:
                 SimulatorControl(simulator.url) as sim,
             ):
                 for name, spec, value, setup in _scenarios(set(registry.aliases)):
-                    await _record(env.client, task_queue, sim, name, spec, value, setup)
+                    await _record(env.client, task_queue, sim, name, spec, value, setup, tag)
         finally:
             await gateway.aclose()
             await env.shutdown()

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -138,3 +139,36 @@ async def test_api_keys_never_enter_history(
     assert [c.endpoint for c in await sim.calls(handle.id)] == ["chat", "messages"]
     assert "CHORUS_TEST_OPENAI_KEY" not in history  # not even the variable's name
     assert secret not in history
+
+
+@pytest.mark.slow
+async def test_cost_search_attribute_is_refreshed_while_the_run_goes_on(
+    runner: ChainRunner, sim, registry
+) -> None:
+    spec = load_spec(
+        {
+            "name": f"cost_live_{uuid.uuid4().hex[:8]}",
+            "defaults": FAST_RETRY,
+            "steps": [
+                {"name": n, "kind": "model", "model": "strong", "prompt": f"{n} please"}
+                for n in ("one", "two", "three")
+            ],
+        },
+        registry,
+    )
+    await sim.add_faults(
+        Fault(kind="slow", match="two please", delay_s=2.5, times=1),
+        Fault(kind="slow", match="three please", delay_s=3, times=1),
+    )
+    handle = await runner.start(spec, {})
+    # While `three` is in flight, ops already see what `one` and `two` cost.
+    await sim.wait_for_calls(3, request_id_prefix=handle.id, include_pending=True)
+    state = await handle.query("state", result_type=RunState)
+    spent = state.usage.per_step["one"].cost_usd + state.usage.per_step["two"].cost_usd
+
+    found = await visible(runner.client, f"ChorusChain = '{spec.name}' AND ChorusCostUsd > 0", 1)
+
+    cost = next(p.value for p in found[0].typed_search_attributes if p.key.name == "ChorusCostUsd")
+    assert cost == pytest.approx(spent)
+    assert state.current_steps == ["three"]
+    assert (await handle.result()).usage.cost_usd > cost

@@ -49,7 +49,7 @@ def test_every_shipped_chain_has_a_recorded_history(chain: str) -> None:
 async def test_replay_detects_a_changed_workflow() -> None:
     """The guard itself works: a history whose recorded commands no longer
     match the code (here: a model call's activity type edited) fails replay."""
-    path = ROOT / "tests" / "histories" / "classify_then_answer__simple.json"
+    path = ROOT / "tests" / "histories" / "classify_then_answer__simple__v1.json"
     data = json.loads(path.read_text())
     for event in data["events"]:
         attrs = event.get("activityTaskScheduledEventAttributes")
