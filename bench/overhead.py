@@ -35,7 +35,8 @@ from bench.raw_activities import RawActivities
 from bench.raw_workflow import RawInput, RawWorkflow
 from worker.assembly import create_worker, sandbox_runner
 from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
-from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG
+from worker.logging import configure_logging
+from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings
 from worker.simulator.models import default_simulator_config
 from worker.simulator.server import SimulatorServer
 from workflows.spec import ChainSpec
@@ -88,6 +89,8 @@ async def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    # Per-call info logs would be part of what is measured and drown the figures.
+    configure_logging(Settings(log_level="warning"), force=True)
 
     config = default_simulator_config()
     config.models = {
