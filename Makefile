@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint fmt bench clean
+.PHONY: venv demo test lint fmt bench histories clean
 
 # Reinstall only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -33,7 +33,12 @@ fmt: venv
 	$(BIN)/ruff format .
 
 bench: venv
-	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/overhead.py --steps 20 --repeat 5
+
+# Record replay histories of the shipped chains: make histories TAG=my_patch_id
+histories: venv
+	@test -n "$(TAG)" || (echo "usage: make histories TAG=<workflow version or patch id>"; exit 2)
+	$(BIN)/python -m tests.histories.record --tag $(TAG)
 
 clean:
 	rm -rf .state .ruff_cache .pytest_cache
