@@ -1,0 +1,102 @@
+"""The application database (SQLModel): chain versions, the run index, the
+approval audit log and API keys, on a SQLite file or PostgreSQL.
+
+    engine = make_engine(settings.effective_database_url)
+    create_all(engine)
+    with session_scope(engine) as session:
+        key, plaintext = create_api_key(session, name="alice", role="reviewer")
+"""
+
+from store.crud import (
+    PublishResult,
+    create_api_key,
+    create_run_stub,
+    get_chain_version,
+    get_run,
+    hash_api_key,
+    hash_json,
+    insert_approval_audit,
+    list_api_keys,
+    list_approval_audit,
+    list_chain_versions,
+    list_chains,
+    list_runs,
+    publish_chain,
+    publish_chain_version,
+    revoke_api_key,
+    spec_hash,
+    sync_chain_dir,
+    upsert_run_record,
+    verify_api_key,
+)
+from store.engine import create_all, make_engine, session_scope
+from store.errors import (
+    ChainFileError,
+    ConcurrentPublishError,
+    DuplicateKeyNameError,
+    InvalidApprovalRoleError,
+    InvalidKeyNameError,
+    RunExistsError,
+    StoreError,
+    UnknownRoleError,
+    UnsupportedDatabaseError,
+)
+from store.models import (
+    API_KEY_ROLES,
+    RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    ApiKey,
+    ApiKeyPublic,
+    ApprovalAudit,
+    ApprovalAuditPublic,
+    ChainVersion,
+    ChainVersionPublic,
+    RunRecord,
+    RunRecordPublic,
+)
+
+__all__ = [
+    "API_KEY_ROLES",
+    "RUN_STATUSES",
+    "TERMINAL_RUN_STATUSES",
+    "ApiKey",
+    "ApiKeyPublic",
+    "ApprovalAudit",
+    "ApprovalAuditPublic",
+    "ChainFileError",
+    "ChainVersion",
+    "ChainVersionPublic",
+    "ConcurrentPublishError",
+    "DuplicateKeyNameError",
+    "InvalidApprovalRoleError",
+    "InvalidKeyNameError",
+    "PublishResult",
+    "RunExistsError",
+    "RunRecord",
+    "RunRecordPublic",
+    "StoreError",
+    "UnknownRoleError",
+    "UnsupportedDatabaseError",
+    "create_all",
+    "create_api_key",
+    "create_run_stub",
+    "get_chain_version",
+    "get_run",
+    "hash_api_key",
+    "hash_json",
+    "insert_approval_audit",
+    "list_api_keys",
+    "list_approval_audit",
+    "list_chain_versions",
+    "list_chains",
+    "list_runs",
+    "make_engine",
+    "publish_chain",
+    "publish_chain_version",
+    "revoke_api_key",
+    "session_scope",
+    "spec_hash",
+    "sync_chain_dir",
+    "upsert_run_record",
+    "verify_api_key",
+]

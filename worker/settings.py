@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CHORUS_"
@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     """Project-local state: Temporal's SQLite file, child logs, pid files."""
     models_file: Path = Path("chains/models.yaml")
     chains_dir: Path = Path("chains")
+
+    # Application database
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("CHORUS_DATABASE_URL", "DATABASE_URL")
+    )
+    """SQLAlchemy URL of the application database (`postgresql://user:pass@host/db`
+    for PostgreSQL); read from CHORUS_DATABASE_URL or, failing that, the
+    conventional DATABASE_URL. None: a SQLite file in `state_dir`."""
 
     # Worker tuning
     max_cached_workflows: int = Field(default=1000, ge=0)
@@ -164,6 +172,12 @@ class Settings(BaseSettings):
     @property
     def temporal_ui_url(self) -> str:
         return f"http://{self.temporal_host}:{self.temporal_ui_port}"
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL to use: the configured one, or the SQLite file
+        `state_dir/chorus.db` (one machine, no server to run)."""
+        return self.database_url or f"sqlite:///{self.state_dir}/chorus.db"
 
     def to_env(self) -> dict[str, str]:
         """These settings as `CHORUS_*` variables, so a child process started

@@ -1,0 +1,475 @@
+"""Reads and writes of the application database. Keyword-only functions that
+take the caller's Session and never commit it (the caller's `session_scope`
+does), so several writes can share one transaction.
+
+Every write that may race another process or be retried is one atomic
+statement (`INSERT ... ON CONFLICT`), on SQLite and PostgreSQL alike: a
+retried activity, two API replicas or two threads end with one row and the
+right values, without savepoints and without rolling back the caller's
+session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Insert, desc, update
+from sqlmodel import Session, SQLModel, col, func, select
+
+from activities.records.types import ApprovalAuditInput, RunRecordInput
+from store.errors import (
+    ChainFileError,
+    ConcurrentPublishError,
+    DuplicateKeyNameError,
+    InvalidApprovalRoleError,
+    InvalidKeyNameError,
+    RunExistsError,
+    UnknownRoleError,
+)
+from store.models import (
+    API_KEY_ROLES,
+    ApiKey,
+    ApprovalAudit,
+    ChainVersion,
+    RunRecord,
+    utcnow,
+)
+from workflows.spec import ChainSpec
+
+API_KEY_PREFIX = "chorus_"
+KEY_PREFIX_LENGTH = 12
+"""Characters of a key kept in clear for listings: `chorus_` and five random
+ones, enough to tell keys apart and nowhere near enough to guess one."""
+
+MAX_LIST_LIMIT = 1000
+_PUBLISH_ATTEMPTS = 5
+_ROLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_KEY_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,100}$")
+
+
+# -- hashing ----------------------------------------------------------------------------
+
+
+def canonical_json(value: Any) -> str:
+    """One JSON text per value: sorted keys, no whitespace, UTF-8 kept as is."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def hash_json(value: Any) -> str:
+    """sha256 hex of the canonical JSON of a value (spec hashes, input hashes)."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+def spec_hash(spec: ChainSpec) -> str:
+    """Hash of what a spec means, whatever version number it carries."""
+    return hash_json(spec.model_dump(mode="json", exclude={"version"}))
+
+
+def _insert(session: Session, model: type[SQLModel]) -> Insert:
+    """INSERT for the session's backend, which has `on_conflict_do_*`."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(model)
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(model)
+    raise NotImplementedError(f"the store supports sqlite and postgresql, not {dialect}")
+
+
+def _values(row: SQLModel, *, skip: Collection[str] = ()) -> dict[str, Any]:
+    """Column values of a (not yet added) table row, defaults applied."""
+    table = row.__table__  # type: ignore[attr-defined]
+    return {
+        column.name: getattr(row, column.name)
+        for column in table.columns
+        if column.name not in skip
+    }
+
+
+# -- chain versions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    chain_version: ChainVersion
+    created: bool
+    """False when the spec equals the latest version's, which is returned unchanged."""
+
+
+def _latest(session: Session, name: str) -> ChainVersion | None:
+    statement = (
+        select(ChainVersion)
+        .where(ChainVersion.name == name)
+        .order_by(desc(ChainVersion.version))
+        .limit(1)
+    )
+    return session.exec(statement).first()
+
+
+def _same_spec(latest: ChainVersion, new_hash: str) -> bool:
+    if latest.spec_hash == new_hash:
+        return True
+    # Stored under an older ChainSpec, the latest may lack fields added since
+    # (with defaults): re-read it so an upgrade alone never makes a new version.
+    try:
+        return spec_hash(latest.to_spec()) == new_hash
+    except ValueError:
+        return False
+
+
+def publish_chain(session: Session, *, spec: ChainSpec, created_by: str) -> PublishResult:
+    """Publish a spec as the next version of its chain, saying whether a new
+    version was made (see `publish_chain_version`)."""
+    new_hash = spec_hash(spec)
+    for _ in range(_PUBLISH_ATTEMPTS):
+        latest = _latest(session, spec.name)
+        if latest is not None and _same_spec(latest, new_hash):
+            return PublishResult(latest, created=False)
+        number = 1 if latest is None else latest.version + 1
+        stored = spec.model_copy(update={"version": number})
+        row = ChainVersion(
+            name=spec.name,
+            version=number,
+            description=spec.description,
+            created_by=created_by,
+            spec=stored.model_dump(mode="json"),
+            spec_hash=new_hash,
+        )
+        statement = (
+            _insert(session, ChainVersion)
+            .values(**_values(row, skip={"id"}))
+            .on_conflict_do_nothing(index_elements=["name", "version"])
+            .returning(ChainVersion.id)
+        )
+        new_id = session.exec(statement).scalar_one_or_none()
+        if new_id is not None:
+            created = session.get(ChainVersion, new_id)
+            assert created is not None
+            return PublishResult(created, created=True)
+        # Another publisher took this number first: look again (it may even
+        # have published this very spec).
+    raise ConcurrentPublishError(
+        f"could not publish chain {spec.name!r}: other publishers took the next version "
+        f"{_PUBLISH_ATTEMPTS} times in a row; try again"
+    )
+
+
+def publish_chain_version(session: Session, *, spec: ChainSpec, created_by: str) -> ChainVersion:
+    """Store a spec as version (latest + 1) of its chain, its `version` field
+    set to that number. Publishing a spec equal to the latest version (the
+    version number aside) returns the latest unchanged."""
+    return publish_chain(session, spec=spec, created_by=created_by).chain_version
+
+
+def get_chain_version(
+    session: Session, *, name: str, version: int | None = None
+) -> ChainVersion | None:
+    """One version of a chain; the latest when `version` is None."""
+    if version is None:
+        return _latest(session, name)
+    statement = select(ChainVersion).where(
+        ChainVersion.name == name, ChainVersion.version == version
+    )
+    return session.exec(statement).first()
+
+
+def list_chain_versions(session: Session, *, name: str) -> list[ChainVersion]:
+    """Every version of a chain, oldest first."""
+    statement = (
+        select(ChainVersion).where(ChainVersion.name == name).order_by(col(ChainVersion.version))
+    )
+    return list(session.exec(statement).all())
+
+
+def list_chains(session: Session) -> list[ChainVersion]:
+    """The latest version of every chain, by name."""
+    latest = (
+        select(ChainVersion.name, func.max(ChainVersion.version).label("version"))
+        .group_by(col(ChainVersion.name))
+        .subquery()
+    )
+    statement = (
+        select(ChainVersion)
+        .join(
+            latest,
+            (col(ChainVersion.name) == latest.c.name)
+            & (col(ChainVersion.version) == latest.c.version),
+        )
+        .order_by(col(ChainVersion.name))
+    )
+    return list(session.exec(statement).all())
+
+
+def chain_files(chains_dir: Path) -> list[Path]:
+    """The chain specs of a directory: its YAML files but the model registry."""
+    return sorted(
+        path
+        for path in chains_dir.iterdir()
+        if path.is_file() and path.suffix in (".yaml", ".yml") and path.stem != "models"
+    )
+
+
+def sync_chain_dir(
+    session: Session,
+    *,
+    chains_dir: Path,
+    known_aliases: Collection[str],
+    created_by: str = "chains-dir",
+) -> list[ChainVersion]:
+    """Publish every chain file of a directory (models.yaml aside), so the
+    shipped chains are there in a fresh database; unchanged files publish
+    nothing new. Every file is validated first: one bad file raises
+    ChainFileError and nothing is published."""
+    from workflows.validate import ChainSpecError, load_chain_yaml
+
+    if not chains_dir.is_dir():
+        raise ChainFileError(chains_dir, "is not a directory")
+    specs: list[ChainSpec] = []
+    for path in chain_files(chains_dir):
+        try:
+            specs.append(load_chain_yaml(path.read_text(encoding="utf-8"), known_aliases))
+        except OSError as exc:
+            raise ChainFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
+        except ChainSpecError as exc:
+            raise ChainFileError(path, str(exc)) from exc
+    names = [spec.name for spec in specs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ChainFileError(
+            chains_dir, f"several files define the chain(s) {', '.join(duplicates)}"
+        )
+    return [publish_chain_version(session, spec=spec, created_by=created_by) for spec in specs]
+
+
+# -- run index --------------------------------------------------------------------------
+
+
+def create_run_stub(
+    session: Session, *, run_id: str, chain: str, version: int, input_hash: str, created_by: str
+) -> RunRecord:
+    """Record a run about to start (status `starting`, revision 0).
+
+    Raises RunExistsError carrying the existing row when the id is taken, so
+    the API can answer a retried start (same input hash) with the existing run.
+    """
+    row = RunRecord(
+        run_id=run_id,
+        chain=chain,
+        version=version,
+        status="starting",
+        revision=0,
+        input_hash=input_hash,
+        created_by=created_by,
+    )
+    statement = (
+        _insert(session, RunRecord)
+        .values(**_values(row))
+        .on_conflict_do_nothing(index_elements=["run_id"])
+        .returning(RunRecord.run_id)
+    )
+    inserted = session.exec(statement).scalar_one_or_none()
+    stored = session.get(RunRecord, run_id, populate_existing=True)
+    assert stored is not None
+    if inserted is None:
+        raise RunExistsError(stored)
+    return stored
+
+
+def get_run(session: Session, *, run_id: str) -> RunRecord | None:
+    return session.get(RunRecord, run_id, populate_existing=True)
+
+
+def list_runs(
+    session: Session,
+    *,
+    chain: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[RunRecord]:
+    """Runs newest first, optionally of one chain and/or one status."""
+    statement = select(RunRecord)
+    if chain is not None:
+        statement = statement.where(RunRecord.chain == chain)
+    if status is not None:
+        statement = statement.where(RunRecord.status == status)
+    statement = (
+        statement.order_by(desc(RunRecord.started_at), desc(RunRecord.run_id))
+        .offset(max(offset, 0))
+        .limit(min(max(limit, 0), MAX_LIST_LIMIT))
+    )
+    return list(session.exec(statement).all())
+
+
+_STUB_ONLY_FIELDS = frozenset({"run_id", "input_hash", "created_by"})
+
+
+def upsert_run_record(session: Session, *, record: RunRecordInput) -> RunRecord:
+    """Insert or update a run's row from the workflow's view of it.
+
+    The write applies only when `record.revision` is at least the stored one,
+    in one statement, so a retried or late write never moves a run backwards.
+    The stub's `input_hash` and `created_by` are never touched.
+    """
+    table = RunRecord.__table__  # type: ignore[attr-defined]
+    values = record.model_dump()
+    statement = _insert(session, RunRecord).values(**values)
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=["run_id"],
+        set_={name: excluded[name] for name in values if name not in _STUB_ONLY_FIELDS},
+        where=table.c.revision <= excluded.revision,
+    )
+    session.exec(statement)
+    stored = session.get(RunRecord, record.run_id, populate_existing=True)
+    assert stored is not None
+    return stored
+
+
+# -- approval audit ---------------------------------------------------------------------
+
+
+def insert_approval_audit(session: Session, *, entry: ApprovalAuditInput) -> ApprovalAudit:
+    """Append one decision to the audit log, once: inserting the same
+    (run_id, approval_id, sequence) again returns the row already there,
+    also when two writers race (the unique constraint decides)."""
+    statement = (
+        _insert(session, ApprovalAudit)
+        .values(**entry.model_dump())
+        .on_conflict_do_nothing(index_elements=["run_id", "approval_id", "sequence"])
+    )
+    session.exec(statement)
+    lookup = (
+        select(ApprovalAudit)
+        .where(
+            ApprovalAudit.run_id == entry.run_id,
+            ApprovalAudit.approval_id == entry.approval_id,
+            ApprovalAudit.sequence == entry.sequence,
+        )
+        .execution_options(populate_existing=True)
+    )
+    return session.exec(lookup).one()
+
+
+def list_approval_audit(
+    session: Session, *, run_id: str | None = None, reviewer: str | None = None
+) -> list[ApprovalAudit]:
+    """Audit rows in the order decisions were made, optionally of one run
+    and/or one reviewer."""
+    statement = select(ApprovalAudit)
+    if run_id is not None:
+        statement = statement.where(ApprovalAudit.run_id == run_id)
+    if reviewer is not None:
+        statement = statement.where(ApprovalAudit.reviewer == reviewer)
+    statement = statement.order_by(col(ApprovalAudit.decided_at), col(ApprovalAudit.id))
+    return list(session.exec(statement).all())
+
+
+# -- API keys ---------------------------------------------------------------------------
+
+
+def hash_api_key(key: str) -> str:
+    """sha256 hex of a key. A key has 256 random bits, so a fast hash is
+    enough (no password-style stretching needed)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _check_roles(role: str, approval_roles: Sequence[str]) -> list[str]:
+    if role not in API_KEY_ROLES:
+        raise UnknownRoleError(role, API_KEY_ROLES)
+    checked: list[str] = []
+    for extra in approval_roles:
+        if not isinstance(extra, str) or not _ROLE_NAME.match(extra):
+            raise InvalidApprovalRoleError(
+                f"invalid approval role {extra!r}: use 1-64 letters, digits, '_', '.' or '-'"
+            )
+        if extra not in checked:
+            checked.append(extra)
+    return checked
+
+
+def create_api_key(
+    session: Session, *, name: str, role: str, approval_roles: list[str] | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; returns its row and the key itself, which is not stored
+    anywhere and cannot be shown again.
+
+    Raises UnknownRoleError, InvalidApprovalRoleError, InvalidKeyNameError, or
+    DuplicateKeyNameError when an active key already has the name.
+    """
+    if not _KEY_NAME.match(name):
+        raise InvalidKeyNameError(
+            f"invalid key name {name!r}: use 1-100 letters, digits, '_', '.', '@' or '-'"
+        )
+    extra_roles = _check_roles(role, approval_roles or [])
+    plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(
+        name=name,
+        role=role,
+        approval_roles=extra_roles,
+        key_prefix=plaintext[:KEY_PREFIX_LENGTH],
+        key_hash=hash_api_key(plaintext),
+    )
+    statement = (
+        _insert(session, ApiKey)
+        .values(**_values(row, skip={"id"}))
+        .on_conflict_do_nothing(
+            index_elements=["name"], index_where=col(ApiKey.revoked_at).is_(None)
+        )
+        .returning(ApiKey.id)
+    )
+    new_id = session.exec(statement).scalar_one_or_none()
+    if new_id is None:
+        raise DuplicateKeyNameError(name)
+    created = session.get(ApiKey, new_id)
+    assert created is not None
+    return created, plaintext
+
+
+def verify_api_key(session: Session, *, presented: str) -> ApiKey | None:
+    """The active key matching a presented key, or None (unknown or revoked).
+
+    Candidates are found by their clear prefix and compared by hash in
+    constant time, so the comparison leaks nothing about the stored hashes.
+    """
+    if not presented.startswith(API_KEY_PREFIX) or len(presented) > 200:
+        return None
+    presented_hash = hash_api_key(presented)
+    statement = select(ApiKey).where(
+        ApiKey.key_prefix == presented[:KEY_PREFIX_LENGTH], col(ApiKey.revoked_at).is_(None)
+    )
+    match: ApiKey | None = None
+    for candidate in session.exec(statement).all():
+        if hmac.compare_digest(candidate.key_hash, presented_hash):
+            match = candidate
+    return match
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    """Every key, revoked ones included, by name then age."""
+    statement = select(ApiKey).order_by(col(ApiKey.name), col(ApiKey.created_at), col(ApiKey.id))
+    return list(session.exec(statement).all())
+
+
+def revoke_api_key(session: Session, *, name: str) -> bool:
+    """Revoke the active key of that name; False when there is none."""
+    statement = (
+        update(ApiKey)
+        .where(col(ApiKey.name) == name, col(ApiKey.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )
+    # An ORM-enabled UPDATE: rows already loaded in the session see revoked_at too.
+    return bool(session.exec(statement).rowcount)

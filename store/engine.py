@@ -1,0 +1,141 @@
+"""The application database: one engine per process, SQLite or PostgreSQL.
+
+SQLite (a file in the state directory) is the zero-setup default for one
+machine; PostgreSQL is the shared database of a deployment with several API
+and worker processes. Both are tuned here, once, so callers only pass a URL:
+SQLite gets WAL (readers never block the writer), foreign keys and a busy
+timeout (a second process waits for the write lock instead of failing), and
+PostgreSQL URLs are pointed at the psycopg 3 driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, SQLModel, create_engine
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite connection waits for another process's write lock."""
+
+POSTGRES_CONNECT_TIMEOUT_S = 10
+"""Default psycopg connect timeout, so a down database fails a readiness check
+in seconds rather than hanging (a `connect_timeout` in the URL wins)."""
+
+_CREATE_ALL_LOCK_KEY = 0x43686F72
+"""PostgreSQL advisory lock taken around `create_all`, so an API and a worker
+starting at once do not both try to create the same table."""
+
+
+class UnsupportedDatabaseError(ValueError):
+    """The database URL names a backend Chorus does not support."""
+
+
+def _normalize_url(database_url: str) -> URL:
+    try:
+        url = make_url(database_url)
+    except ArgumentError as exc:
+        raise UnsupportedDatabaseError(
+            f"invalid database URL ({exc}); expected sqlite:///PATH or "
+            "postgresql://USER:PASSWORD@HOST:PORT/DB"
+        ) from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend in ("postgresql", "postgres"):
+        # `postgresql://` means psycopg2 to SQLAlchemy; Chorus ships psycopg 3.
+        # `postgres://` is the spelling of Heroku-style DATABASE_URLs.
+        return url.set(drivername=f"postgresql+{driver or 'psycopg'}")
+    if backend == "sqlite":
+        return url
+    raise UnsupportedDatabaseError(
+        f"unsupported database {url.drivername!r} in the database URL: "
+        "Chorus supports sqlite:///PATH and postgresql://USER:PASSWORD@HOST:PORT/DB"
+    )
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or "mode=memory" in str(url.query)
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for a `sqlite:///PATH` or `postgresql://...` URL.
+
+    For a SQLite file the parent directory is created. Raises
+    UnsupportedDatabaseError for any other backend or a malformed URL.
+    """
+    url = _normalize_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+    sqlite_args: dict[str, Any] = {
+        # Sessions hop threads (asyncio.to_thread, FastAPI's threadpool).
+        "check_same_thread": False,
+        "timeout": SQLITE_BUSY_TIMEOUT_S,
+    }
+    if _is_sqlite_memory(url):
+        # One shared connection, or every connection would see its own empty database.
+        engine = create_engine(url, connect_args=sqlite_args, poolclass=StaticPool)
+    else:
+        Path(url.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args=sqlite_args)
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    finally:
+        cursor.close()
+
+
+def create_all(engine: Engine) -> None:
+    """Create every missing table and index; a no-op when they exist.
+
+    Safe to call from several processes starting at once: PostgreSQL
+    serializes the callers with an advisory lock; on SQLite a lost race
+    ("table ... already exists") is retried, which then finds the table.
+    """
+    # Importing the models registers their tables on SQLModel.metadata.
+    import store.models  # noqa: F401
+
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(_CREATE_ALL_LOCK_KEY)))
+            SQLModel.metadata.create_all(conn)
+        return
+    for attempt in range(3):
+        try:
+            SQLModel.metadata.create_all(engine)
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == 2:
+                raise
+
+
+@contextlib.contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits when the block ends and rolls back if it raises.
+
+    Objects stay readable after the block (no expiry on commit), so a caller
+    can return or print the rows it wrote.
+    """
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

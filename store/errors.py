@@ -1,0 +1,83 @@
+"""Typed errors of the store. Each message names what is wrong, so the API
+can hand it to the caller as is (the API maps types to HTTP statuses)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from store.engine import UnsupportedDatabaseError
+
+if TYPE_CHECKING:
+    from store.models import RunRecord
+
+__all__ = [
+    "ChainFileError",
+    "ConcurrentPublishError",
+    "DuplicateKeyNameError",
+    "InvalidApprovalRoleError",
+    "InvalidKeyNameError",
+    "RunExistsError",
+    "StoreError",
+    "UnknownRoleError",
+    "UnsupportedDatabaseError",
+]
+
+
+class StoreError(Exception):
+    """Base of the store's own errors (database errors stay SQLAlchemy's)."""
+
+
+class RunExistsError(StoreError):
+    """A run with this id is already recorded; `existing` is its row, so the
+    caller can tell an idempotent retry (same input hash) from a conflict."""
+
+    def __init__(self, existing: RunRecord) -> None:
+        self.existing = existing
+        super().__init__(
+            f"a run with id {existing.run_id!r} already exists "
+            f"(chain {existing.chain!r} v{existing.version}, status {existing.status})"
+        )
+
+
+class UnknownRoleError(StoreError, ValueError):
+    """An API key role that is not one of service, reviewer, admin."""
+
+    def __init__(self, role: str, allowed: Sequence[str]) -> None:
+        self.role = role
+        super().__init__(f"unknown role {role!r}: a key's role is one of {', '.join(allowed)}")
+
+
+class InvalidApprovalRoleError(StoreError, ValueError):
+    """An approval role name that is empty or has characters a role cannot have."""
+
+
+class DuplicateKeyNameError(StoreError):
+    """An active API key already has this name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"an active API key named {name!r} already exists: "
+            "pick another name, or revoke that key first"
+        )
+
+
+class InvalidKeyNameError(StoreError, ValueError):
+    """An API key name that is empty, too long or not printable."""
+
+
+class ConcurrentPublishError(StoreError):
+    """Other publishers of the same chain kept winning the race for the next
+    version number; retrying the publish is safe."""
+
+
+class ChainFileError(StoreError):
+    """A chain file in the chains directory is unreadable or invalid; nothing
+    from that directory was published."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"chain file {path}: {reason}")
