@@ -1,0 +1,93 @@
+"""The Chorus HTTP API: `create_app(settings)` builds it, uvicorn serves it.
+
+    uvicorn --factory api.app:create_app      (or `chorus api`)
+
+At start-up the app reads the model registry's aliases (a bad registry file
+stops it: that is configuration), opens the database (creating missing
+tables and publishing the chains directory, so the shipped chains can run at
+once) and connects to Temporal. A database or Temporal that is not there yet
+does not stop it: `/readyz` says what is missing and both are retried when a
+request needs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.body_limit import BodySizeLimitMiddleware
+from api.errors import install_error_handlers
+from api.problems import DatabaseUnavailable, TemporalUnavailable
+from api.routes import approvals, chains, health, keys, runs
+from api.state import ApiState, Database, TemporalConnector, read_model_aliases
+from worker.logging import get_logger
+from worker.settings import Settings, admin_key_problem, get_settings
+
+log = get_logger(__name__)
+
+API_VERSION = "1"
+
+
+def _build_state(settings: Settings) -> ApiState:
+    aliases = read_model_aliases(settings.models_file)
+    return ApiState(
+        settings=settings,
+        database=Database(settings, aliases),
+        temporal=TemporalConnector(settings),
+        aliases=aliases,
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    state = _build_state(settings)
+    app.state.chorus = state
+    if settings.admin_key is not None:
+        problem = admin_key_problem(settings.admin_key.get_secret_value())
+        if problem is not None:
+            log.warning(f"CHORUS_ADMIN_KEY {problem}; refused outside development")
+    try:
+        await asyncio.to_thread(state.database.prepare)
+    except DatabaseUnavailable as exc:
+        log.warning("database not available yet; retrying on demand", error=exc.message)
+    try:
+        await state.temporal.get()
+    except TemporalUnavailable as exc:
+        log.warning("Temporal not available yet; retrying on demand", error=exc.message)
+    log.info(
+        "Chorus API ready",
+        temporal=settings.temporal_address,
+        task_queue=settings.task_queue,
+        chains_dir=str(settings.chains_dir),
+    )
+    try:
+        yield
+    finally:
+        state.database.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API for `settings` (default: the process's settings from the environment).
+
+    `app.state.settings` holds the settings; once the lifespan has started,
+    `app.state.chorus` holds the database, the Temporal connector and the
+    registry's aliases (tests reach them there).
+    """
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Chorus API",
+        version=API_VERSION,
+        summary="Start and watch chain runs, decide approvals, publish chains, manage keys.",
+        lifespan=lifespan,
+        separate_input_output_schemas=False,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.api_max_body_bytes)
+    for module in (runs, approvals, chains, keys, health):
+        app.include_router(module.router)
+    return app

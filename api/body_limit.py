@@ -1,0 +1,91 @@
+"""Refuse request bodies over a size limit before reading them in full.
+
+A declared `Content-Length` over the limit is refused at once, without
+reading a byte of the body. A body without one (chunked) is read only up to
+the limit plus one byte, then refused; a body within the limit is handed to
+the app as it was received. Refusals use the API's error shape (413), and the
+app never sees the request, so nothing can start.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_response
+
+
+class BodySizeLimitMiddleware:
+    """Pure ASGI middleware (no BaseHTTPMiddleware: it would buffer every response)."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await self._refuse(scope, receive, send, declared)
+            return
+        if declared == 0 and not _chunked(scope):
+            await self.app(scope, receive, send)
+            return
+
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_body_bytes:
+                await self._refuse(scope, receive, send, None)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, declared: int | None
+    ) -> None:
+        limit = self.max_body_bytes
+        size = f"{declared} bytes" if declared is not None else f"more than {limit} bytes"
+        response = error_response(
+            413,
+            "body_too_large",
+            f"request body is {size}; the limit is {limit} bytes",
+            {"max_body_bytes": limit, "content_length": declared},
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _chunked(scope: Scope) -> bool:
+    return any(
+        name == b"transfer-encoding" and b"chunked" in value.lower()
+        for name, value in scope.get("headers", ())
+    )

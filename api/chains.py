@@ -1,0 +1,133 @@
+"""Chains: read published versions, publish a new one.
+
+A published spec is checked exactly as `chorus validate` checks a file
+(shape, templates, step references, model aliases of the registry), and a
+bad one is refused with every problem and its document path. Versions count
+up by themselves; publishing the same spec as the latest is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+
+from sqlmodel import Session
+
+from api.problems import ChainNotFound, InvalidChainSpec, UnsupportedMediaType
+from api.schemas import ChainSummary, ChainVersionPublic
+from store import ChainVersion, get_chain_version, list_chain_versions, list_chains, publish_chain
+from workflows.spec import ChainSpec
+from workflows.validate import (
+    DOCUMENT,
+    ChainSpecError,
+    SpecProblem,
+    check_chain,
+    parse_chain,
+    parse_chain_yaml,
+)
+
+JSON_TYPES = ("application/json",)
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def public(row: ChainVersion) -> ChainVersionPublic:
+    return ChainVersionPublic(
+        name=row.name,
+        version=row.version,
+        description=row.description,
+        spec=row.to_spec(),
+        spec_hash=row.spec_hash,
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
+
+
+def _problems(problems: Collection[SpecProblem]) -> list[dict[str, str]]:
+    return [{"path": p.path, "message": p.message} for p in problems]
+
+
+def _invalid(name: str, problems: list[SpecProblem]) -> InvalidChainSpec:
+    count = len(problems)
+    first = problems[0]
+    more = f" (and {count - 1} more)" if count > 1 else ""
+    return InvalidChainSpec(
+        f"chain spec {name!r} has {count} problem{'s' if count != 1 else ''}: {first}{more}",
+        details=_problems(problems),
+    )
+
+
+def parse_spec_body(name: str, body: bytes, content_type: str | None) -> ChainSpec:
+    """The request body (JSON, or YAML text) as a ChainSpec; 422 listing problems."""
+    media = (content_type or "application/json").split(";")[0].strip().lower()
+    if media not in JSON_TYPES + YAML_TYPES:
+        raise UnsupportedMediaType(
+            f"send the chain spec as application/json or application/yaml, not {media!r}",
+            details={"accepted": [*JSON_TYPES, *YAML_TYPES]},
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid(name, [SpecProblem(DOCUMENT, "the body is not UTF-8 text")]) from None
+    try:
+        if media in YAML_TYPES:
+            return parse_chain_yaml(text)
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ChainSpecError([SpecProblem(DOCUMENT, f"invalid JSON: {exc}")]) from None
+        return parse_chain(data)
+    except ChainSpecError as exc:
+        raise _invalid(name, exc.problems) from None
+
+
+def publish(
+    session: Session, *, name: str, spec: ChainSpec, aliases: Collection[str], author: str
+) -> tuple[ChainVersionPublic, bool]:
+    """Check and store a spec; returns the stored version and whether it is new."""
+    problems: list[SpecProblem] = []
+    if spec.name != name:
+        problems.append(
+            SpecProblem(
+                "name", f"the spec is named {spec.name!r} but was sent to /v1/chains/{name}"
+            )
+        )
+    try:
+        check_chain(spec, aliases)
+    except ChainSpecError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise _invalid(name, problems)
+    result = publish_chain(session, spec=spec, created_by=author)
+    return public(result.chain_version), result.created
+
+
+def read(session: Session, *, name: str, version: int | None) -> ChainVersionPublic:
+    row = get_chain_version(session, name=name, version=version)
+    if row is None:
+        latest = get_chain_version(session, name=name) if version is not None else None
+        if latest is not None:
+            raise ChainNotFound(
+                f"chain {name!r} has no version {version} (latest: {latest.version})",
+                details={"chain": name, "version": version, "latest_version": latest.version},
+            )
+        raise ChainNotFound(f"no chain named {name!r} is published", details={"chain": name})
+    return public(row)
+
+
+def versions(session: Session, *, name: str) -> list[ChainVersionPublic]:
+    rows = list_chain_versions(session, name=name)
+    if not rows:
+        raise ChainNotFound(f"no chain named {name!r} is published", details={"chain": name})
+    return [public(row) for row in rows]
+
+
+def summaries(session: Session) -> list[ChainSummary]:
+    return [
+        ChainSummary(
+            name=row.name,
+            latest_version=row.version,
+            description=row.description,
+            updated_at=row.created_at,
+        )
+        for row in list_chains(session)
+    ]

@@ -1,0 +1,43 @@
+"""API keys: create (the key is shown once), list (never the secret), revoke."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from api.problems import KeyExists, KeyNotFound, Unprocessable
+from api.schemas import KeyCreate, KeyCreated, KeyPublic
+from store import (
+    ApiKey,
+    DuplicateKeyNameError,
+    InvalidApprovalRoleError,
+    InvalidKeyNameError,
+    UnknownRoleError,
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+)
+
+
+def public(key: ApiKey) -> KeyPublic:
+    return KeyPublic.model_validate(key, from_attributes=True)
+
+
+def create(session: Session, body: KeyCreate) -> KeyCreated:
+    try:
+        key, plaintext = create_api_key(
+            session, name=body.name, role=body.role, approval_roles=list(body.approval_roles)
+        )
+    except DuplicateKeyNameError as exc:
+        raise KeyExists(str(exc), details={"name": body.name}) from None
+    except (UnknownRoleError, InvalidApprovalRoleError, InvalidKeyNameError) as exc:
+        raise Unprocessable(str(exc), code="invalid_key") from None
+    return KeyCreated(**public(key).model_dump(), key=plaintext)
+
+
+def listing(session: Session) -> list[KeyPublic]:
+    return [public(key) for key in list_api_keys(session)]
+
+
+def revoke(session: Session, name: str) -> None:
+    if not revoke_api_key(session, name=name):
+        raise KeyNotFound(f"no active API key named {name!r}", details={"name": name})

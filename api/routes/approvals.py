@@ -1,0 +1,49 @@
+"""/v1/approvals and /v1/runs/{id}/approvals/{approval_id}: review work."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from api import approvals
+from api.deps import ReaderDep, ReviewerDep, TemporalClientDep
+from api.errors import error_responses
+from api.routes.runs import RunIdPath
+from api.schemas import CHAIN_NAME_PATTERN, ApprovalList, DecisionRequest, DecisionResult
+
+router = APIRouter(tags=["approvals"])
+
+
+@router.get(
+    "/v1/approvals",
+    response_model=ApprovalList,
+    responses=error_responses(401, 403, 422, 503),
+    summary="Pending approvals across runs",
+)
+async def list_approvals(
+    _principal: ReaderDep,
+    client: TemporalClientDep,
+    approval_status: Annotated[Literal["pending"], Query(alias="status")] = "pending",
+    chain: Annotated[str | None, Query(max_length=100, pattern=CHAIN_NAME_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Most runs to look at")] = 200,
+) -> ApprovalList:
+    return await approvals.list_pending(client, chain=chain, limit=limit)
+
+
+@router.post(
+    "/v1/runs/{run_id}/approvals/{approval_id}",
+    response_model=DecisionResult,
+    responses=error_responses(401, 403, 404, 409, 413, 422, 503, 504),
+    summary="Approve, reject or edit a pending approval",
+)
+async def decide(
+    run_id: RunIdPath,
+    approval_id: Annotated[str, Path(min_length=1, max_length=200)],
+    body: DecisionRequest,
+    principal: ReviewerDep,
+    client: TemporalClientDep,
+) -> DecisionResult:
+    return await approvals.decide(
+        client, run_id=run_id, approval_id=approval_id, body=body, principal=principal
+    )

@@ -1,0 +1,251 @@
+"""Fixtures for the API tests: the real API served by uvicorn on a free port,
+against the session's Temporal dev server, a worker on the API's task queue
+(model calls answered by the session simulator, run index and audit rows
+written by the record activities), and a database that is a SQLite file or a
+fresh PostgreSQL schema.
+
+Every module that uses `api` runs once per database backend (module-scoped
+parameter); a module can narrow that with
+`pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True, scope="module")`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from activities.gateway.activities import ModelGateway
+from activities.gateway.registry import ModelRegistry
+from activities.records.activities import RecordActivities
+from api.server import ApiServer
+from store import make_engine
+from worker.assembly import create_worker
+from worker.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "test-bootstrap-admin-key-0123456789"
+MAX_BODY_BYTES = 64 * 1024
+POSTGRES_URL = os.environ.get(
+    "CHORUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def temporal_address(env: WorkflowEnvironment) -> str:
+    return env.client.service_client.config.target_host
+
+
+def api_settings(
+    *, temporal: str, database_url: str, state_dir: Path, task_queue: str, **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "temporal_address": temporal,
+        "task_queue": task_queue,
+        "database_url": database_url,
+        "state_dir": state_dir,
+        "models_file": ROOT / "chains" / "models.yaml",
+        "chains_dir": ROOT / "chains",
+        "admin_key": ADMIN_KEY,
+        "api_max_body_bytes": MAX_BODY_BYTES,
+        "log_format": "json",
+        "log_level": "warning",
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def admin() -> dict[str, str]:
+    return bearer(ADMIN_KEY)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response is `status` with the API's one error shape; returns `error`."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"code", "message", "details"}, error
+    assert isinstance(error["message"], str) and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    return error  # type: ignore[no-any-return]
+
+
+# -- databases -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_engine() -> Iterator[Engine]:
+    engine = make_engine(POSTGRES_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {make_url(POSTGRES_URL).render_as_string()} "
+            f"({exc.orig}); start it (`bash .ci/run` does) or set CHORUS_TEST_POSTGRES_URL",
+            pytrace=False,
+        )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def database_url(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """An empty database for the module: a SQLite file, or a fresh PostgreSQL schema."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('api-db') / 'chorus.db'}"
+        return
+    admin_engine: Engine = request.getfixturevalue("postgres_admin_engine")
+    schema = f"chorus_api_test_{uuid.uuid4().hex[:12]}"
+    with admin_engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin_engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+@pytest.fixture(scope="module")
+def db_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on the API's database, for tests that read rows directly."""
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+# -- the API, its worker, its clients -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api_task_queue() -> str:
+    return f"api-test-{uuid.uuid4()}"
+
+
+@pytest.fixture(scope="module")
+async def api(
+    temporal_env: WorkflowEnvironment,
+    database_url: str,
+    api_task_queue: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[ApiServer]:
+    """The API served by uvicorn on a free port (its own thread and event loop)."""
+    settings = api_settings(
+        temporal=temporal_address(temporal_env),
+        database_url=database_url,
+        state_dir=tmp_path_factory.mktemp("api-state"),
+        task_queue=api_task_queue,
+    )
+    server = ApiServer(settings)
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+@pytest.fixture(scope="module")
+async def api_worker(
+    temporal_env: WorkflowEnvironment,
+    registry: ModelRegistry,
+    api: ApiServer,
+    api_task_queue: str,
+) -> AsyncIterator[None]:
+    """A worker on the API's task queue writing to the API's database."""
+    gateway = ModelGateway(registry)
+    engine = make_engine(api.settings.effective_database_url)
+    worker = create_worker(
+        temporal_env.client,
+        task_queue=api_task_queue,
+        activities=[*gateway.activities, *RecordActivities(engine).activities],
+    )
+    async with worker:
+        yield
+    await gateway.aclose()
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class Keys:
+    service: str
+    reviewer: str
+    admin: str
+    supervisor: str
+    """A reviewer key that may also decide approvals requiring role `supervisor`."""
+    reviewer2: str
+
+
+@pytest.fixture(scope="module")
+async def keys(http: httpx.AsyncClient) -> Keys:
+    """One key per role, created through the API by the bootstrap admin."""
+    made: dict[str, str] = {}
+    specs = {
+        "service": {"role": "service"},
+        "reviewer": {"role": "reviewer"},
+        "admin": {"role": "admin"},
+        "supervisor": {"role": "reviewer", "approval_roles": ["supervisor"]},
+        "reviewer2": {"role": "reviewer"},
+    }
+    for label, body in specs.items():
+        response = await http.post(
+            "/v1/keys", json={"name": f"{label}-{uuid.uuid4().hex[:6]}", **body}, headers=admin()
+        )
+        assert response.status_code == 201, response.text
+        made[label] = response.json()["key"]
+    return Keys(**made)
+
+
+async def count_workflows(client: Client, task_queue: str, extra: str = "") -> int:
+    query = f"TaskQueue = '{task_queue}'" + (f" AND {extra}" if extra else "")
+    return (await client.count_workflows(query)).count
+
+
+async def wait_for(probe: Any, *, timeout_s: float = 15.0, interval_s: float = 0.05) -> Any:
+    """Poll an async probe until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last: {value!r})")
+        await asyncio.sleep(interval_s)
