@@ -18,16 +18,21 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/chorus
 WORKDIR /src
-# pyproject.toml names README.md as the package's long description.
-COPY pyproject.toml README.md ./
+# Dependencies first, in their own layer: it is rebuilt only when
+# pyproject.toml changes, not on every code edit. (Without the sources the
+# package itself is empty; the README is a stub until the real one is copied.)
+COPY pyproject.toml ./
+RUN touch README.md && /opt/chorus/bin/pip install .
+# Then the package itself: a regular (not editable) install without the dev
+# extras, so the runtime image carries no test tools and no loose sources.
+COPY README.md ./
 COPY workflows/ workflows/
 COPY activities/ activities/
 COPY worker/ worker/
 COPY api/ api/
 COPY store/ store/
-# A regular (not editable) install without the dev extras: the runtime image
-# carries no test tools and no copy of the sources besides the installed package.
-RUN /opt/chorus/bin/pip install . \
+RUN rm -rf build ./*.egg-info \
+ && /opt/chorus/bin/pip install --no-deps --force-reinstall . \
  && /opt/chorus/bin/chorus --help > /dev/null
 
 # ---- runtime ----------------------------------------------------------------

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import typer.main
@@ -35,6 +35,9 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.testing import WorkflowEnvironment
 
 from worker.devstack import find_temporal_binary, search_attribute_args
+
+if TYPE_CHECKING:
+    from worker.simulator.server import SimulatorServer
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -288,6 +291,48 @@ def test_the_three_search_attributes_are_registered_by_a_service(
     declared = re.search(r'^attributes="([^"]+)"', REGISTER_SCRIPT.read_text(), re.MULTILINE)
     assert declared is not None
     assert set(declared.group(1).split()) == wanted
+
+
+def _python_check(spec: Mapping[str, Any]) -> str:
+    test = spec["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], test
+    return test[3]
+
+
+async def _run_python_check(code: str, env: Mapping[str, str]) -> int:
+    proc = await asyncio.create_subprocess_exec(
+        "python3",
+        "-c",
+        code,
+        env={"PATH": os.environ["PATH"], **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    return await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_simulator_healthcheck_probes_a_real_simulator_endpoint(
+    resolved: dict[str, Any], simulator: SimulatorServer
+) -> None:
+    code = _python_check(resolved["services"]["simulator"])
+    assert "http://127.0.0.1:8400/" in code
+    assert await _run_python_check(code.replace("http://127.0.0.1:8400", simulator.url), {}) == 0
+    unknown = code.replace("http://127.0.0.1:8400/", simulator.url + "/no-such-path/")
+    assert await _run_python_check(unknown, {}) != 0
+
+
+async def test_worker_healthcheck_fails_when_temporal_is_unreachable(
+    resolved: dict[str, Any],
+) -> None:
+    code = _python_check(resolved["services"]["worker"])
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    address = {"CHORUS_TEMPORAL_ADDRESS": f"127.0.0.1:{port}"}
+    async with server:
+        assert await _run_python_check(code, address) == 0
+    server.close()
+    await server.wait_closed()
+    assert await _run_python_check(code, address) != 0
 
 
 # ------------------------------------------------------------------ secrets
