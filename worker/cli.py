@@ -21,6 +21,7 @@ import re
 import signal
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -697,6 +698,218 @@ def _demo_summary(label: str, workflow_id: str, value: Any, result: Any) -> dict
         "cost_usd": result.usage.cost_usd,
         "error": result.error,
     }
+
+
+# ------------------------------------------------------------ keys, chains
+
+keys_app = typer.Typer(
+    help="Manage API keys (stored hashed in the application database).", no_args_is_help=True
+)
+chains_app = typer.Typer(
+    help="Publish and list chain versions in the application database.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+app.add_typer(chains_app, name="chains")
+
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[Any]:
+    """The application database's engine, tables created if missing; a
+    database error exits 1 with the (password-free) URL it concerns."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from store.engine import UnsupportedDatabaseError, create_all, make_engine
+
+    url = settings.effective_database_url
+    try:
+        engine = make_engine(url)
+    except UnsupportedDatabaseError as exc:
+        fail(str(exc))
+    try:
+        create_all(engine)
+        yield engine
+    except SQLAlchemyError as exc:
+        where = make_url(url).render_as_string(hide_password=True)
+        fail(f"database error on {where}: {exc}")
+    finally:
+        engine.dispose()
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else ""
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="who holds the key (the reviewer identity)")],
+    role: Annotated[str, typer.Option(help="service, reviewer or admin")],
+    approval_role: Annotated[
+        list[str] | None,
+        typer.Option(help="extra role the key may review as (repeatable), e.g. supervisor"),
+    ] = None,
+) -> None:
+    """Create an API key and print it once: only its hash is stored."""
+    settings = _settings()
+    from store.crud import create_api_key
+    from store.engine import session_scope
+    from store.errors import StoreError
+
+    with _database(settings) as engine:
+        try:
+            with session_scope(engine) as session:
+                row, plaintext = create_api_key(
+                    session, name=name, role=role, approval_roles=approval_role or []
+                )
+        except StoreError as exc:
+            fail(str(exc))
+    extra = f", may also review as {', '.join(row.approval_roles)}" if row.approval_roles else ""
+    err_console.print(
+        f"created {row.role} key [bold]{row.name}[/]{extra}. Copy it now: "
+        "it will not be shown again.",
+        highlight=False,
+    )
+    # The key alone on stdout, so `KEY=$(chorus keys create ...)` captures it.
+    print(plaintext)
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+) -> None:
+    """List API keys (never the keys themselves), revoked ones included."""
+    settings = _settings()
+    from store.crud import list_api_keys
+    from store.engine import session_scope
+    from store.models import ApiKeyPublic
+
+    with _database(settings) as engine, session_scope(engine) as session:
+        keys = [ApiKeyPublic.model_validate(row) for row in list_api_keys(session)]
+    if as_json:
+        print(json.dumps([key.model_dump(mode="json") for key in keys]))
+        return
+    table = Table(title="API keys", title_justify="left")
+    for column in ("name", "role", "approval roles", "prefix", "created", "status"):
+        table.add_column(column)
+    for key in keys:
+        status = (
+            Text(f"revoked {_when(key.revoked_at)}", style="red")
+            if key.revoked_at
+            else Text("active", style="green")
+        )
+        table.add_row(
+            key.name,
+            key.role,
+            ", ".join(key.approval_roles),
+            f"{key.key_prefix}…",
+            _when(key.created_at),
+            status,
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="name of the key to revoke")],
+) -> None:
+    """Revoke the active key of that name; it stops working at once."""
+    settings = _settings()
+    from store.crud import revoke_api_key
+    from store.engine import session_scope
+
+    with _database(settings) as engine, session_scope(engine) as session:
+        revoked = revoke_api_key(session, name=name)
+    if not revoked:
+        fail(f"no active API key named {name!r} (`chorus keys list` shows the keys)")
+    console.print(f"revoked key [bold]{name}[/]", highlight=False)
+
+
+@chains_app.command("publish")
+def chains_publish(
+    chain: Annotated[str, typer.Argument(help="chain name (in CHORUS_CHAINS_DIR) or YAML path")],
+) -> None:
+    """Validate a chain against the model registry and publish it as a new
+    version (publishing an unchanged spec keeps the latest version)."""
+    settings = _settings()
+    spec = _load_checked_chain(chain, settings)
+    from store.crud import publish_chain
+    from store.engine import session_scope
+    from store.errors import StoreError
+
+    with _database(settings) as engine:
+        try:
+            with session_scope(engine) as session:
+                result = publish_chain(session, spec=spec, created_by="cli")
+        except StoreError as exc:
+            fail(str(exc))
+    row = result.chain_version
+    if result.created:
+        console.print(f"published chain [bold]{row.name}[/] v{row.version}", highlight=False)
+    else:
+        console.print(
+            f"chain [bold]{row.name}[/] unchanged: v{row.version} has the same spec",
+            highlight=False,
+        )
+
+
+@chains_app.command("sync")
+def chains_sync() -> None:
+    """Publish every chain in CHORUS_CHAINS_DIR whose spec changed (all or nothing)."""
+    settings = _settings()
+    aliases = _known_aliases(settings)
+    from store.crud import sync_chain_dir
+    from store.engine import session_scope
+    from store.errors import StoreError
+
+    with _database(settings) as engine:
+        try:
+            with session_scope(engine) as session:
+                rows = sync_chain_dir(
+                    session, chains_dir=settings.chains_dir, known_aliases=aliases
+                )
+        except StoreError as exc:
+            fail(str(exc))
+    for row in rows:
+        console.print(f"{row.name} v{row.version}", highlight=False)
+
+
+@chains_app.command("list")
+def chains_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+) -> None:
+    """List the published chains, each at its latest version."""
+    settings = _settings()
+    from store.crud import list_chains
+    from store.engine import session_scope
+
+    with _database(settings) as engine, session_scope(engine) as session:
+        rows = list_chains(session)
+    if as_json:
+        from store.models import ChainVersionPublic
+
+        items = [
+            ChainVersionPublic.model_validate(row).model_dump(mode="json", exclude={"spec"})
+            for row in rows
+        ]
+        print(json.dumps(items))
+        return
+    if not rows:
+        console.print(
+            "no chains published yet: `chorus chains sync` publishes the chains directory"
+        )
+        return
+    table = Table(title="chains (latest versions)", title_justify="left")
+    for column in ("name", "version", "description", "published", "by"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.name,
+            f"v{row.version}",
+            row.description or "",
+            _when(row.created_at),
+            row.created_by,
+        )
+    console.print(table)
 
 
 def main() -> None:
