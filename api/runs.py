@@ -150,14 +150,23 @@ def _mark_started(session: Session, run_id: str, temporal_run_id: str | None) ->
     session.commit()
 
 
-def _drop_stub(session: Session, run_id: str) -> None:
-    """Forget a stub whose workflow was never started (the request failed)."""
+def _drop_stub(session: Session, run_id: str, input_hash: str, author: str) -> None:
+    """Undo this request's stub when its workflow was not started by it: delete
+    the row while it is still a stub; if a workflow of that id (started
+    elsewhere) has written its own row over it meanwhile, keep that row but
+    take back what only this request put there (its input hash and author)."""
+    ours = (
+        col(RunRecord.run_id) == run_id,
+        col(RunRecord.input_hash) == input_hash,
+        col(RunRecord.created_by) == author,
+    )
     session.exec(  # type: ignore[call-overload]
         delete(RunRecord).where(
-            col(RunRecord.run_id) == run_id,
-            col(RunRecord.status) == "starting",
-            col(RunRecord.revision) == 0,
+            *ours, col(RunRecord.status) == "starting", col(RunRecord.revision) == 0
         )
+    )
+    session.exec(  # type: ignore[call-overload]
+        update(RunRecord).where(*ours).values(input_hash=None, created_by=None)
     )
     session.commit()
 
@@ -198,7 +207,7 @@ class RunStarter:
         try:
             temporal_run_id = await self._start_workflow(run_id, spec, body, input_hash)
         except BaseException:
-            await in_thread(_drop_stub, self.session, run_id)
+            await in_thread(_drop_stub, self.session, run_id, input_hash, self.principal.name)
             raise
         await in_thread(_mark_started, self.session, run_id, temporal_run_id)
         return RunAccepted(
@@ -320,7 +329,7 @@ class RunStarter:
             )
         except RPCError as exc:
             raise temporal_problem(exc, f"describing run {run_id!r}") from exc
-        if description.memo_value(INPUT_HASH_MEMO, None) == input_hash:
+        if await description.memo_value(INPUT_HASH_MEMO, None) == input_hash:
             return description.run_id
         raise RunConflict(
             f"a workflow with id {run_id!r} already exists in Temporal and was not started "
