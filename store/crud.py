@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Insert, desc, update
+from sqlalchemy import desc, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, func, select
 
 from activities.records.types import ApprovalAuditInput, RunRecordInput
@@ -75,17 +76,13 @@ def spec_hash(spec: ChainSpec) -> str:
     return hash_json(spec.model_dump(mode="json", exclude={"version"}))
 
 
-def _insert(session: Session, model: type[SQLModel]) -> Insert:
+def _insert(session: Session, model: type[SQLModel]) -> postgresql.Insert | sqlite.Insert:
     """INSERT for the session's backend, which has `on_conflict_do_*`."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(model)
+        return postgresql.insert(model)
     if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(model)
+        return sqlite.insert(model)
     raise NotImplementedError(f"the store supports sqlite and postgresql, not {dialect}")
 
 
@@ -113,7 +110,7 @@ def _latest(session: Session, name: str) -> ChainVersion | None:
     statement = (
         select(ChainVersion)
         .where(ChainVersion.name == name)
-        .order_by(desc(ChainVersion.version))
+        .order_by(desc(col(ChainVersion.version)))
         .limit(1)
     )
     return session.exec(statement).first()
@@ -152,7 +149,7 @@ def publish_chain(session: Session, *, spec: ChainSpec, created_by: str) -> Publ
             _insert(session, ChainVersion)
             .values(**_values(row, skip={"id"}))
             .on_conflict_do_nothing(index_elements=["name", "version"])
-            .returning(ChainVersion.id)
+            .returning(col(ChainVersion.id))
         )
         new_id = session.exec(statement).scalar_one_or_none()
         if new_id is not None:
@@ -278,7 +275,7 @@ def create_run_stub(
         _insert(session, RunRecord)
         .values(**_values(row))
         .on_conflict_do_nothing(index_elements=["run_id"])
-        .returning(RunRecord.run_id)
+        .returning(col(RunRecord.run_id))
     )
     inserted = session.exec(statement).scalar_one_or_none()
     stored = session.get(RunRecord, run_id, populate_existing=True)
@@ -307,7 +304,7 @@ def list_runs(
     if status is not None:
         statement = statement.where(RunRecord.status == status)
     statement = (
-        statement.order_by(desc(RunRecord.started_at), desc(RunRecord.run_id))
+        statement.order_by(desc(col(RunRecord.started_at)), desc(col(RunRecord.run_id)))
         .offset(max(offset, 0))
         .limit(min(max(limit, 0), MAX_LIST_LIMIT))
     )
@@ -429,7 +426,7 @@ def create_api_key(
         .on_conflict_do_nothing(
             index_elements=["name"], index_where=col(ApiKey.revoked_at).is_(None)
         )
-        .returning(ApiKey.id)
+        .returning(col(ApiKey.id))
     )
     new_id = session.exec(statement).scalar_one_or_none()
     if new_id is None:

@@ -40,7 +40,7 @@ def test_sqlite_file_gets_its_directory_wal_and_foreign_keys(tmp_path: Path) -> 
         with engine.connect() as conn:
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
-            assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
+            assert conn.execute(text("PRAGMA busy_timeout")).scalar_one() >= 5000
         assert path.exists()
     finally:
         engine.dispose()
@@ -63,6 +63,18 @@ def test_sqlite_connections_may_cross_threads(tmp_path: Path) -> None:
             thread.start()
             thread.join()
         assert errors == []
+    finally:
+        engine.dispose()
+
+
+def test_an_in_memory_sqlite_database_is_shared_by_its_sessions() -> None:
+    engine = make_engine("sqlite://")
+    try:
+        create_all(engine)
+        with session_scope(engine) as session:
+            create_api_key(session, name="mem", role="service")
+        with session_scope(engine) as session:
+            assert session.exec(select(ApiKey.name)).all() == ["mem"]
     finally:
         engine.dispose()
 

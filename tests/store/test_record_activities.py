@@ -20,8 +20,13 @@ from store.models import RunRecord
 from tests.store.conftest import audit_input, run_input
 
 
-def test_activities_are_registered_under_their_stable_names(engine: Engine) -> None:
-    names = [fn.__temporal_activity_definition.name for fn in RecordActivities(engine).activities]  # type: ignore[attr-defined]
+def test_activities_are_registered_under_their_stable_names() -> None:
+    engine = make_engine("sqlite://")
+    try:
+        activities = RecordActivities(engine).activities
+    finally:
+        engine.dispose()
+    names = [fn.__temporal_activity_definition.name for fn in activities]  # type: ignore[attr-defined]
     assert names == [RECORD_RUN, RECORD_APPROVAL]
 
 
