@@ -30,6 +30,22 @@ DEFAULT_DEV_DYNAMIC_CONFIG: dict[str, Any] = {"history.transferProcessorMaxPollR
 sequential activity step take ~50 ms; at 1000/s a step takes ~20 ms."""
 
 
+ADMIN_KEY_MIN_LENGTH = 16
+_PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "changethis", "secret", "password", "admin", "example", "placeholder", "xxx"}
+)
+
+
+def admin_key_problem(key: str) -> str | None:
+    """Why a bootstrap admin key is unfit outside development, or None."""
+    normalized = "".join(ch for ch in key.lower() if ch.isalnum())
+    if normalized in _PLACEHOLDER_SECRETS or normalized.startswith(("changeme", "changethis")):
+        return "is a placeholder: set a random secret (e.g. `openssl rand -hex 32`)"
+    if len(key) < ADMIN_KEY_MIN_LENGTH:
+        return f"is shorter than {ADMIN_KEY_MIN_LENGTH} characters"
+    return None
+
+
 class Settings(BaseSettings):
     """Everything a Chorus process needs to find Temporal, the models and its files."""
 
@@ -64,6 +80,15 @@ class Settings(BaseSettings):
     simulator_config: Path | None = None
     """Optional simulator configuration file, passed as `--config` by the dev stack."""
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_host: str = "127.0.0.1"
+    """Interface `chorus api` listens on (0.0.0.0 in a container)."""
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Request bodies over this size are refused with 413 before being read in full."""
+    admin_key: SecretStr | None = None
+    """Bootstrap admin API key (CHORUS_ADMIN_KEY): an admin named `bootstrap-admin`
+    that can create the real keys. Outside development it must not be a placeholder."""
+    environment: Literal["development", "production"] = "development"
+    """`production` refuses placeholder secrets (CHORUS_ENVIRONMENT)."""
 
     # Files
     state_dir: Path = Path(".state")
@@ -141,6 +166,15 @@ class Settings(BaseSettings):
                 "CHORUS_TEMPORAL_API_KEY is set but CHORUS_TEMPORAL_TLS is false: "
                 "Temporal Cloud API keys are only sent over TLS"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_admin_key(self) -> Self:
+        if self.admin_key is None or self.environment == "development":
+            return self
+        problem = admin_key_problem(self.admin_key.get_secret_value())
+        if problem is not None:
+            raise ValueError(f"CHORUS_ADMIN_KEY {problem} (CHORUS_ENVIRONMENT={self.environment})")
         return self
 
     @property
