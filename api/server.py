@@ -15,9 +15,13 @@ from types import TracebackType
 import uvicorn
 
 from api.app import create_app
+from api.state import read_model_aliases
+from worker.logging import get_logger
 from worker.settings import Settings
 
 _START_TIMEOUT_S = 30.0
+
+log = get_logger(__name__)
 
 
 class ApiStartError(RuntimeError):
@@ -57,10 +61,19 @@ def _config(settings: Settings) -> uvicorn.Config:
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn drains requests in flight first)."""
+    """Serve until SIGINT/SIGTERM (uvicorn drains requests in flight first).
+
+    Raises ApiStartError when the port is taken or start-up fails (the model
+    registry is checked first, so a bad file is named instead of a bare
+    "startup failed")."""
+    try:
+        read_model_aliases(settings.models_file)
+    except ValueError as exc:
+        raise ApiStartError(str(exc)) from exc
     host = host or settings.api_host
     sock = _bind(host, settings.api_port if port is None else port)
     server = uvicorn.Server(_config(settings))
+    log.info("Chorus API listening", url=f"http://{host}:{sock.getsockname()[1]}")
     try:
         server.run(sockets=[sock])
     finally:

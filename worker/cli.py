@@ -1,7 +1,8 @@
 """`chorus`: the command line of Chorus.
 
-    chorus dev                    Temporal dev server + simulator + worker, until Ctrl-C
+    chorus dev                    Temporal dev server + simulator + worker + API, until Ctrl-C
     chorus worker                 a worker against CHORUS_TEMPORAL_ADDRESS
+    chorus api                    the HTTP API on CHORUS_API_HOST:CHORUS_API_PORT
     chorus simulator              the model simulator in the foreground
     chorus validate CHAIN         check a chain spec against the model registry
     chorus run CHAIN --input JSON run a chain and watch its steps
@@ -122,7 +123,7 @@ def _print_problems(title: str, exc: BaseException) -> None:
 
 @app.command()
 def dev() -> None:
-    """Start Temporal (with UI), the simulator and a worker until Ctrl-C.
+    """Start Temporal (with UI), the simulator, a worker and the API until Ctrl-C.
 
     Services already running on the configured addresses are reused, not
     restarted, and only what this command started is stopped.
@@ -189,6 +190,8 @@ def _print_stack(stack: Any) -> None:
         table.add_row("Simulator", stack.simulator_url, origin("simulator"))
     if stack.with_worker:
         table.add_row("Worker", f"task queue {stack.settings.task_queue}", origin("worker"))
+    if stack.with_api:
+        table.add_row("API", f"{stack.api_url}  (docs: /docs)", origin("api"))
     table.add_row("State", str(stack.state_dir), "")
     table.add_row("Logs", str(stack.log_dir), "")
     console.print(Panel(table, title="chorus dev", subtitle="Ctrl-C to stop", expand=False))
@@ -233,6 +236,22 @@ def simulator(
             log_level=settings.log_level,
         )
     except SimulatorStartError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="default: CHORUS_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default: CHORUS_API_PORT")] = None,
+) -> None:
+    """Serve the HTTP API (runs, approvals, chains, keys) until SIGINT/SIGTERM."""
+    settings = _settings()
+    _configure_logging(settings)
+    from api.server import ApiStartError, serve
+
+    try:
+        serve(settings, host=host, port=port)
+    except ApiStartError as exc:
         fail(str(exc))
 
 
@@ -601,7 +620,7 @@ async def _demo(settings: Settings, spec: Any, *, as_json: bool) -> int:
 
     from worker.devstack import DevStack, DevStackError
 
-    stack = DevStack(settings)
+    stack = DevStack(settings, api=False)  # the demo talks to Temporal directly
     try:
         if not as_json:
             console.print("[dim]starting the dev stack (reusing what already runs)…[/]")

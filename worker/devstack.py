@@ -1,5 +1,5 @@
-"""The embedded dev stack: Temporal dev server, simulator and a worker as
-child processes of one command, with nothing downloaded at run time.
+"""The embedded dev stack: Temporal dev server, simulator, a worker and the
+HTTP API as child processes of one command, with nothing downloaded at run time.
 
 `DevStack(settings).start()` brings up whatever is not already answering on
 the configured addresses and leaves running services alone, so `chorus demo`
@@ -50,7 +50,7 @@ from workflows.search_attributes import ALL_KEYS
 
 log = get_logger(__name__)
 
-SERVICES = ("temporal", "simulator", "worker")
+SERVICES = ("temporal", "simulator", "worker", "api")
 """Start order; stop order is the reverse."""
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -182,11 +182,11 @@ class ManagedProcess:
 
 
 class DevStack:
-    """Temporal dev server + simulator + worker for one machine.
+    """Temporal dev server + simulator + worker + API for one machine.
 
     Use as `async with DevStack(settings) as stack:` or call `start()` and
-    `stop()`. `worker=False` / `simulator=False` leave those out (tests run
-    their own worker in-process).
+    `stop()`. `worker=False` / `simulator=False` / `api=False` leave those out
+    (tests run their own worker in-process).
     """
 
     port_busy_wait_s = 5.0
@@ -199,12 +199,14 @@ class DevStack:
         *,
         simulator: bool = True,
         worker: bool = True,
+        api: bool = True,
         startup_timeout: float = 60.0,
         grace_period: float = 10.0,
     ) -> None:
         self.settings = settings
         self.with_simulator = simulator
         self.with_worker = worker
+        self.with_api = api
         self.startup_timeout = startup_timeout
         self.grace_period = grace_period
         self.state_dir = settings.state_dir.resolve()
@@ -231,8 +233,20 @@ class DevStack:
         return self.settings.simulator_base_url
 
     @property
+    def api_url(self) -> str:
+        host = self.settings.api_host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"  # listening everywhere: reach it on loopback
+        return f"http://{host}:{self.settings.api_port}"
+
+    @property
     def services(self) -> list[str]:
-        wanted = {"temporal": True, "simulator": self.with_simulator, "worker": self.with_worker}
+        wanted = {
+            "temporal": True,
+            "simulator": self.with_simulator,
+            "worker": self.with_worker,
+            "api": self.with_api,
+        }
         return [name for name in SERVICES if wanted[name]]
 
     # -------------------------------------------------------------- probes
@@ -264,6 +278,16 @@ class DevStack:
         try:
             async with httpx.AsyncClient(timeout=2.0) as http:
                 response = await http.get(f"{self.simulator_url}/models")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def api_reachable(self) -> bool:
+        """The API answers GET /healthz with 200 (it starts before its
+        database and Temporal are ready; /readyz is for load balancers)."""
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as http:
+                response = await http.get(f"{self.api_url}/healthz")
         except httpx.HTTPError:
             return False
         return response.status_code == 200
@@ -305,6 +329,7 @@ class DevStack:
             "temporal": self.temporal_reachable,
             "simulator": self.simulator_reachable,
             "worker": self.worker_reachable,
+            "api": self.api_reachable,
         }
         return {name: await probes[name]() for name in self.services}
 
@@ -332,6 +357,8 @@ class DevStack:
                 await self._ensure_simulator()
             if self.with_worker:
                 await self._ensure_worker()
+            if self.with_api:
+                await self._ensure_api()
         except BaseException:
             await self.stop()
             raise
@@ -449,9 +476,20 @@ class DevStack:
         await self._wait_ready(proc, polling, "worker")
         log.info("worker ready", task_queue=self.settings.task_queue, pid=proc.pid)
 
-    # TODO(api): start the API (`uvicorn api.app:app --port settings.api_port`)
-    # as a fourth service once api/ exists: add it to SERVICES, with a probe on
-    # GET /healthz, following `_ensure_simulator`.
+    async def _ensure_api(self) -> None:
+        settings = self.settings
+        if await self.api_reachable():
+            self.reused.append("api")
+            log.info("reusing running API", url=self.api_url)
+            return
+        if await port_open(settings.api_host, settings.api_port):
+            raise DevStackError(
+                f"port {settings.api_port} on {settings.api_host} is in use by a process that "
+                "does not answer GET /healthz: stop it or set CHORUS_API_PORT to a free port"
+            )
+        proc = await self._spawn("api", [sys.executable, "-m", "worker", "api"])
+        await self._wait_ready(proc, self.api_reachable, "API")
+        log.info("API ready", url=self.api_url, pid=proc.pid)
 
     # ------------------------------------------------------------- helpers
 

@@ -22,6 +22,7 @@ from worker.settings import Settings
 from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
 
 ROOT = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "devstack-admin-key-0123456789"
 
 
 def free_port() -> int:
@@ -35,6 +36,8 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
         "temporal_address": f"127.0.0.1:{free_port()}",
         "temporal_ui_port": free_port(),
         "simulator_port": free_port(),
+        "api_port": free_port(),
+        "admin_key": ADMIN_KEY,
         "state_dir": state_dir,
         "models_file": ROOT / "chains" / "models.yaml",
         "chains_dir": ROOT / "chains",
@@ -75,9 +78,14 @@ async def test_stack_starts_runs_a_chain_stops_and_keeps_state(tmp_path: Path) -
     stack = DevStack(settings, startup_timeout=60)
     await stack.start()
     try:
-        assert set(stack.started) == {"temporal", "simulator", "worker"}
+        assert set(stack.started) == {"temporal", "simulator", "worker", "api"}
         assert stack.is_running
-        assert await stack.check() == {"temporal": True, "simulator": True, "worker": True}
+        assert await stack.check() == {
+            "temporal": True,
+            "simulator": True,
+            "worker": True,
+            "api": True,
+        }
 
         client = await stack.client()
         attributes = await client.operator_service.list_search_attributes(
@@ -105,27 +113,38 @@ async def test_stack_starts_runs_a_chain_stops_and_keeps_state(tmp_path: Path) -
         assert result.status == "completed"
         assert result.usage.cost_usd > 0
 
+        # The API child serves the same Temporal and the same database.
+        async with httpx.AsyncClient(
+            base_url=stack.api_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        ) as http:
+            assert (await http.get("/readyz")).status_code == 200
+            run = (await http.get(f"/v1/runs/{workflow_id}")).json()
+            assert run["status"] == "completed" and run["output"] == result.output
+            chains = (await http.get("/v1/chains")).json()["items"]
+            assert "classify_then_answer" in {chain["name"] for chain in chains}
+
         # A second stack on the same settings reuses everything and starts nothing.
         again = DevStack(settings)
         await again.start()
         assert again.started == {}
-        assert again.reused == ["temporal", "simulator", "worker"]
+        assert again.reused == ["temporal", "simulator", "worker", "api"]
         await again.stop()
-        assert await stack.check() == {"temporal": True, "simulator": True, "worker": True}
+        assert all((await stack.check()).values())
     finally:
         pids = stack.pids
         await stack.stop()
 
-    assert set(pids) == {"temporal", "simulator", "worker"}
+    assert set(pids) == {"temporal", "simulator", "worker", "api"}
     assert all(gone(pid) for pid in pids.values()), pids
     assert not stack.is_running
     assert not await stack.temporal_reachable()
     assert not await stack.simulator_reachable()
+    assert not await stack.api_reachable()
     assert (tmp_path / "state" / "logs" / "temporal.log").is_file()
     assert (tmp_path / "state" / "temporal.db").is_file()
 
     # Restarted on the same SQLite file, Temporal still knows the finished run.
-    restarted = DevStack(settings, simulator=False, worker=False)
+    restarted = DevStack(settings, simulator=False, worker=False, api=False)
     await restarted.start()
     try:
         client = await restarted.client()
@@ -139,7 +158,7 @@ async def test_foreign_process_on_the_temporal_port_is_reported(
     tmp_path: Path, foreign_listener: int
 ) -> None:
     settings = stack_settings(tmp_path, temporal_address=f"127.0.0.1:{foreign_listener}")
-    stack = DevStack(settings, simulator=False, worker=False)
+    stack = DevStack(settings, simulator=False, worker=False, api=False)
     stack.port_busy_wait_s = 0.3
     with pytest.raises(DevStackError, match=f"port {foreign_listener} on 127.0.0.1 is in use"):
         await stack.start()
@@ -149,7 +168,7 @@ async def test_foreign_process_on_the_temporal_port_is_reported(
 async def test_server_that_dies_while_starting_is_reported_with_its_log(tmp_path: Path) -> None:
     # A directory where the SQLite file should be makes the server exit at once.
     (tmp_path / "temporal.db").mkdir()
-    stack = DevStack(stack_settings(tmp_path), simulator=False, worker=False)
+    stack = DevStack(stack_settings(tmp_path), simulator=False, worker=False, api=False)
     with pytest.raises(DevStackError) as caught:
         await stack.start()
     message = str(caught.value)
