@@ -212,12 +212,15 @@ class Keys:
     supervisor: str
     """A reviewer key that may also decide approvals requiring role `supervisor`."""
     reviewer2: str
+    names: dict[str, str]
+    """Key label (`reviewer`, ...) → the key's name, the identity the audit log records."""
 
 
 @pytest.fixture(scope="module")
 async def keys(http: httpx.AsyncClient) -> Keys:
     """One key per role, created through the API by the bootstrap admin."""
     made: dict[str, str] = {}
+    names: dict[str, str] = {}
     specs = {
         "service": {"role": "service"},
         "reviewer": {"role": "reviewer"},
@@ -226,12 +229,11 @@ async def keys(http: httpx.AsyncClient) -> Keys:
         "reviewer2": {"role": "reviewer"},
     }
     for label, body in specs.items():
-        response = await http.post(
-            "/v1/keys", json={"name": f"{label}-{uuid.uuid4().hex[:6]}", **body}, headers=admin()
-        )
+        names[label] = f"{label}-{uuid.uuid4().hex[:6]}"
+        response = await http.post("/v1/keys", json={"name": names[label], **body}, headers=admin())
         assert response.status_code == 201, response.text
         made[label] = response.json()["key"]
-    return Keys(**made)
+    return Keys(**made, names=names)
 
 
 async def count_workflows(client: Client, task_queue: str, extra: str = "") -> int:
