@@ -17,6 +17,7 @@ import asyncio
 import json
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,8 +32,10 @@ from temporalio.worker import Worker
 
 from activities.gateway.activities import ModelGateway
 from activities.gateway.registry import ModelRegistry
+from activities.records.activities import RecordActivities
 from bench.raw_activities import RawActivities
 from bench.raw_workflow import RawInput, RawWorkflow
+from store.engine import create_all, make_engine
 from worker.assembly import create_worker, sandbox_runner
 from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
 from worker.logging import configure_logging
@@ -108,10 +111,17 @@ async def main() -> None:
             ROOT / "chains" / "models.yaml", simulator_base_url=sim.openai_base_url
         )
         gateway = ModelGateway(registry)
+        # The run index and audit log go to a throwaway SQLite file.
+        store_dir = Path(tempfile.mkdtemp(prefix="chorus-"))
+        engine = make_engine(f"sqlite:///{store_dir / 'chorus.db'}")
+        create_all(engine)
+        records = RecordActivities(engine)
         raw = RawActivities()
         queue_chorus, queue_raw = f"bench-chorus-{uuid.uuid4()}", f"bench-raw-{uuid.uuid4()}"
         chorus_worker = create_worker(
-            env.client, task_queue=queue_chorus, activities=gateway.activities
+            env.client,
+            task_queue=queue_chorus,
+            activities=[*gateway.activities, *records.activities],
         )
         raw_worker = Worker(
             env.client,

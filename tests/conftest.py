@@ -22,6 +22,8 @@ from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG
 ROOT = Path(__file__).resolve().parents[1]
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from activities.gateway.registry import ModelRegistry
     from worker.simulator.control import SimulatorControl
     from worker.simulator.server import SimulatorServer
@@ -73,6 +75,16 @@ async def sim(_sim_control: SimulatorControl) -> SimulatorControl:
     logged calls) before the test."""
     await _sim_control.reset()
     return _sim_control
+
+
+@pytest.fixture(scope="session")
+def store_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """The application database the session's workers write to (SQLite file)."""
+    from store.engine import create_all, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('store') / 'chorus.db'}")
+    create_all(engine)
+    return engine
 
 
 @pytest.fixture(scope="session")

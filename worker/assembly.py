@@ -19,6 +19,7 @@ from workflows.chain import ChainWorkflow
 
 if TYPE_CHECKING:
     from activities.gateway.activities import ModelGateway
+    from activities.records.activities import RecordActivities
     from worker.settings import Settings
 
 WORKFLOWS: Sequence[type] = (ChainWorkflow,)
@@ -65,12 +66,17 @@ def create_worker(
 
 
 def build_worker(
-    client: Client, settings: Settings, gateway: ModelGateway, *, task_queue: str | None = None
+    client: Client,
+    settings: Settings,
+    gateway: ModelGateway,
+    records: RecordActivities,
+    *,
+    task_queue: str | None = None,
 ) -> Worker:
     return create_worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        activities=gateway.activities,
+        activities=[*gateway.activities, *records.activities],
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_activities=settings.max_concurrent_activities,
     )
@@ -86,6 +92,16 @@ def build_gateway(settings: Settings) -> ModelGateway:
     return ModelGateway(registry)
 
 
+def build_records(settings: Settings) -> RecordActivities:
+    """The run index and audit log writers, on the application database."""
+    from activities.records.activities import RecordActivities
+    from store.engine import create_all, make_engine
+
+    engine = make_engine(settings.effective_database_url)
+    create_all(engine)
+    return RecordActivities(engine)
+
+
 async def run_worker(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then drain and close cleanly (an
     abrupt exit with SDK threads alive can abort the interpreter)."""
@@ -93,7 +109,7 @@ async def run_worker(settings: Settings) -> None:
 
     client = await connect(settings)
     gateway = build_gateway(settings)
-    worker = build_worker(client, settings, gateway)
+    worker = build_worker(client, settings, gateway, build_records(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -74,3 +74,25 @@ async def connect(settings: Settings) -> Client:
             f"cannot connect to Temporal at {settings.temporal_address} "
             f"(namespace {settings.temporal_namespace!r}){hint}: {exc}"
         ) from exc
+
+
+async def register_search_attributes(client: Client, namespace: str = "default") -> None:
+    """Register Chorus's search attributes on a server that lacks them (the
+    time-skipping test server, a fresh self-hosted namespace). Idempotent: a
+    server that already has them answers AlreadyExists, which is fine."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from workflows.search_attributes import ALL_KEYS
+
+    for key in ALL_KEYS:
+        # The SDK's SearchAttributeIndexedValueType mirrors the proto enum's values.
+        kind = IndexedValueType.ValueType(int(key.indexed_value_type))
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=namespace, search_attributes={key.name: kind})
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.ALREADY_EXISTS:
+                raise

@@ -1,10 +1,11 @@
 """ChainWorkflow: interprets a chain spec durably.
 
 Determinism: this module does no I/O and reads time only through
-`workflow.now()`. Every side effect (model calls, price lookups) is an
-activity, so a replay reproduces the same commands from history. Changing the
-order or number of commands this code issues for a given spec breaks replay of
-runs in flight: guard such changes with `workflow.patched`.
+`workflow.now()`. Every side effect (model calls, price lookups, the run
+index and the approval audit log) is an activity, so a replay reproduces the
+same commands from history. Changing the order or number of commands this
+code issues for a given spec breaks replay of runs in flight: guard such
+changes with `workflow.patched`.
 """
 
 from __future__ import annotations
@@ -30,10 +31,18 @@ with workflow.unsafe.imports_passed_through():
         ModelInfo,
         TokenUsage,
     )
+    from activities.records.types import (
+        RECORD_APPROVAL,
+        RECORD_RUN,
+        ApprovalAuditInput,
+        RunRecordInput,
+    )
     from workflows import templating
+    from workflows.approvals import ApprovalDesk, AuditEntry, DecisionRejected
     from workflows.budget import Budget, BudgetExceededError, estimate_prompt_tokens
     from workflows.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
     from workflows.spec import (
+        ApprovalStep,
         ChainSpec,
         ModelStep,
         ParallelStep,
@@ -43,12 +52,17 @@ with workflow.unsafe.imports_passed_through():
         iter_aliases,
     )
     from workflows.types import (
+        DECIDE,
+        PENDING_APPROVALS_QUERY,
         STATE_QUERY,
         WORKFLOW_NAME,
+        ApprovalDecision,
+        ApprovalState,
         BudgetState,
         CascadeDecision,
         ChainInput,
         ChainResult,
+        DecisionOutcome,
         ModelCallRecord,
         ModelUsage,
         RunState,
@@ -66,6 +80,14 @@ class ChainFailure(Exception):
         self.error_type = error_type
 
 
+class ChainRejected(ChainFailure):
+    """A reviewer (or a timeout policy) rejected an approval: the run ends as
+    `rejected`, a business outcome rather than a failure."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("Rejected", message)
+
+
 REASK_PROMPT = (
     "Your reply did not match the required JSON schema: {errors}. "
     "Reply again with only a JSON value that matches the schema."
@@ -74,6 +96,8 @@ _DEFAULT_RETRY = RetrySpec()
 _TIMEOUT_MARGIN_S = 5.0
 COST_REFRESH = timedelta(seconds=2)
 PATCH_THROTTLE_COST_UPSERTS = "chorus-throttle-cost-upserts"
+PATCH_RUN_INDEX = "chorus-run-index"
+_RECORD_RUN_RETRY = RetryPolicy(maximum_attempts=8, maximum_interval=timedelta(seconds=10))
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -91,6 +115,11 @@ class ChainWorkflow:
         self._error: str | None = None
         self._cost_published_at: datetime | None = None
         self._throttle_cost_upserts = True
+        self._desk = ApprovalDesk()
+        self._index_runs = True
+        self._index_revision = 0
+        self._started_at: datetime | None = None
+        self._ignored_signals: list[str] = []
 
     @workflow.run
     async def run(self, inp: ChainInput) -> ChainResult:
@@ -106,23 +135,29 @@ class ChainWorkflow:
                 COST_KEY.value_set(0.0),
             ]
         )
-        self._cost_published_at = workflow.now()
-        # Runs started before cost upserts were throttled upsert after every call.
+        self._started_at = self._cost_published_at = workflow.now()
+        # Runs started before cost upserts were throttled upsert after every
+        # call; runs started before the run index existed write no index rows.
         self._throttle_cost_upserts = workflow.patched(PATCH_THROTTLE_COST_UPSERTS)
+        self._index_runs = workflow.patched(PATCH_RUN_INDEX)
+        await self._index_run()
         context: dict[str, Any] = {"input": inp.input, "steps": {}}
         try:
             await self._load_models(spec)
             last = await self._run_steps(spec.steps, context)
             output = self._records[spec.output].output if spec.output else last
+        except ChainRejected as rejection:
+            await self._finish("rejected", str(rejection))
+            return self._result(None, rejection.error_type)
         except ChainFailure as failure:
-            self._finish("failed", str(failure))
+            await self._finish("failed", str(failure))
             raise ApplicationError(
                 str(failure),
                 self._result(None, failure.error_type),
                 type=failure.error_type,
                 non_retryable=True,
             ) from None
-        self._finish("completed", None)
+        await self._finish("completed", None)
         return self._result(output, None)
 
     @workflow.query(name=STATE_QUERY)
@@ -143,8 +178,47 @@ class ChainWorkflow:
                 max_steps=self._max_steps,
                 steps_executed=self._steps_executed,
             ),
+            approvals=self._desk.all(),
             error=self._error,
         )
+
+    @workflow.query(name=PENDING_APPROVALS_QUERY)
+    def pending_approvals(self) -> list[ApprovalState]:
+        return self._desk.pending()
+
+    # -- decisions ---------------------------------------------------------------
+
+    @workflow.update(name=DECIDE)
+    async def decide(self, decision: ApprovalDecision) -> DecisionOutcome:
+        """A reviewer's decision; answered once its audit row is written."""
+        await self._audit(self._desk.apply(decision, workflow.now()))
+        return self._desk.outcome(decision.approval_id)
+
+    @decide.validator
+    def _check_decision(self, decision: ApprovalDecision) -> None:
+        # Raising here rejects the Update before it enters history: the caller
+        # learns why at once and the run is unchanged.
+        try:
+            self._desk.check(decision)
+        except DecisionRejected as rejected:
+            raise ApplicationError(
+                str(rejected), type=rejected.error_type, non_retryable=True
+            ) from None
+
+    @workflow.signal(name=DECIDE)
+    async def decide_signal(self, decision: ApprovalDecision) -> None:
+        """The same decision for tools that can only signal. A signal cannot be
+        refused, so an invalid one is logged and listed in the run's state."""
+        try:
+            entry = self._desk.apply(decision, workflow.now())
+        except DecisionRejected as rejected:
+            reason = f"{rejected.error_type}: {rejected}"
+            workflow.logger.warning(
+                "ignored decision signal from %s: %s", decision.reviewer, reason
+            )
+            self._ignored_signals.append(f"{decision.reviewer}: {reason}")
+            return
+        await self._audit(entry)
 
     # -- run lifecycle -------------------------------------------------------
 
@@ -179,11 +253,85 @@ class ChainWorkflow:
         self._cost_published_at = now
         workflow.upsert_search_attributes([COST_KEY.value_set(self._budget.spent_usd)])
 
-    def _finish(self, status: RunStatus, error: str | None) -> None:
+    async def _finish(self, status: RunStatus, error: str | None) -> None:
+        # A decision Update may still be writing its audit row: let it finish
+        # before the run closes, so its caller gets an answer.
+        await workflow.wait_condition(workflow.all_handlers_finished)
         self._status = status
         self._error = error
         workflow.upsert_search_attributes(
             [STATUS_KEY.value_set(status), COST_KEY.value_set(self._budget.spent_usd)]
+        )
+        await self._index_run(finished=True)
+
+    def _refresh_status(self) -> None:
+        """`awaiting_approval` while any approval is pending, else `running`:
+        ops filter on ChorusStatus in the Temporal UI."""
+        status: RunStatus = "awaiting_approval" if self._desk.pending() else "running"
+        if status != self._status:
+            self._status = status
+            workflow.upsert_search_attributes([STATUS_KEY.value_set(status)])
+
+    async def _index_run(self, *, finished: bool = False) -> None:
+        """Write the run's row in the application database's run index.
+
+        A local activity (no extra server round trip). The index is a
+        convenience copy of what Temporal knows, so a database that stays down
+        through every retry is logged and skipped rather than failing the
+        run; the next write carries the full state again.
+        """
+        if not self._index_runs or self._spec is None or self._started_at is None:
+            return
+        self._index_revision += 1
+        info = workflow.info()
+        usage = self._usage()
+        record = RunRecordInput(
+            run_id=info.workflow_id,
+            temporal_run_id=info.run_id,
+            chain=self._spec.name,
+            version=self._spec.version,
+            status=self._status,
+            revision=self._index_revision,
+            started_at=self._started_at,
+            finished_at=workflow.now() if finished else None,
+            cost_usd=usage.cost_usd,
+            input_tokens=usage.total.input_tokens,
+            output_tokens=usage.total.output_tokens,
+            current_step=self._current[-1] if self._current else None,
+            error=self._error,
+        )
+        try:
+            await workflow.execute_local_activity(
+                RECORD_RUN,
+                record,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=_RECORD_RUN_RETRY,
+                summary=f"run index: {self._status}",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("run index not updated: %s", _describe_activity_error(err))
+
+    async def _audit(self, entry: AuditEntry) -> None:
+        """Write one decision to the audit log. Retried until the database
+        takes it: an audit log with holes is worse than a late answer."""
+        approval, decision = entry.approval, entry.decision
+        await workflow.execute_activity(
+            RECORD_APPROVAL,
+            ApprovalAuditInput(
+                run_id=workflow.info().workflow_id,
+                step=approval.step,
+                approval_id=approval.approval_id,
+                sequence=entry.sequence,
+                reviewer=decision.reviewer,
+                decision=decision.decision,
+                comment=decision.comment,
+                before_text=entry.before_text,
+                after_text=entry.after_text,
+                payload_hash=decision.payload_hash,
+                decided_at=decision.at,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            summary=f"audit {approval.approval_id}: {decision.decision} by {decision.reviewer}",
         )
 
     def _result(self, output: Any, error_type: str | None) -> ChainResult:
@@ -196,6 +344,7 @@ class ChainWorkflow:
             output=output,
             steps=dict(self._records),
             usage=self._usage(),
+            approvals=self._desk.all(),
             error=self._error,
             error_type=error_type,
         )
@@ -240,10 +389,12 @@ class ChainWorkflow:
                 await self._run_route_step(step, context, record)
             elif isinstance(step, ParallelStep):
                 await self._run_parallel_step(step, context, record)
+            elif isinstance(step, ApprovalStep):
+                await self._run_approval_step(step, context, record)
             else:  # pragma: no cover - the union is closed by validation
                 raise ChainFailure("UnknownStepKind", f"step {step.name}: unknown kind")
         except ChainFailure as failure:
-            record.status = "failed"
+            record.status = "rejected" if isinstance(failure, ChainRejected) else "failed"
             record.error = str(failure)
             raise
         except asyncio.CancelledError:
@@ -310,6 +461,67 @@ class ChainWorkflow:
         record.output = {
             branch.name: output for branch, output in zip(step.branches, outputs, strict=True)
         }
+
+    # -- approval steps ----------------------------------------------------------
+
+    async def _run_approval_step(
+        self, step: ApprovalStep, context: dict[str, Any], record: StepRecord
+    ) -> None:
+        text = self._render(step.text, context, f"{step.name}.text")
+        if step.when is not None and not self._condition(step.when, context, f"{step.name}.when"):
+            record.branch = "not required (when did not hold)"
+            record.output = text
+            return
+        now = workflow.now()
+        approval = self._desk.open(
+            approval_id=step.name,
+            step=step.name,
+            text=text,
+            context={
+                key: self._render(source, context, f"{step.name}.context.{key}")
+                for key, source in step.context.items()
+            },
+            instructions=(
+                self._render(step.instructions, context, f"{step.name}.instructions")
+                if step.instructions
+                else None
+            ),
+            required_role=step.required_role,
+            required_approvals=step.required_approvals,
+            now=now,
+            deadline=now + timedelta(seconds=step.timeout_s),
+        )
+        record.status = "awaiting_approval"
+        self._refresh_status()
+        await self._index_run()
+        while approval.status == "pending":
+            remaining = (approval.deadline - workflow.now()).total_seconds()
+            try:
+                await workflow.wait_condition(
+                    lambda: approval.status != "pending", timeout=max(remaining, 0.001)
+                )
+            except TimeoutError:
+                await self._audit(self._on_approval_timeout(step, approval))
+        self._refresh_status()
+        if approval.status == "rejected":
+            last = approval.decisions[-1]
+            raise ChainRejected(
+                f"step {step.name}: rejected by {last.reviewer}"
+                + (f": {last.comment}" if last.comment else "")
+            )
+        await self._index_run()
+        record.output = approval.text
+
+    def _on_approval_timeout(self, step: ApprovalStep, approval: ApprovalState) -> AuditEntry:
+        now = workflow.now()
+        if step.on_timeout == "escalate" and not approval.escalated:
+            assert step.escalate_to_role is not None
+            extra = step.escalation_timeout_s or step.timeout_s
+            return self._desk.escalate(
+                approval.approval_id, step.escalate_to_role, now + timedelta(seconds=extra), now
+            )
+        outcome = "approve" if step.on_timeout == "approve" else "reject"
+        return self._desk.time_out(approval.approval_id, outcome, now)
 
     # -- model steps -----------------------------------------------------------
 

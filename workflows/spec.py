@@ -92,7 +92,31 @@ class ParallelStep(StepBase):
     branches: list[ParallelBranch] = Field(min_length=2)
 
 
-Step = Annotated[ModelStep | RouteStep | ParallelStep, Field(discriminator="kind")]
+class ApprovalStep(StepBase):
+    """A human checkpoint: reviewers see the rendered `text` (and `context`),
+    then approve it, reject it (with a reason) or edit it. The step's output
+    is the approved text, edited or not; a rejection ends the run as
+    `rejected`. Decisions arrive as the Temporal Update `decide`."""
+
+    kind: Literal["approval"] = "approval"
+    text: str
+    """Template of the text under review; approved as is or edited."""
+    context: dict[str, str] = Field(default_factory=dict)
+    """Templates of read-only material shown beside the text (sources, the question...)."""
+    instructions: str | None = None
+    when: str | None = None
+    """Expression: ask for approval only when it holds (else the text passes as approved)."""
+    required_role: str = Field(default="reviewer", min_length=1, max_length=64)
+    required_approvals: int = Field(default=1, ge=1, le=20)
+    """Distinct reviewers who must approve (an edit counts as its author's approval)."""
+    timeout_s: float = Field(default=7 * 24 * 3600, gt=0, le=365 * 24 * 3600)
+    on_timeout: Literal["reject", "approve", "escalate"] = "reject"
+    escalate_to_role: str | None = Field(default=None, min_length=1, max_length=64)
+    escalation_timeout_s: float | None = Field(default=None, gt=0, le=365 * 24 * 3600)
+    """Deadline after escalating (default: timeout_s); if it passes too, the step is rejected."""
+
+
+Step = Annotated[ModelStep | RouteStep | ParallelStep | ApprovalStep, Field(discriminator="kind")]
 
 
 class Limits(SpecModel):

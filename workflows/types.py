@@ -17,8 +17,13 @@ from workflows.spec import ChainSpec
 WORKFLOW_NAME = "ChainWorkflow"
 STATE_QUERY = "state"
 
-RunStatus = Literal["running", "completed", "failed"]
-StepStatus = Literal["running", "completed", "failed"]
+DECIDE = "decide"
+"""Name of the Update (validated, answered) and of the Signal (fire and forget)
+that carry a reviewer's decision."""
+PENDING_APPROVALS_QUERY = "pending_approvals"
+
+RunStatus = Literal["running", "awaiting_approval", "completed", "failed", "rejected"]
+StepStatus = Literal["running", "awaiting_approval", "completed", "failed", "rejected"]
 CallOutcome = Literal["ok", "invalid_output", "failed"]
 
 
@@ -103,6 +108,7 @@ class RunState(BaseModel):
     steps: dict[str, StepRecord]
     usage: UsageSummary
     budget: BudgetState
+    approvals: list[ApprovalState] = Field(default_factory=list)
     error: str | None = None
 
 
@@ -113,5 +119,78 @@ class ChainResult(BaseModel):
     output: Any = None
     steps: dict[str, StepRecord]
     usage: UsageSummary
+    approvals: list[ApprovalState] = Field(default_factory=list)
     error: str | None = None
     error_type: str | None = None
+
+
+DecisionKind = Literal["approve", "reject", "edit"]
+ApprovalStatus = Literal["pending", "approved", "rejected"]
+
+
+class ApprovalDecision(BaseModel):
+    """What a reviewer sends. `payload_hash` binds the decision to what the
+    reviewer saw: a decision on a payload that has changed since is stale."""
+
+    approval_id: str = Field(min_length=1)
+    decision: DecisionKind
+    reviewer: str = Field(min_length=1, max_length=200)
+    reviewer_roles: list[str] = Field(default_factory=list)
+    payload_hash: str = Field(min_length=1)
+    comment: str | None = Field(default=None, max_length=10_000)
+    edited_text: str | None = None
+
+
+class ReviewerDecision(BaseModel):
+    reviewer: str
+    decision: DecisionKind | Literal["timeout_approve", "timeout_reject", "escalate"]
+    comment: str | None = None
+    at: datetime
+    payload_hash: str
+
+
+class ApprovalState(BaseModel):
+    """One approval as reviewers and ops see it (`pending_approvals` query)."""
+
+    approval_id: str
+    step: str
+    status: ApprovalStatus
+    text: str
+    context: dict[str, str] = Field(default_factory=dict)
+    instructions: str | None = None
+    payload_hash: str
+    required_role: str
+    required_approvals: int
+    approvals: list[str] = Field(default_factory=list)
+    """Reviewers whose approval of the current payload counts."""
+    decisions: list[ReviewerDecision] = Field(default_factory=list)
+    escalated: bool = False
+    requested_at: datetime
+    deadline: datetime
+
+
+class DecisionOutcome(BaseModel):
+    """The Update's answer: where the approval stands after this decision."""
+
+    approval_id: str
+    status: ApprovalStatus
+    approvals: int
+    required_approvals: int
+    payload_hash: str
+    """The current payload's hash (new after an edit)."""
+
+
+class ApprovalRejection:
+    """`ApplicationError.type` values the `decide` validator rejects with;
+    the API maps them to HTTP statuses."""
+
+    NOT_FOUND = "ApprovalNotFound"  # 404
+    ALREADY_DECIDED = "ApprovalAlreadyDecided"  # 409
+    STALE = "StaleApprovalPayload"  # 409
+    DUPLICATE_REVIEWER = "ReviewerAlreadyDecided"  # 409
+    FORBIDDEN = "ReviewerRoleMissing"  # 403
+    MALFORMED = "MalformedDecision"  # 422
+
+
+RunState.model_rebuild()
+ChainResult.model_rebuild()

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from workflows import templating
 from workflows.spec import (
     STEP_NAME_PATTERN,
+    ApprovalStep,
     ChainSpec,
     ModelStep,
     ParallelStep,
@@ -321,6 +322,8 @@ class _Checker:
                 self.check_route(item)
             elif isinstance(item.step, ParallelStep):
                 self.check_parallel(item)
+            elif isinstance(item.step, ApprovalStep):
+                self.check_approval(item)
         if self.spec.output is not None and self.spec.output not in self.by_name:
             self.add(
                 "output", f"unknown step {self.spec.output!r}{self.step_hint(self.spec.output)}"
@@ -436,6 +439,32 @@ class _Checker:
                     f"{item.path}.branches[{j}].steps",
                     f"parallel branch {branch.name!r} has no steps",
                 )
+
+    # approvals ------------------------------------------------------------------------
+
+    def check_approval(self, item: _Located) -> None:
+        step = item.step
+        assert isinstance(step, ApprovalStep)
+        path = item.path
+        self.check_template(f"{path}.text", step.text, item.position, TEMPLATE_VARIABLES)
+        for key, source in step.context.items():
+            self.check_template(f"{path}.context.{key}", source, item.position, TEMPLATE_VARIABLES)
+        if step.instructions is not None:
+            self.check_template(
+                f"{path}.instructions", step.instructions, item.position, TEMPLATE_VARIABLES
+            )
+        if step.when is not None:
+            self.check_template(
+                f"{path}.when", step.when, item.position, TEMPLATE_VARIABLES, expression=True
+            )
+        if step.on_timeout == "escalate" and step.escalate_to_role is None:
+            self.add(f"{path}.escalate_to_role", "on_timeout: escalate needs escalate_to_role")
+        if step.on_timeout != "escalate":
+            for field in ("escalate_to_role", "escalation_timeout_s"):
+                if getattr(step, field) is not None:
+                    self.add(f"{path}.{field}", f"{field} is only used with on_timeout: escalate")
+        if step.escalate_to_role is not None and step.escalate_to_role == step.required_role:
+            self.add(f"{path}.escalate_to_role", "escalate_to_role names the step's own role")
 
     # templates ------------------------------------------------------------------------
 

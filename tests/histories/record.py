@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.gateway.activities import ModelGateway
 from activities.gateway.registry import ModelRegistry
+from activities.records.activities import RecordActivities
+from store.engine import create_all, make_engine
 from worker.assembly import create_worker
 from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
 from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG
@@ -31,7 +35,15 @@ from worker.simulator.control import SimulatorControl
 from worker.simulator.models import Fault, Rule
 from worker.simulator.server import SimulatorServer
 from workflows.spec import ChainSpec
-from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
+from workflows.types import (
+    DECIDE,
+    PENDING_APPROVALS_QUERY,
+    WORKFLOW_NAME,
+    ApprovalDecision,
+    ApprovalState,
+    ChainInput,
+    ChainResult,
+)
 from workflows.validate import load_chain_yaml
 
 HERE = Path(__file__).resolve().parent
@@ -63,11 +75,23 @@ def _shipped(name: str, aliases: set[str]) -> ChainSpec:
     return load_chain_yaml((ROOT / "chains" / f"{name}.yaml").read_text(), aliases)
 
 
-def _scenarios(aliases: set[str]) -> list[tuple[str, ChainSpec, Any, Setup]]:
+@dataclass(frozen=True)
+class Decide:
+    """A reviewer decision sent as the `decide` Update once the approval is pending."""
+
+    decision: str
+    reviewer: str = "alice"
+    roles: tuple[str, ...] = ("reviewer",)
+    comment: str | None = None
+    edited_text: str | None = None
+
+
+def _scenarios(aliases: set[str]) -> list[tuple[str, ChainSpec, Any, Setup, list[Decide]]]:
+    review = _shipped("review_reply", aliases)
     classify = _shipped("classify_then_answer", aliases)
     judge = _shipped("ask_two_judge", aliases)
     cascade = _shipped("cascade_answer", aliases)
-    return [
+    plain: list[tuple[str, ChainSpec, Any, Setup]] = [
         ("classify_then_answer__simple", classify, {"question": "Opening hours?"}, _nothing),
         (
             "classify_then_answer__complex",
@@ -121,11 +145,53 @@ def _scenarios(aliases: set[str]) -> list[tuple[str, ChainSpec, Any, Setup]]:
             ),
         ),
     ]
+    message = {"message": "Where is my refund?", "customer": "Ada"}
+    return [
+        *((name, spec, value, setup, []) for name, spec, value, setup in plain),
+        ("review_reply__approved", review, message, _nothing, [Decide("approve")]),
+        (
+            "review_reply__edited",
+            review,
+            message,
+            _nothing,
+            [Decide("edit", edited_text="Your refund left today.")],
+        ),
+        (
+            "review_reply__rejected",
+            review,
+            message,
+            _nothing,
+            [Decide("reject", comment="promise we cannot keep")],
+        ),
+    ]
+
+
+async def _send_decisions(handle: Any, decisions: list[Decide]) -> None:
+    for decide in decisions:
+        for _ in range(400):
+            pending = await handle.query(PENDING_APPROVALS_QUERY, result_type=list[ApprovalState])
+            if pending:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise RuntimeError(f"{handle.id}: no approval became pending")
+        await handle.execute_update(
+            DECIDE,
+            ApprovalDecision(
+                approval_id=pending[0].approval_id,
+                decision=decide.decision,  # type: ignore[arg-type]
+                reviewer=decide.reviewer,
+                reviewer_roles=list(decide.roles),
+                payload_hash=pending[0].payload_hash,
+                comment=decide.comment,
+                edited_text=decide.edited_text,
+            ),
+        )
 
 
 async def _record(
     client: Client, task_queue: str, sim: SimulatorControl, name: str, spec: ChainSpec,
-    value: Any, setup: Setup, tag: str,
+    value: Any, setup: Setup, decisions: list[Decide], tag: str,
 ) -> None:  # fmt: skip
     await sim.reset()
     await setup(sim)
@@ -136,6 +202,7 @@ async def _record(
         task_queue=task_queue,
         result_type=ChainResult,
     )
+    await _send_decisions(handle, decisions)
     try:
         result = await handle.result()
         outcome = result.status
@@ -163,14 +230,25 @@ async def main() -> None:
             ROOT / "chains" / "models.yaml", simulator_base_url=simulator.openai_base_url
         )
         gateway = ModelGateway(registry)
+        # The run index and audit log go to a throwaway SQLite file.
+        store_dir = Path(tempfile.mkdtemp(prefix="chorus-"))
+        engine = make_engine(f"sqlite:///{store_dir / 'chorus.db'}")
+        create_all(engine)
+        records = RecordActivities(engine)
         task_queue = f"histories-{uuid.uuid4()}"
         try:
             async with (
-                create_worker(env.client, task_queue=task_queue, activities=gateway.activities),
+                create_worker(
+                    env.client,
+                    task_queue=task_queue,
+                    activities=[*gateway.activities, *records.activities],
+                ),
                 SimulatorControl(simulator.url) as sim,
             ):
-                for name, spec, value, setup in _scenarios(set(registry.aliases)):
-                    await _record(env.client, task_queue, sim, name, spec, value, setup, tag)
+                for name, spec, value, setup, decisions in _scenarios(set(registry.aliases)):
+                    await _record(
+                        env.client, task_queue, sim, name, spec, value, setup, decisions, tag
+                    )
         finally:
             await gateway.aclose()
             await env.shutdown()

@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.gateway.activities import ModelGateway
 from activities.gateway.registry import ModelRegistry
+from activities.records.activities import RecordActivities
 from worker.assembly import create_worker
 from workflows.spec import ChainSpec
 from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
@@ -68,13 +69,20 @@ class ChainRunner:
         return cause, partial, handle.id
 
 
+def chorus_activities(gateway: ModelGateway, store_engine: Any) -> list[Any]:
+    """Everything a Chorus worker hosts: model calls and database records."""
+    return [*gateway.activities, *RecordActivities(store_engine).activities]
+
+
 @pytest.fixture
 async def runner(
-    temporal_env: Any, registry: ModelRegistry, task_queue: str
+    temporal_env: Any, registry: ModelRegistry, task_queue: str, store_engine: Any
 ) -> AsyncIterator[ChainRunner]:
     gateway = ModelGateway(registry)
     worker = create_worker(
-        temporal_env.client, task_queue=task_queue, activities=gateway.activities
+        temporal_env.client,
+        task_queue=task_queue,
+        activities=chorus_activities(gateway, store_engine),
     )
     async with worker:
         yield ChainRunner(temporal_env.client, task_queue)

@@ -70,6 +70,7 @@ def worker_env(
         "CHORUS_SIMULATOR_PORT": str(simulator.port),
         "CHORUS_MODELS_FILE": str(models),
         "CHORUS_LOG_FORMAT": "json",
+        "CHORUS_DATABASE_URL": f"sqlite:///{tmp_path / 'chorus.db'}",
     }
 
 

@@ -14,7 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.gateway.activities import ModelGateway
 from activities.gateway.registry import ModelRegistry
-from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec
+from tests.integration.conftest import FAST_RETRY, ChainRunner, chorus_activities, load_spec
 from worker.assembly import create_worker
 from worker.simulator.control import SimulatorControl
 from worker.simulator.models import Fault
@@ -93,7 +93,7 @@ async def test_state_query_shows_the_live_step(runner: ChainRunner, sim, registr
 
 
 async def test_api_keys_never_enter_history(
-    temporal_env: Any, simulator: Any, sim, task_queue: str, monkeypatch
+    temporal_env: Any, simulator: Any, sim, task_queue: str, monkeypatch, store_engine: Any
 ) -> None:
     secret = f"sk-test-{uuid.uuid4().hex}"
     monkeypatch.setenv("CHORUS_TEST_OPENAI_KEY", secret)
@@ -122,7 +122,9 @@ async def test_api_keys_never_enter_history(
     gateway = ModelGateway(registry)
     spec = two_steps(registry, "secrets", alias="oa")
     async with create_worker(
-        temporal_env.client, task_queue=task_queue, activities=gateway.activities
+        temporal_env.client,
+        task_queue=task_queue,
+        activities=chorus_activities(gateway, store_engine),
     ):
         handle = await temporal_env.client.start_workflow(
             WORKFLOW_NAME,

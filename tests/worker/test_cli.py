@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from activities.gateway.activities import ModelGateway
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, chorus_activities
 from tests.workflows.test_validate import BAD_SPECS
 from worker.assembly import create_worker
 from worker.cli import app
@@ -99,11 +99,18 @@ async def run_cli(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
 
 
 async def test_run_prints_result_and_cost_and_fails_non_zero(
-    temporal_env: Any, registry: Any, sim: Any, cli_env: dict[str, str], task_queue: str
+    temporal_env: Any,
+    registry: Any,
+    sim: Any,
+    cli_env: dict[str, str],
+    task_queue: str,
+    store_engine: Any,
 ) -> None:
     gateway = ModelGateway(registry)
     async with create_worker(
-        temporal_env.client, task_queue=task_queue, activities=gateway.activities
+        temporal_env.client,
+        task_queue=task_queue,
+        activities=chorus_activities(gateway, store_engine),
     ):
         code, out, err = await run_cli(
             ["run", "cascade_answer", "--input", json.dumps({"question": "Opening hours?"})],
