@@ -1,0 +1,64 @@
+"""A run waiting for approval survives its worker being SIGKILLed and the
+Temporal dev server restarting: the approval still completes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_approvals import DRAFT, decide, wait_pending
+from tests.worker.test_devstack import gone, stack_settings
+from worker.chain_catalog import load_chain
+from worker.devstack import DevStack
+from worker.simulator.control import SimulatorControl
+from worker.simulator.models import Rule
+from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
+
+pytestmark = pytest.mark.slow
+
+
+async def test_approval_survives_worker_kill_and_server_restart(
+    simulator: Any, sim: SimulatorControl, tmp_path: Path
+) -> None:
+    await sim.add_rules(Rule(model="sim-writer", reply=DRAFT))
+    settings = stack_settings(tmp_path / "state", simulator_port=simulator.port)
+    first = DevStack(settings, simulator=False, api=False)
+    await first.start()
+    try:
+        client = await first.client()
+        handle = await client.start_workflow(
+            WORKFLOW_NAME,
+            ChainInput(spec=load_chain("review_reply", settings), input={"message": "Hi"}),
+            id="durable-approval",
+            task_queue=settings.task_queue,
+            result_type=ChainResult,
+        )
+        [approval] = await wait_pending(handle)
+        worker_pid = first.pids["worker"]
+        os.kill(worker_pid, signal.SIGKILL)
+    finally:
+        await first.stop()  # the dev server goes down too, with the run parked
+    assert gone(worker_pid) and not await first.temporal_reachable()
+
+    second = DevStack(settings, simulator=False, api=False)
+    await second.start()
+    try:
+        assert set(second.started) == {"temporal", "worker"}
+        client = await second.client()
+        handle = client.get_workflow_handle("durable-approval", result_type=ChainResult)
+        [still] = await wait_pending(handle)
+        assert still.payload_hash == approval.payload_hash
+
+        outcome = await decide(handle, still)
+        result = await handle.result()
+    finally:
+        await second.stop()
+
+    assert outcome.status == "approved"
+    assert result.status == "completed" and result.output == DRAFT
+    # The draft was written once, before the crash; nothing was paid for twice.
+    assert [c.outcome for c in await sim.calls("durable-approval")] == ["completed"]
