@@ -116,7 +116,92 @@ class ApprovalStep(StepBase):
     """Deadline after escalating (default: timeout_s); if it passes too, the step is rejected."""
 
 
-Step = Annotated[ModelStep | RouteStep | ParallelStep | ApprovalStep, Field(discriminator="kind")]
+class RetrieveStep(StepBase):
+    """Top-k passages of a knowledge collection for a templated query. The
+    output is `{"query", "collection", "ranking", "passages": [...]}`; each
+    passage carries its citation id (`document#position`), source and text."""
+
+    kind: Literal["retrieve"] = "retrieve"
+    collection: str = Field(min_length=1, max_length=100)
+    query: str
+    top_k: int = Field(default=5, ge=1, le=50)
+
+
+class ToolStep(StepBase):
+    """Run one registered tool. String values in `arguments` (at any depth)
+    are templates; the output is the tool's JSON result."""
+
+    kind: Literal["tool"] = "tool"
+    tool: str = Field(min_length=1, max_length=100)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+    """Template; lets a non-idempotent tool be retried safely (the tool
+    receives the key and must deduplicate on it)."""
+
+
+class GuardRules(SpecModel):
+    json_schema: dict[str, Any] | None = None
+    required_patterns: list[str] = Field(default_factory=list)
+    forbidden_patterns: list[str] = Field(default_factory=list)
+    pii: list[Literal["email", "phone", "card"]] = Field(default_factory=list)
+    """PII kinds that must not appear in the output."""
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int | None = Field(default=None, ge=1)
+    citations_from: str | None = None
+    """Name of a retrieve step: the output may cite (`[document#position]`)
+    only passages that step returned, and must cite at least one."""
+
+
+class GuardStep(StepBase):
+    """Check an earlier step's output. On failure: `retry` re-runs the
+    guarded model step with the violations fed back (at most `max_retries`
+    times), `escalate` asks a person (an approval on the output, showing the
+    violations), `fail` ends the run listing the violations. The output is
+    the (possibly corrected) guarded output."""
+
+    kind: Literal["guard"] = "guard"
+    target: str = Field(pattern=STEP_NAME_PATTERN)
+    rules: GuardRules
+    on_fail: Literal["retry", "escalate", "fail"] = "fail"
+    max_retries: int = Field(default=1, ge=1, le=5)
+    required_role: str = Field(default="reviewer", min_length=1, max_length=64)
+    """Role of the reviewers an escalation asks."""
+    timeout_s: float = Field(default=7 * 24 * 3600, gt=0, le=365 * 24 * 3600)
+
+
+class AgentStep(StepBase):
+    """A model-driven tool loop, run as a child workflow: the model proposes
+    tool calls from the allow-list, the tools run as activities, their
+    results go back to the model, until it answers or `max_turns` is hit.
+    Tools marked `requires_approval` wait for a person first."""
+
+    kind: Literal["agent"] = "agent"
+    model: str
+    fallbacks: list[str] = Field(default_factory=list)
+    system: str | None = None
+    prompt: str
+    tools: list[str] = Field(default_factory=list)
+    max_turns: int = Field(default=8, ge=1, le=200)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """This agent's own cap, inside the run's budget."""
+    max_tokens: int = Field(default=1024, gt=0, le=200_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    approval_role: str = Field(default="reviewer", min_length=1, max_length=64)
+    approval_timeout_s: float = Field(default=24 * 3600, gt=0, le=365 * 24 * 3600)
+    retry: RetrySpec | None = None
+
+
+Step = Annotated[
+    ModelStep
+    | RouteStep
+    | ParallelStep
+    | ApprovalStep
+    | RetrieveStep
+    | ToolStep
+    | GuardStep
+    | AgentStep,
+    Field(discriminator="kind"),
+]
 
 
 class Limits(SpecModel):
@@ -147,19 +232,11 @@ ParallelStep.model_rebuild()
 ChainSpec.model_rebuild()
 
 
-def iter_model_steps(steps: list[Step]) -> Iterator[ModelStep]:
-    """Every model step in the tree, depth first, in document order."""
-    for step in steps:
-        if isinstance(step, ModelStep):
+def iter_model_steps(steps: list[Step]) -> Iterator[ModelStep | AgentStep]:
+    """Every step that calls models, depth first, in document order."""
+    for step in _walk(steps):
+        if isinstance(step, ModelStep | AgentStep):
             yield step
-        elif isinstance(step, RouteStep):
-            for branch in step.branches:
-                yield from iter_model_steps(branch.steps)
-            if step.otherwise:
-                yield from iter_model_steps(step.otherwise)
-        elif isinstance(step, ParallelStep):
-            for parallel_branch in step.branches:
-                yield from iter_model_steps(parallel_branch.steps)
 
 
 def iter_aliases(steps: list[Step]) -> set[str]:
@@ -167,5 +244,30 @@ def iter_aliases(steps: list[Step]) -> set[str]:
     aliases: set[str] = set()
     for step in iter_model_steps(steps):
         aliases.update([step.model, *step.fallbacks])
-        aliases.update(a for a in (step.escalate_to, step.budget_fallback) if a)
+        if isinstance(step, ModelStep):
+            aliases.update(a for a in (step.escalate_to, step.budget_fallback) if a)
     return aliases
+
+
+def iter_tools(steps: list[Step]) -> set[str]:
+    """Every tool a chain may run (tool steps and agents' allow-lists)."""
+    tools: set[str] = set()
+    for step in _walk(steps):
+        if isinstance(step, ToolStep):
+            tools.add(step.tool)
+        elif isinstance(step, AgentStep):
+            tools.update(step.tools)
+    return tools
+
+
+def _walk(steps: list[Step]) -> Iterator[Step]:
+    for step in steps:
+        yield step
+        if isinstance(step, RouteStep):
+            for branch in step.branches:
+                yield from _walk(branch.steps)
+            if step.otherwise:
+                yield from _walk(step.otherwise)
+        elif isinstance(step, ParallelStep):
+            for parallel_branch in step.branches:
+                yield from _walk(parallel_branch.steps)

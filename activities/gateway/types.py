@@ -19,9 +19,29 @@ DESCRIBE_MODELS = "chorus.describe_models"
 """Local activity that snapshots prices and limits of aliases into history."""
 
 
+class ToolSpec(BaseModel):
+    """A tool offered to a model: name, what it does, JSON Schema of its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+
+
+class ToolCall(BaseModel):
+    """A tool call the model asked for (`id` pairs it with its result)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: list[ToolCall] | None = None
+    """Assistant messages: the calls the model made."""
+    tool_call_id: str | None = None
+    """Tool messages: which call this is the result of."""
 
 
 class ModelCallInput(BaseModel):
@@ -36,6 +56,8 @@ class ModelCallInput(BaseModel):
     parses and validates it and reports the outcome instead of raising, so the
     workflow can re-ask with the validation error fed back."""
     step: str = ""
+    tools: list[ToolSpec] | None = None
+    """Tools the model may call; its calls come back in `ModelCallResult.tool_calls`."""
 
 
 class TokenUsage(BaseModel):
@@ -77,6 +99,7 @@ class ModelCallResult(BaseModel):
     schema_errors: list[str] | None = None
     """None when no schema was given or the reply is valid; otherwise why not."""
     finish_reason: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
     usage: TokenUsage
     cost_usd: float
     latency_ms: float

@@ -216,13 +216,13 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "bad kind",
         chain({"name": "a", "kind": "modle", "model": "cheap", "prompt": "x"}),
         "steps[0].kind",
-        "unknown step kind 'modle' (allowed: model, route, parallel, approval)",
+        "unknown step kind 'modle' (allowed: model, route, parallel, approval, retrieve, tool, guard, agent)",
     ),
     (
         "missing kind",
         chain({"name": "a", "model": "cheap", "prompt": "x"}),
         "steps[0].kind",
-        "missing step kind (allowed: model, route, parallel, approval)",
+        "missing step kind (allowed: model, route, parallel, approval, retrieve, tool, guard, agent)",
     ),
     (
         "missing prompt",

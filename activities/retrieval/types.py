@@ -1,0 +1,41 @@
+"""Payloads of the retrieval activity. Passages are small chunks; whole
+documents never travel through workflow history, only their ids."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+RETRIEVE = "chorus.retrieve"
+
+
+class RetrieveInput(BaseModel):
+    collection: str
+    query: str
+    top_k: int = Field(default=5, ge=1, le=50)
+    step: str = ""
+
+
+class Passage(BaseModel):
+    id: str
+    """Citation id: `<document name>#<chunk position>`, e.g. `refunds.md#2`."""
+    document: str
+    source: str
+    """Where the document came from (path or URL given at ingest)."""
+    title: str | None = None
+    position: int
+    text: str
+    score: float
+
+
+class RetrieveResult(BaseModel):
+    collection: str
+    query: str
+    ranking: Literal["fts", "hybrid"]
+    passages: list[Passage]
+
+
+class RetrievalErrorType:
+    UNKNOWN_COLLECTION = "UnknownCollection"  # not retryable
+    EMBEDDING_FAILED = "EmbeddingFailed"  # retryable (provider error)
