@@ -65,24 +65,31 @@ _REJECTIONS: dict[str, tuple[type[ApiProblem], str]] = {
 """Validator reasons (ApplicationError.type) → problem family and stable code."""
 
 
-def awaiting_query(chain: str | None) -> str:
-    """Visibility query for runs waiting on a reviewer. `chain` is
-    pattern-checked by the route, so it cannot break out of the quotes."""
+def awaiting_query(task_queue: str, chain: str | None) -> str:
+    """Visibility query for this deployment's runs waiting on a reviewer.
+
+    Only the API's own task queue: another deployment sharing the namespace
+    has its own reviewers, and its runs would be queried through workers this
+    API does not know. `chain` is pattern-checked by the route and the task
+    queue comes from settings, so neither can break out of the quotes.
+    """
     query = (
         f"WorkflowType = '{WORKFLOW_NAME}' AND ExecutionStatus = 'Running' "
-        f"AND {STATUS_KEY.name} = 'awaiting_approval'"
+        f"AND TaskQueue = '{task_queue}' AND {STATUS_KEY.name} = 'awaiting_approval'"
     )
     if chain is not None:
         query += f" AND {CHAIN_KEY.name} = '{chain}'"
     return query
 
 
-async def list_pending(client: Client, *, chain: str | None, limit: int) -> ApprovalList:
+async def list_pending(
+    client: Client, *, task_queue: str, chain: str | None, limit: int
+) -> ApprovalList:
     """Pending approvals of every run awaiting one, oldest run first."""
     runs: list[tuple[str, str | None]] = []
     try:
         async for execution in client.list_workflows(
-            awaiting_query(chain), limit=limit, rpc_timeout=RPC_TIMEOUT
+            awaiting_query(task_queue, chain), limit=limit, rpc_timeout=RPC_TIMEOUT
         ):
             runs.append((execution.id, execution.typed_search_attributes.get(CHAIN_KEY)))
     except RPCError as exc:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from api import approvals
-from api.deps import ReaderDep, ReviewerDep, TemporalClientDep
+from api.deps import ReaderDep, ReviewerDep, SettingsDep, TemporalClientDep
 from api.errors import error_responses
 from api.routes.runs import RunIdPath
 from api.schemas import CHAIN_NAME_PATTERN, ApprovalList, DecisionRequest, DecisionResult
@@ -24,11 +24,14 @@ router = APIRouter(tags=["approvals"])
 async def list_approvals(
     _principal: ReaderDep,
     client: TemporalClientDep,
+    settings: SettingsDep,
     approval_status: Annotated[Literal["pending"], Query(alias="status")] = "pending",
     chain: Annotated[str | None, Query(max_length=100, pattern=CHAIN_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most runs to look at")] = 200,
 ) -> ApprovalList:
-    return await approvals.list_pending(client, chain=chain, limit=limit)
+    return await approvals.list_pending(
+        client, task_queue=settings.task_queue, chain=chain, limit=limit
+    )
 
 
 @router.post(
