@@ -31,14 +31,9 @@ with workflow.unsafe.imports_passed_through():
         ModelInfo,
         TokenUsage,
     )
-    from activities.records.types import (
-        RECORD_APPROVAL,
-        RECORD_RUN,
-        ApprovalAuditInput,
-        RunRecordInput,
-    )
+    from activities.records.types import RECORD_RUN, RunRecordInput
     from workflows import templating
-    from workflows.approvals import ApprovalDesk, AuditEntry, DecisionRejected
+    from workflows.approval_host import ApprovalHost, ApprovalRequest, rejection_message
     from workflows.budget import Budget, BudgetExceededError, estimate_prompt_tokens
     from workflows.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
     from workflows.spec import (
@@ -52,17 +47,12 @@ with workflow.unsafe.imports_passed_through():
         iter_aliases,
     )
     from workflows.types import (
-        DECIDE,
-        PENDING_APPROVALS_QUERY,
         STATE_QUERY,
         WORKFLOW_NAME,
-        ApprovalDecision,
-        ApprovalState,
         BudgetState,
         CascadeDecision,
         ChainInput,
         ChainResult,
-        DecisionOutcome,
         ModelCallRecord,
         ModelUsage,
         RunState,
@@ -101,8 +91,9 @@ _RECORD_RUN_RETRY = RetryPolicy(maximum_attempts=8, maximum_interval=timedelta(s
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class ChainWorkflow:
+class ChainWorkflow(ApprovalHost):
     def __init__(self) -> None:
+        super().__init__()
         self._spec: ChainSpec | None = None
         self._status: RunStatus = "running"
         self._records: dict[str, StepRecord] = {}
@@ -115,11 +106,9 @@ class ChainWorkflow:
         self._error: str | None = None
         self._cost_published_at: datetime | None = None
         self._throttle_cost_upserts = True
-        self._desk = ApprovalDesk()
         self._index_runs = True
         self._index_revision = 0
         self._started_at: datetime | None = None
-        self._ignored_signals: list[str] = []
 
     @workflow.run
     async def run(self, inp: ChainInput) -> ChainResult:
@@ -182,44 +171,6 @@ class ChainWorkflow:
             error=self._error,
         )
 
-    @workflow.query(name=PENDING_APPROVALS_QUERY)
-    def pending_approvals(self) -> list[ApprovalState]:
-        return self._desk.pending()
-
-    # -- decisions ---------------------------------------------------------------
-
-    @workflow.update(name=DECIDE)
-    async def decide(self, decision: ApprovalDecision) -> DecisionOutcome:
-        """A reviewer's decision; answered once its audit row is written."""
-        await self._audit(self._desk.apply(decision, workflow.now()))
-        return self._desk.outcome(decision.approval_id)
-
-    @decide.validator
-    def _check_decision(self, decision: ApprovalDecision) -> None:
-        # Raising here rejects the Update before it enters history: the caller
-        # learns why at once and the run is unchanged.
-        try:
-            self._desk.check(decision)
-        except DecisionRejected as rejected:
-            raise ApplicationError(
-                str(rejected), type=rejected.error_type, non_retryable=True
-            ) from None
-
-    @workflow.signal(name=DECIDE)
-    async def decide_signal(self, decision: ApprovalDecision) -> None:
-        """The same decision for tools that can only signal. A signal cannot be
-        refused, so an invalid one is logged and listed in the run's state."""
-        try:
-            entry = self._desk.apply(decision, workflow.now())
-        except DecisionRejected as rejected:
-            reason = f"{rejected.error_type}: {rejected}"
-            workflow.logger.warning(
-                "ignored decision signal from %s: %s", decision.reviewer, reason
-            )
-            self._ignored_signals.append(f"{decision.reviewer}: {reason}")
-            return
-        await self._audit(entry)
-
     # -- run lifecycle -------------------------------------------------------
 
     async def _load_models(self, spec: ChainSpec) -> None:
@@ -264,13 +215,14 @@ class ChainWorkflow:
         )
         await self._index_run(finished=True)
 
-    def _refresh_status(self) -> None:
+    async def _on_approvals_changed(self) -> None:
         """`awaiting_approval` while any approval is pending, else `running`:
         ops filter on ChorusStatus in the Temporal UI."""
         status: RunStatus = "awaiting_approval" if self._desk.pending() else "running"
         if status != self._status:
             self._status = status
             workflow.upsert_search_attributes([STATUS_KEY.value_set(status)])
+            await self._index_run()
 
     async def _index_run(self, *, finished: bool = False) -> None:
         """Write the run's row in the application database's run index.
@@ -310,29 +262,6 @@ class ChainWorkflow:
             )
         except ActivityError as err:
             workflow.logger.warning("run index not updated: %s", _describe_activity_error(err))
-
-    async def _audit(self, entry: AuditEntry) -> None:
-        """Write one decision to the audit log. Retried until the database
-        takes it: an audit log with holes is worse than a late answer."""
-        approval, decision = entry.approval, entry.decision
-        await workflow.execute_activity(
-            RECORD_APPROVAL,
-            ApprovalAuditInput(
-                run_id=workflow.info().workflow_id,
-                step=approval.step,
-                approval_id=approval.approval_id,
-                sequence=entry.sequence,
-                reviewer=decision.reviewer,
-                decision=decision.decision,
-                comment=decision.comment,
-                before_text=entry.before_text,
-                after_text=entry.after_text,
-                payload_hash=decision.payload_hash,
-                decided_at=decision.at,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            summary=f"audit {approval.approval_id}: {decision.decision} by {decision.reviewer}",
-        )
 
     def _result(self, output: Any, error_type: str | None) -> ChainResult:
         spec = self._spec
@@ -472,8 +401,7 @@ class ChainWorkflow:
             record.branch = "not required (when did not hold)"
             record.output = text
             return
-        now = workflow.now()
-        approval = self._desk.open(
+        request = ApprovalRequest(
             approval_id=step.name,
             step=step.name,
             text=text,
@@ -488,40 +416,16 @@ class ChainWorkflow:
             ),
             required_role=step.required_role,
             required_approvals=step.required_approvals,
-            now=now,
-            deadline=now + timedelta(seconds=step.timeout_s),
+            timeout_s=step.timeout_s,
+            on_timeout=step.on_timeout,
+            escalate_to_role=step.escalate_to_role,
+            escalation_timeout_s=step.escalation_timeout_s,
         )
         record.status = "awaiting_approval"
-        self._refresh_status()
-        await self._index_run()
-        while approval.status == "pending":
-            remaining = (approval.deadline - workflow.now()).total_seconds()
-            try:
-                await workflow.wait_condition(
-                    lambda: approval.status != "pending", timeout=max(remaining, 0.001)
-                )
-            except TimeoutError:
-                await self._audit(self._on_approval_timeout(step, approval))
-        self._refresh_status()
+        approval = await self._ask_people(request)
         if approval.status == "rejected":
-            last = approval.decisions[-1]
-            raise ChainRejected(
-                f"step {step.name}: rejected by {last.reviewer}"
-                + (f": {last.comment}" if last.comment else "")
-            )
-        await self._index_run()
+            raise ChainRejected(rejection_message(step.name, approval))
         record.output = approval.text
-
-    def _on_approval_timeout(self, step: ApprovalStep, approval: ApprovalState) -> AuditEntry:
-        now = workflow.now()
-        if step.on_timeout == "escalate" and not approval.escalated:
-            assert step.escalate_to_role is not None
-            extra = step.escalation_timeout_s or step.timeout_s
-            return self._desk.escalate(
-                approval.approval_id, step.escalate_to_role, now + timedelta(seconds=extra), now
-            )
-        outcome = "approve" if step.on_timeout == "approve" else "reject"
-        return self._desk.time_out(approval.approval_id, outcome, now)
 
     # -- model steps -----------------------------------------------------------
 

@@ -1,0 +1,157 @@
+"""What every workflow that waits for people shares: the `decide` Update and
+Signal, the `pending_approvals` query, the durable wait with its timeout
+policy, and audit writes. ChainWorkflow and AgentWorkflow inherit it, so a
+reviewer decides the same way whichever of them is waiting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.records.types import RECORD_APPROVAL, ApprovalAuditInput
+    from workflows.approvals import ApprovalDesk, AuditEntry, DecisionRejected
+    from workflows.types import (
+        DECIDE,
+        PENDING_APPROVALS_QUERY,
+        ApprovalDecision,
+        ApprovalState,
+        DecisionOutcome,
+    )
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """One thing to ask people, with its deadline policy."""
+
+    approval_id: str
+    step: str
+    text: str
+    context: dict[str, str]
+    instructions: str | None
+    required_role: str
+    required_approvals: int
+    timeout_s: float
+    on_timeout: Literal["reject", "approve", "escalate"] = "reject"
+    escalate_to_role: str | None = None
+    escalation_timeout_s: float | None = None
+
+
+class ApprovalHost:
+    """Mixin for workflow classes (call `__init__` from theirs)."""
+
+    def __init__(self) -> None:
+        self._desk = ApprovalDesk()
+        self._ignored_signals: list[str] = []
+
+    @workflow.query(name=PENDING_APPROVALS_QUERY)
+    def pending_approvals(self) -> list[ApprovalState]:
+        return self._desk.pending()
+
+    @workflow.update(name=DECIDE)
+    async def decide(self, decision: ApprovalDecision) -> DecisionOutcome:
+        """A reviewer's decision; answered once its audit row is written."""
+        await self._audit(self._desk.apply(decision, workflow.now()))
+        return self._desk.outcome(decision.approval_id)
+
+    @decide.validator
+    def _check_decision(self, decision: ApprovalDecision) -> None:
+        # Raising here rejects the Update before it enters history: the caller
+        # learns why at once and the run is unchanged.
+        try:
+            self._desk.check(decision)
+        except DecisionRejected as rejected:
+            raise ApplicationError(
+                str(rejected), type=rejected.error_type, non_retryable=True
+            ) from None
+
+    @workflow.signal(name=DECIDE)
+    async def decide_signal(self, decision: ApprovalDecision) -> None:
+        """The same decision for tools that can only signal. A signal cannot be
+        refused, so an invalid one is logged and listed in the run's state."""
+        try:
+            entry = self._desk.apply(decision, workflow.now())
+        except DecisionRejected as rejected:
+            reason = f"{rejected.error_type}: {rejected}"
+            workflow.logger.warning(
+                "ignored decision signal from %s: %s", decision.reviewer, reason
+            )
+            self._ignored_signals.append(f"{decision.reviewer}: {reason}")
+            return
+        await self._audit(entry)
+
+    async def _on_approvals_changed(self) -> None:
+        """Hook: an approval opened or settled (status, search attributes)."""
+
+    async def _ask_people(self, request: ApprovalRequest) -> ApprovalState:
+        """Open an approval and wait, durably, until it is settled by people
+        or by its timeout policy. Returns it approved or rejected."""
+        now = workflow.now()
+        approval = self._desk.open(
+            approval_id=request.approval_id,
+            step=request.step,
+            text=request.text,
+            context=request.context,
+            instructions=request.instructions,
+            required_role=request.required_role,
+            required_approvals=request.required_approvals,
+            now=now,
+            deadline=now + timedelta(seconds=request.timeout_s),
+        )
+        await self._on_approvals_changed()
+        while approval.status == "pending":
+            remaining = (approval.deadline - workflow.now()).total_seconds()
+            try:
+                await workflow.wait_condition(
+                    lambda: approval.status != "pending", timeout=max(remaining, 0.001)
+                )
+            except TimeoutError:
+                await self._audit(self._on_timeout(request, approval))
+        await self._on_approvals_changed()
+        return approval
+
+    def _on_timeout(self, request: ApprovalRequest, approval: ApprovalState) -> AuditEntry:
+        now = workflow.now()
+        if request.on_timeout == "escalate" and not approval.escalated:
+            assert request.escalate_to_role is not None
+            extra = request.escalation_timeout_s or request.timeout_s
+            return self._desk.escalate(
+                approval.approval_id, request.escalate_to_role, now + timedelta(seconds=extra), now
+            )
+        outcome = "approve" if request.on_timeout == "approve" else "reject"
+        return self._desk.time_out(approval.approval_id, outcome, now)
+
+    async def _audit(self, entry: AuditEntry) -> None:
+        """Write one decision to the audit log. Retried until the database
+        takes it: an audit log with holes is worse than a late answer."""
+        approval, decision = entry.approval, entry.decision
+        await workflow.execute_activity(
+            RECORD_APPROVAL,
+            ApprovalAuditInput(
+                run_id=workflow.info().workflow_id,
+                step=approval.step,
+                approval_id=approval.approval_id,
+                sequence=entry.sequence,
+                reviewer=decision.reviewer,
+                decision=decision.decision,
+                comment=decision.comment,
+                before_text=entry.before_text,
+                after_text=entry.after_text,
+                payload_hash=decision.payload_hash,
+                decided_at=decision.at,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            summary=f"audit {approval.approval_id}: {decision.decision} by {decision.reviewer}",
+        )
+
+
+def rejection_message(step: str, approval: ApprovalState) -> str:
+    last = approval.decisions[-1]
+    return f"step {step}: rejected by {last.reviewer}" + (
+        f": {last.comment}" if last.comment else ""
+    )
