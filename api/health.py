@@ -26,6 +26,7 @@ CHECK_TIMEOUT_S = 3.0
 
 async def _timed(probe: Callable[[], Awaitable[None]]) -> CheckResult:
     started = time.perf_counter()
+    error: str | None
     try:
         await asyncio.wait_for(probe(), CHECK_TIMEOUT_S)
     except TimeoutError:

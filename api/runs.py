@@ -388,7 +388,7 @@ async def read_run(session: Session, client: Client, run_id: str) -> RunDetail:
         await _fill_failure(detail, handle, run_id)
     else:
         detail.status = _CLOSED_STATUS.get(status, "failed")  # type: ignore[arg-type]
-        detail.source = "index" if record else "result"
+        detail.source = "result"
         detail.error = RunError(type=detail.status, message=f"the run was {detail.status}")
     return detail
 

@@ -221,7 +221,7 @@ async def keys(http: httpx.AsyncClient) -> Keys:
     """One key per role, created through the API by the bootstrap admin."""
     made: dict[str, str] = {}
     names: dict[str, str] = {}
-    specs = {
+    specs: dict[str, dict[str, Any]] = {
         "service": {"role": "service"},
         "reviewer": {"role": "reviewer"},
         "admin": {"role": "admin"},

@@ -348,6 +348,6 @@ async def test_workflow_id_taken_outside_the_api(
             assert_error(response, 409, "run_id_conflict")
             assert record is None
         else:
-            assert record is not None and record.created_by.startswith("service-")
+            assert record is not None and (record.created_by or "").startswith("service-")
             assert record.status == "running" and response.json()["created"] is True
         await temporal_env.client.get_workflow_handle(run_id).terminate("test done")
