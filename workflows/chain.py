@@ -21,20 +21,23 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.gateway.types import (
-        CALL_MODEL,
         DESCRIBE_MODELS,
         ChatMessage,
         DescribeModelsInput,
         DescribeModelsResult,
-        ModelCallInput,
         ModelCallResult,
-        ModelInfo,
-        TokenUsage,
     )
     from activities.records.types import RECORD_RUN, RunRecordInput
     from workflows import templating
     from workflows.approval_host import ApprovalHost, ApprovalRequest, rejection_message
-    from workflows.budget import Budget, BudgetExceededError, estimate_prompt_tokens
+    from workflows.budget import Budget, BudgetExceededError
+    from workflows.failures import (
+        ChainFailure,
+        ChainRejected,
+        describe_activity_error,
+        is_budget_failure,
+    )
+    from workflows.model_calls import CallOptions, ModelCaller
     from workflows.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
     from workflows.spec import (
         ApprovalStep,
@@ -53,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
         CascadeDecision,
         ChainInput,
         ChainResult,
-        ModelCallRecord,
         ModelUsage,
         RunState,
         RunStatus,
@@ -62,28 +64,11 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
-class ChainFailure(Exception):
-    """Ends the run: carries the `ApplicationError.type` ops will see."""
-
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-
-
-class ChainRejected(ChainFailure):
-    """A reviewer (or a timeout policy) rejected an approval: the run ends as
-    `rejected`, a business outcome rather than a failure."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("Rejected", message)
-
-
 REASK_PROMPT = (
     "Your reply did not match the required JSON schema: {errors}. "
     "Reply again with only a JSON value that matches the schema."
 )
 _DEFAULT_RETRY = RetrySpec()
-_TIMEOUT_MARGIN_S = 5.0
 COST_REFRESH = timedelta(seconds=2)
 PATCH_THROTTLE_COST_UPSERTS = "chorus-throttle-cost-upserts"
 PATCH_RUN_INDEX = "chorus-run-index"
@@ -100,9 +85,7 @@ class ChainWorkflow(ApprovalHost):
         self._current: list[str] = []
         self._finished: list[str] = []
         self._budget = Budget(None)
-        self._max_steps = 0
-        self._steps_executed = 0
-        self._models: dict[str, ModelInfo] = {}
+        self._caller = ModelCaller(budget=self._budget, models={}, max_calls=0)
         self._error: str | None = None
         self._cost_published_at: datetime | None = None
         self._throttle_cost_upserts = True
@@ -116,7 +99,12 @@ class ChainWorkflow(ApprovalHost):
         self._spec = spec
         caps = [c for c in (spec.limits.max_cost_usd, inp.max_cost_usd) if c is not None]
         self._budget = Budget(min(caps) if caps else None)
-        self._max_steps = spec.limits.max_steps
+        self._caller = ModelCaller(
+            budget=self._budget,
+            models={},
+            max_calls=spec.limits.max_steps,
+            on_spend=self._publish_cost,
+        )
         workflow.upsert_search_attributes(
             [
                 CHAIN_KEY.value_set(spec.name),
@@ -164,8 +152,8 @@ class ChainWorkflow(ApprovalHost):
                 max_cost_usd=self._budget.max_cost_usd,
                 spent_usd=self._budget.spent_usd,
                 reserved_usd=self._budget.reserved_usd,
-                max_steps=self._max_steps,
-                steps_executed=self._steps_executed,
+                max_steps=self._caller.max_calls,
+                steps_executed=self._caller.calls_made,
             ),
             approvals=self._desk.all(),
             error=self._error,
@@ -190,7 +178,7 @@ class ChainWorkflow(ApprovalHost):
                 f"chain {spec.name!r} names model aliases the worker's registry "
                 f"does not know: {', '.join(described.unknown)}",
             )
-        self._models = described.models
+        self._caller.models = described.models
 
     def _publish_cost(self) -> None:
         """Keep ChorusCostUsd current for ops, at most every few seconds: each
@@ -261,7 +249,7 @@ class ChainWorkflow(ApprovalHost):
                 summary=f"run index: {self._status}",
             )
         except ActivityError as err:
-            workflow.logger.warning("run index not updated: %s", _describe_activity_error(err))
+            workflow.logger.warning("run index not updated: %s", describe_activity_error(err))
 
     def _result(self, output: Any, error_type: str | None) -> ChainResult:
         spec = self._spec
@@ -372,7 +360,7 @@ class ChainWorkflow(ApprovalHost):
         if failed:
             first = failed[0].exception()
             assert first is not None
-            if _is_budget_failure(first):
+            if is_budget_failure(first):
                 # Calls already in flight were reserved within the budget: let
                 # them finish so their outputs stay readable; no new call fits.
                 if pending:
@@ -503,7 +491,7 @@ class ChainWorkflow(ApprovalHost):
                     step, alias, messages, record, purpose if index == 0 else "fallback"
                 )
             except ActivityError as err:
-                failures.append(f"{alias}: {_describe_activity_error(err)}")
+                failures.append(f"{alias}: {describe_activity_error(err)}")
             except BudgetExceededError as err:
                 if step.budget_fallback is None or alias == step.budget_fallback:
                     raise ChainFailure("BudgetExceeded", f"step {step.name}: {err}") from None
@@ -514,7 +502,7 @@ class ChainWorkflow(ApprovalHost):
                 except BudgetExceededError as again:
                     raise ChainFailure("BudgetExceeded", f"step {step.name}: {again}") from None
                 except ActivityError as again:
-                    failures.append(f"{step.budget_fallback}: {_describe_activity_error(again)}")
+                    failures.append(f"{step.budget_fallback}: {describe_activity_error(again)}")
         raise ChainFailure(
             "AllModelsFailed",
             f"step {step.name}: every model failed: " + " | ".join(failures),
@@ -554,76 +542,15 @@ class ChainWorkflow(ApprovalHost):
         record: StepRecord,
         purpose: str,
     ) -> ModelCallResult:
-        if self._steps_executed >= self._max_steps:
-            raise ChainFailure(
-                "StepLimitExceeded",
-                f"step {step.name}: the run reached its limit of {self._max_steps} model calls",
-            )
-        info = self._models[alias]
-        worst_case = info.prices.worst_case(estimate_prompt_tokens(messages), step.max_tokens)
-        reservation = self._budget.reserve(worst_case, f"{step.name} on {alias}")
-        self._steps_executed += 1
         retry = step.retry or (self._spec.defaults if self._spec else None) or _DEFAULT_RETRY
-        try:
-            result = await workflow.execute_activity(
-                CALL_MODEL,
-                ModelCallInput(
-                    alias=alias,
-                    messages=messages,
-                    max_tokens=step.max_tokens,
-                    temperature=step.temperature,
-                    json_schema=step.output_schema,
-                    step=step.name,
-                ),
-                result_type=ModelCallResult,
-                # A margin over the HTTP deadline, so a slow provider fails as a
-                # typed ProviderTimeout rather than Temporal's own timeout.
-                start_to_close_timeout=timedelta(seconds=info.timeout_s + _TIMEOUT_MARGIN_S),
-                heartbeat_timeout=timedelta(seconds=info.heartbeat_timeout_s),
-                retry_policy=RetryPolicy(
-                    maximum_attempts=retry.max_attempts,
-                    initial_interval=timedelta(seconds=retry.initial_interval_s),
-                    backoff_coefficient=retry.backoff,
-                    maximum_interval=timedelta(seconds=retry.max_interval_s),
-                ),
-                summary=f"{step.name} · {alias} ({info.model})",
-            )
-        except ActivityError as err:
-            usage, cost = _billed_usage(err)
-            # Most failures are not billed; a refusal is, and says so.
-            self._budget.settle(reservation, cost)
-            record.calls.append(
-                ModelCallRecord(
-                    alias=alias,
-                    outcome="failed",
-                    usage=usage,
-                    cost_usd=cost,
-                    error=_describe_activity_error(err),
-                    purpose=purpose,  # type: ignore[arg-type]
-                )
-            )
-            if cost:
-                record.usage = record.usage + usage
-                record.cost_usd += cost
-            raise
-        # A cancelled call keeps its reservation: the provider may still bill it.
-        self._budget.settle(reservation, result.cost_usd)
-        record.calls.append(
-            ModelCallRecord(
-                alias=alias,
-                model=result.model,
-                outcome="ok" if result.valid else "invalid_output",
-                usage=result.usage,
-                cost_usd=result.cost_usd,
-                latency_ms=result.latency_ms,
-                error=None if result.valid else "; ".join(result.schema_errors or []),
-                purpose=purpose,  # type: ignore[arg-type]
-            )
+        options = CallOptions(
+            step=step.name,
+            max_tokens=step.max_tokens,
+            temperature=step.temperature,
+            json_schema=step.output_schema,
+            retry=retry,
         )
-        record.usage = record.usage + result.usage
-        record.cost_usd += result.cost_usd
-        self._publish_cost()
-        return result
+        return await self._caller.call(alias, messages, options, record, purpose)
 
     # -- templates -------------------------------------------------------------
 
@@ -638,35 +565,3 @@ class ChainWorkflow(ApprovalHost):
             return templating.evaluate_bool(expression, context)
         except templating.TemplateRenderError as err:
             raise ChainFailure("TemplateError", f"{where}: {err}") from None
-
-
-def _billed_usage(err: ActivityError) -> tuple[TokenUsage, float]:
-    """Usage a failed call was billed for, when the activity reported it in
-    the error's details (refusals: the provider charged for the reply)."""
-    cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.details:
-        detail = cause.details[0]
-        if isinstance(detail, dict) and "cost_usd" in detail:
-            usage = TokenUsage.model_validate(detail.get("usage") or {})
-            return usage, float(detail["cost_usd"])
-    return TokenUsage(), 0.0
-
-
-def _is_budget_failure(error: BaseException) -> bool:
-    return isinstance(error, ChainFailure) and error.error_type == "BudgetExceeded"
-
-
-def _describe_activity_error(err: ActivityError) -> str:
-    """The innermost cause's type and message, e.g. `RateLimited: 429 ...`."""
-    cause: BaseException | None = err.cause
-    while (
-        cause is not None
-        and cause.__cause__ is not None
-        and not isinstance(cause, ApplicationError)
-    ):
-        cause = cause.__cause__
-    if isinstance(cause, ApplicationError):
-        return f"{cause.type or 'Error'}: {cause.message}"
-    if cause is not None:
-        return f"{type(cause).__name__}: {cause}"
-    return str(err)

@@ -1,0 +1,163 @@
+"""One model call from workflow code: budget reservation, the activity with
+its retry policy, and the bookkeeping of what it cost. Shared by chains and
+agents so both enforce budgets and count usage the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.gateway.types import (
+        CALL_MODEL,
+        ChatMessage,
+        ModelCallInput,
+        ModelCallResult,
+        ModelInfo,
+        ToolSpec,
+    )
+    from workflows.budget import Budget, BudgetExceededError, estimate_prompt_tokens
+    from workflows.failures import ChainFailure, billed_usage, describe_activity_error
+    from workflows.spec import RetrySpec
+    from workflows.types import ModelCallRecord, StepRecord
+
+TIMEOUT_MARGIN_S = 5.0
+"""Activity deadline over the HTTP deadline, so a slow provider fails as a
+typed ProviderTimeout rather than Temporal's own timeout."""
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    step: str
+    max_tokens: int
+    retry: RetrySpec
+    temperature: float | None = None
+    json_schema: dict[str, Any] | None = None
+    tools: list[ToolSpec] | None = None
+
+
+class ModelCaller:
+    def __init__(
+        self,
+        *,
+        budget: Budget,
+        models: dict[str, ModelInfo],
+        max_calls: int,
+        on_spend: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.budget = budget
+        self.models = models
+        self.max_calls = max_calls
+        self.calls_made = 0
+        self._on_spend = on_spend
+
+    async def call(
+        self,
+        alias: str,
+        messages: Sequence[ChatMessage],
+        options: CallOptions,
+        record: StepRecord,
+        purpose: str,
+    ) -> ModelCallResult:
+        """One call. Raises ChainFailure at the call limit, BudgetExceededError
+        when its worst case does not fit (nothing is called), ActivityError
+        when the provider failed for good."""
+        if self.calls_made >= self.max_calls:
+            raise ChainFailure(
+                "StepLimitExceeded",
+                f"step {options.step}: the run reached its limit of {self.max_calls} model calls",
+            )
+        info = self.models[alias]
+        worst_case = info.prices.worst_case(estimate_prompt_tokens(messages), options.max_tokens)
+        reservation = self.budget.reserve(worst_case, f"{options.step} on {alias}")
+        self.calls_made += 1
+        retry = options.retry
+        try:
+            result = await workflow.execute_activity(
+                CALL_MODEL,
+                ModelCallInput(
+                    alias=alias,
+                    messages=list(messages),
+                    max_tokens=options.max_tokens,
+                    temperature=options.temperature,
+                    json_schema=options.json_schema,
+                    tools=options.tools,
+                    step=options.step,
+                ),
+                result_type=ModelCallResult,
+                start_to_close_timeout=timedelta(seconds=info.timeout_s + TIMEOUT_MARGIN_S),
+                heartbeat_timeout=timedelta(seconds=info.heartbeat_timeout_s),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=retry.max_attempts,
+                    initial_interval=timedelta(seconds=retry.initial_interval_s),
+                    backoff_coefficient=retry.backoff,
+                    maximum_interval=timedelta(seconds=retry.max_interval_s),
+                ),
+                summary=f"{options.step} · {alias} ({info.model})",
+            )
+        except ActivityError as err:
+            usage, cost = billed_usage(err)
+            # Most failures are not billed; a refusal is, and says so.
+            self.budget.settle(reservation, cost)
+            record.calls.append(
+                ModelCallRecord(
+                    alias=alias,
+                    outcome="failed",
+                    usage=usage,
+                    cost_usd=cost,
+                    error=describe_activity_error(err),
+                    purpose=purpose,  # type: ignore[arg-type]
+                )
+            )
+            if cost:
+                record.usage = record.usage + usage
+                record.cost_usd += cost
+            raise
+        # A cancelled call keeps its reservation: the provider may still bill it.
+        self.budget.settle(reservation, result.cost_usd)
+        record.calls.append(
+            ModelCallRecord(
+                alias=alias,
+                model=result.model,
+                outcome="ok" if result.valid else "invalid_output",
+                usage=result.usage,
+                cost_usd=result.cost_usd,
+                latency_ms=result.latency_ms,
+                error=None if result.valid else "; ".join(result.schema_errors or []),
+                purpose=purpose,  # type: ignore[arg-type]
+            )
+        )
+        record.usage = record.usage + result.usage
+        record.cost_usd += result.cost_usd
+        self._on_spend()
+        return result
+
+    async def call_with_fallbacks(
+        self,
+        aliases: Sequence[str],
+        messages: Sequence[ChatMessage],
+        options: CallOptions,
+        record: StepRecord,
+        purpose: str = "answer",
+    ) -> ModelCallResult:
+        """Try each alias in turn (no re-asks: agents and simple calls)."""
+        failures: list[str] = []
+        for index, alias in enumerate(aliases):
+            try:
+                return await self.call(
+                    alias, messages, options, record, purpose if index == 0 else "fallback"
+                )
+            except ActivityError as err:
+                failures.append(f"{alias}: {describe_activity_error(err)}")
+            except BudgetExceededError as err:
+                raise ChainFailure("BudgetExceeded", f"step {options.step}: {err}") from None
+        raise ChainFailure(
+            "AllModelsFailed",
+            f"step {options.step}: every model failed: " + " | ".join(failures),
+        )
