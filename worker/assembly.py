@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from workflows.agent import AgentWorkflow
 from workflows.chain import ChainWorkflow
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from activities.records.activities import RecordActivities
     from worker.settings import Settings
 
-WORKFLOWS: Sequence[type] = (ChainWorkflow,)
+WORKFLOWS: Sequence[type] = (ChainWorkflow, AgentWorkflow)
 
 PASSTHROUGH_MODULES = (
     # Deterministic modules shared by every run instead of being re-imported

@@ -189,6 +189,8 @@ class AgentStep(StepBase):
     approval_role: str = Field(default="reviewer", min_length=1, max_length=64)
     approval_timeout_s: float = Field(default=24 * 3600, gt=0, le=365 * 24 * 3600)
     retry: RetrySpec | None = None
+    history_event_limit: int = Field(default=2000, ge=50, le=40_000)
+    """The agent continues-as-new once its history passes this many events."""
 
 
 Step = Annotated[

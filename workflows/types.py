@@ -67,6 +67,8 @@ class StepRecord(BaseModel):
     branch: str | None = None
     """Route steps: the branch taken (`branches[i]` or `otherwise`)."""
     cascade: CascadeDecision | None = None
+    violations: list[str] = Field(default_factory=list)
+    """Guard steps: the violations found, attempt by attempt."""
     calls: list[ModelCallRecord] = Field(default_factory=list)
     usage: TokenUsage = Field(default_factory=TokenUsage)
     cost_usd: float = 0.0
