@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".state")
     """Project-local state: Temporal's SQLite file, child logs, pid files."""
     models_file: Path = Path("chains/models.yaml")
+    tools_file: Path = Path("chains/tools/http.yaml")
+    """Declarative HTTP tools (CHORUS_TOOLS_FILE), loaded beside the builtin tools.
+    In a subfolder: every YAML file directly in `chains_dir` is read as a chain."""
     chains_dir: Path = Path("chains")
 
     # Application database
