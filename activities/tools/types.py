@@ -27,12 +27,6 @@ class ToolInfo(BaseModel):
     """Attempts for an idempotent tool (or any tool given an idempotency key);
     a non-idempotent tool without a key gets exactly one."""
 
-    def attempts(self, keyed: bool) -> int:
-        """Attempts the workflow's retry policy should allow for one call:
-        `max_attempts` when the tool is idempotent or the call carries an
-        idempotency key (`keyed`), else 1 (a retry could repeat the effect)."""
-        return self.max_attempts if self.idempotent or keyed else 1
-
 
 class DescribeToolsInput(BaseModel):
     names: list[str]
