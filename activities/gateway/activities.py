@@ -62,7 +62,11 @@ class ModelGateway:
     @activity.defn(name=CALL_MODEL)
     async def call_model(self, req: ModelCallInput) -> ModelCallResult:
         """One provider call. Raises `ApplicationError` typed by
-        `ProviderErrorType`; an invalid structured reply is returned, not raised."""
+        `ProviderErrorType`; an invalid structured reply is returned, not raised.
+
+        `req.tools` are offered to the model and the calls it makes come back
+        in `tool_calls` (the workflow runs them and calls again with the
+        results); tools and a JSON schema together are a ModelConfigError."""
         info = activity.info()
         # A fresh logger per call: a module-level proxy would be frozen by
         # structlog's cache_logger_on_first_use to whatever config came first.
@@ -77,6 +81,13 @@ class ModelGateway:
         entry = self._entry(req.alias)
         log = log.bind(provider=entry.provider, model=entry.model)
         api_key = self._api_key(entry)
+        if req.json_schema is not None and req.tools:
+            # A structured-output step answers in one JSON value; a tool-calling
+            # turn may answer with calls instead. Mixing them is a chain bug.
+            raise config_error(
+                f"step {req.step!r} on alias {req.alias!r} gives both a JSON schema and "
+                f"{len(req.tools)} tool(s); a structured-output step cannot call tools"
+            )
         if req.json_schema is not None:
             try:
                 check_schema(req.json_schema)
@@ -127,6 +138,8 @@ class ModelGateway:
             cost_usd=cost,
             latency_ms=round(latency_ms, 1),
             schema_valid=None if req.json_schema is None else schema_errors is None,
+            tools_offered=len(req.tools or ()),
+            tool_calls=len(reply.tool_calls),
         )
         return ModelCallResult(
             alias=entry.alias,
@@ -136,6 +149,7 @@ class ModelGateway:
             parsed=parsed,
             schema_errors=schema_errors,
             finish_reason=reply.finish_reason,
+            tool_calls=list(reply.tool_calls),
             usage=reply.usage,
             cost_usd=cost,
             latency_ms=latency_ms,

@@ -204,7 +204,7 @@ class TestAnthropicShape:
         assert "JSON Schema" in system and '"label"' in system
         assert "response_format" not in sent.last_json()
 
-    async def test_tool_turns_fold_into_alternating_user_turns(
+    async def test_tool_message_without_id_is_refused_before_sending(
         self,
         gw_registry: ModelRegistry,
         http: httpx.AsyncClient,
@@ -212,6 +212,8 @@ class TestAnthropicShape:
         sim: SimulatorControl,
         request_id: str,
     ) -> None:
+        # Tool results pair with calls by id now (tests/activities/test_tool_calling.py);
+        # the old "Tool result:" text fallback is gone.
         request = ModelCallInput(
             alias="claude",
             max_tokens=20,
@@ -219,15 +221,13 @@ class TestAnthropicShape:
                 ChatMessage(role="user", content="look it up"),
                 ChatMessage(role="assistant", content="search(x)"),
                 ChatMessage(role="tool", content="42"),
-                ChatMessage(role="user", content="so?"),
             ],
         )
-        await complete(gw_registry, http, "claude", request, request_id)
-        assert sent.last_json()["messages"] == [
-            {"role": "user", "content": "look it up"},
-            {"role": "assistant", "content": "search(x)"},
-            {"role": "user", "content": "Tool result:\n42\n\nso?"},
-        ]
+        error = await failure(gw_registry, http, "claude", request_id, request)
+        assert error.type == T.BAD_REQUEST and error.non_retryable
+        assert "messages[2]" in error.message and "tool_call_id" in error.message
+        assert not sent.requests
+        assert not await sim.calls(request_id_prefix=request_id)
 
     async def test_refusal(
         self,

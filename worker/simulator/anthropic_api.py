@@ -8,7 +8,6 @@ prompt is input + cache_read + cache_creation; `output_tokens` includes any
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any, Literal
 
@@ -16,8 +15,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from worker.simulator import tokens
 from worker.simulator.errors import ProviderError
-from worker.simulator.models import SimModel
+from worker.simulator.models import SimModel, ToolResultSeen
 from worker.simulator.pipeline import (
     REQUEST_ID_HEADER,
     CallSpec,
@@ -30,10 +30,12 @@ from worker.simulator.replies import (
     ChatRequest,
     ForcedTool,
     ReplyPlan,
+    ToolDef,
     build_reply,
     schema_from_instructions,
 )
 from worker.simulator.state import RuleUse
+from worker.simulator.tool_turns import ToolTurnError, WireTurn, trace_tool_turns
 
 _DEFAULT_TYPES = {
     400: "invalid_request_error",
@@ -98,7 +100,7 @@ def _block_text(block: dict[str, Any]) -> str:
     if kind == "text":
         return str(block.get("text", ""))
     if kind == "tool_use":
-        return f"{block.get('name', '')}({json.dumps(block.get('input', {}))})"
+        return tokens.tool_call_text(str(block.get("name", "")), block.get("input", {}))
     if kind == "tool_result":
         content = block.get("content", "")
         if isinstance(content, list):
@@ -111,6 +113,13 @@ def _content_text(content: str | list[dict[str, Any]]) -> str:
     if isinstance(content, str):
         return content
     return "".join(_block_text(block) for block in content)
+
+
+def _user_text(content: str | list[dict[str, Any]]) -> str:
+    """What the user wrote in a turn, tool results left out."""
+    if isinstance(content, str):
+        return content
+    return "".join(_block_text(b) for b in content if b.get("type") != "tool_result")
 
 
 class _Message(BaseModel):
@@ -149,13 +158,70 @@ def _forced_tool(body: _MessagesBody) -> ForcedTool | None:
     return None
 
 
+def _tool_defs(body: _MessagesBody) -> list[ToolDef]:
+    defs = []
+    for index, tool in enumerate(body.tools or []):
+        name, schema = tool.get("name"), tool.get("input_schema")
+        if not isinstance(name, str) or not name:
+            raise ProviderError(400, f"tools.{index}.custom.name: Field required")
+        if not isinstance(schema, dict):
+            raise ProviderError(400, f"tools.{index}.custom.input_schema: Field required")
+        defs.append(ToolDef(name, str(tool.get("description") or ""), schema))
+    return defs
+
+
+def _wire_turns(body: _MessagesBody) -> list[WireTurn]:
+    turns = []
+    for index, message in enumerate(body.messages):
+        turn = WireTurn()
+        blocks = message.content if isinstance(message.content, list) else []
+        for position, block in enumerate(blocks):
+            where = f"messages.{index}.content.{position}"
+            if block.get("type") == "tool_use" and message.role == "assistant":
+                call_id, name = block.get("id"), block.get("name")
+                if not isinstance(call_id, str) or not call_id or not isinstance(name, str):
+                    raise ProviderError(400, f"{where}.tool_use.id: Field required")
+                turn.calls.append((call_id, name))
+            elif block.get("type") == "tool_result":
+                call_id = block.get("tool_use_id")
+                if not isinstance(call_id, str) or not call_id:
+                    raise ProviderError(400, f"{where}.tool_result.tool_use_id: Field required")
+                turn.results.append((call_id, position))
+        turns.append(turn)
+    return turns
+
+
+def _tool_results(body: _MessagesBody) -> list[ToolResultSeen]:
+    """Check tool results against tool uses in Anthropic's words; the trailing results."""
+    try:
+        return trace_tool_turns(_wire_turns(body), results_in_next_message_only=True)
+    except ToolTurnError as error:
+        ids = ", ".join(error.ids)
+        if error.kind == "unanswered":
+            message = (
+                f"messages.{error.message_index}: `tool_use` ids were found without "
+                f"`tool_result` blocks immediately after: {ids}. Each `tool_use` block must "
+                "have a corresponding `tool_result` block in the next message."
+            )
+        elif error.kind == "duplicate_id":
+            message = f"messages.{error.message_index}.content: `tool_use` ids must be unique"
+        else:
+            message = (
+                f"messages.{error.message_index}.content.{error.block_index}: unexpected "
+                f"`tool_use_id` found in `tool_result` blocks: {ids}. Each `tool_result` block "
+                "must have a corresponding `tool_use` block in the previous message."
+            )
+        raise ProviderError(400, message, error_type="invalid_request_error") from None
+
+
 def _chat_request(request: Request, body: _MessagesBody) -> ChatRequest:
     if body.stream:
         raise ProviderError(400, "stream: the chorus simulator does not support streaming")
     texts = [_content_text(m.content) for m in body.messages]
     if body.system:
         texts.insert(0, _content_text(body.system))
-    users = [m for m in body.messages if m.role == "user"]
+    # The default reply answers what the user wrote, not a tool result.
+    users = [m for m in body.messages if m.role == "user" and _user_text(m.content)]
     fmt = body.output_format or {}
     schema = fmt.get("schema") if fmt.get("type") == "json_schema" else None
     if schema is None and body.system:
@@ -165,11 +231,13 @@ def _chat_request(request: Request, body: _MessagesBody) -> ChatRequest:
         model=body.model,
         request_id=request.headers.get(REQUEST_ID_HEADER),
         message_texts=texts,
-        last_user_text=_content_text(users[-1].content) if users else "",
+        last_user_text=_user_text(users[-1].content) if users else "",
         max_tokens=body.max_tokens,
         json_mode=schema is not None,
         json_schema=schema,
         forced_tool=_forced_tool(body),
+        tools=_tool_defs(body),
+        tool_results=_tool_results(body),
     )
 
 
@@ -178,11 +246,11 @@ def _render(chat: ChatRequest, plan: ReplyPlan) -> JSONResponse:
     text = plan.refusal if plan.refusal is not None else plan.text
     if text:
         content.append({"type": "text", "text": text})
-    for call in plan.tool_calls:
+    for call, call_id in zip(plan.tool_calls, plan.tool_call_ids, strict=True):
         content.append(
             {
                 "type": "tool_use",
-                "id": f"toolu_sim_{uuid.uuid4().hex[:24]}",
+                "id": call_id,
                 "name": call.name,
                 "input": call.arguments,
             }
@@ -222,8 +290,14 @@ async def create_message(request: Request) -> Response:
     def answer(model: SimModel, use: RuleUse | None) -> Completion:
         plan = build_reply(chat, model, use)
         return Completion(
-            _render(chat, plan), plan.usage.as_dict(), plan.logged_reply, plan.tool_calls
+            _render(chat, plan),
+            plan.usage.as_dict(),
+            plan.logged_reply,
+            plan.tool_calls,
+            plan.tool_call_ids,
         )
 
-    spec = CallSpec("messages", chat.model, chat.prompt, chat.prompt_tokens, True, answer)
+    spec = CallSpec(
+        "messages", chat.model, chat.prompt, chat.prompt_tokens, True, answer, chat.tool_results
+    )
     return await serve_call(request, DIALECT, spec)

@@ -10,6 +10,7 @@ instead of silently matching nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,6 +122,21 @@ class ToolCallSpec(BaseModel):
 
     name: str = Field(min_length=1)
     arguments: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = Field(default=None, min_length=1)
+    """A fixed call id. By default the id is derived from the conversation, so
+    the same request always gets the same ids (and a retried call too)."""
+
+
+class ToolResultSeen(BaseModel):
+    """A tool result at the end of a conversation, paired with its call by id."""
+
+    tool_call_id: str
+    name: str
+    """The tool's name, taken from the earlier call with that id."""
+
+
+ANY_TOOL = "*"
+"""`Rule.after_tool` value that matches after a result of any tool."""
 
 
 class Rule(_CallFilter):
@@ -129,8 +145,23 @@ class Rule(_CallFilter):
     A use is counted when a reply is sent; a call whose client went away before
     the reply (outcome "aborted") gives its use back, so a retry after a worker
     crash gets the same scripted reply.
+
+    Multi-turn tool conversations are scripted with `after_tool`: a rule with
+    it matches only when the conversation ENDS with tool results (OpenAI: the
+    trailing `tool` messages; Anthropic: a last user turn carrying
+    `tool_result` blocks) and one of them answers a call of that tool. As the
+    first matching rule wins, list the later turns first:
+
+        Rule(after_tool="track_shipment", reply="It arrives Friday."),
+        Rule(after_tool="lookup_order", tool_calls=[ToolCallSpec(name="track_shipment")]),
+        Rule(match="where is my order", tool_calls=[ToolCallSpec(name="lookup_order")]),
+
+    `match` sees tool results too (their text is part of the conversation),
+    so a rule can also react to what a tool returned.
     """
 
+    after_tool: str | None = Field(default=None, min_length=1)
+    """Name of a tool, or "*" for any: match only right after its result."""
     reply: str | None = None
     json_: Any | None = Field(default=None, alias="json")
     """The reply is `json.dumps` of this value."""
@@ -156,6 +187,21 @@ class Rule(_CallFilter):
             if negative:
                 raise ValueError(f"usage overrides must not be negative: {negative}")
         return usage
+
+    def applies_to(
+        self,
+        *,
+        model: str,
+        request_id: str | None,
+        prompt: str,
+        tool_results: Collection[str] = (),
+    ) -> bool:
+        """`tool_results`: names of the tools whose results end the conversation."""
+        if self.after_tool is not None and not (
+            tool_results if self.after_tool == ANY_TOOL else self.after_tool in tool_results
+        ):
+            return False
+        return super().applies_to(model=model, request_id=request_id, prompt=prompt)
 
     @model_validator(mode="after")
     def _one_reply_source(self) -> Rule:
@@ -217,6 +263,11 @@ class CallRecord(BaseModel):
     usage: dict[str, int] | None = None
     reply: str | None = None
     tool_calls: list[ToolCallSpec] | None = None
+    """The tool calls the reply made, as scripted (or forced by tool_choice)."""
+    tool_call_ids: list[str] | None = None
+    """The ids sent with those calls, in the same order."""
+    tool_results: list[ToolResultSeen] | None = None
+    """The tool results that ended the conversation this call answered."""
     error: str | None = None
     """Why the call did not complete (fault or rejection message)."""
 

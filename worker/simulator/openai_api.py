@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.simulator import embeddings, tokens
 from worker.simulator.errors import ProviderError
-from worker.simulator.models import SimModel
+from worker.simulator.models import SimModel, ToolResultSeen
 from worker.simulator.pipeline import (
     REQUEST_ID_HEADER,
     CallSpec,
@@ -30,10 +30,12 @@ from worker.simulator.replies import (
     ChatRequest,
     ForcedTool,
     ReplyPlan,
+    ToolDef,
     build_reply,
     schema_from_instructions,
 )
 from worker.simulator.state import RuleUse
+from worker.simulator.tool_turns import ToolTurnError, WireTurn, trace_tool_turns
 
 SIMULATOR_NAME = "chorus-simulator"
 
@@ -121,6 +123,7 @@ class _Message(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -135,8 +138,19 @@ class _Message(BaseModel):
             ]
         for call in self.tool_calls or []:
             function = call.get("function") or {}
-            parts.append(f"{function.get('name', '')}({function.get('arguments', '')})")
+            parts.append(_call_text(str(function.get("name", "")), function.get("arguments")))
         return "".join(parts)
+
+
+def _call_text(name: str, arguments: Any) -> str:
+    """`arguments` is a JSON string on the wire; counted canonically when it
+    decodes, verbatim when it does not (the API does not check it either)."""
+    if isinstance(arguments, str):
+        try:
+            return tokens.tool_call_text(name, json.loads(arguments))
+        except ValueError:
+            return f"{name}({arguments})"
+    return tokens.tool_call_text(name, arguments if arguments is not None else {})
 
 
 class _ChatBody(BaseModel):
@@ -171,6 +185,102 @@ def _forced_tool(body: _ChatBody) -> ForcedTool | None:
     return None
 
 
+def _tool_defs(body: _ChatBody) -> list[ToolDef]:
+    defs = []
+    for index, tool in enumerate(body.tools or []):
+        function = tool.get("function")
+        if tool.get("type") != "function" or not isinstance(function, dict):
+            raise ProviderError(
+                400,
+                f"Invalid value for 'tools[{index}]': expected an object with "
+                "type 'function' and a 'function' object.",
+                param=f"tools[{index}]",
+            )
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise ProviderError(
+                400,
+                f"Missing required parameter: 'tools[{index}].function.name'.",
+                param=f"tools[{index}].function.name",
+                code="missing_required_parameter",
+            )
+        parameters = function.get("parameters")
+        defs.append(
+            ToolDef(
+                name,
+                str(function.get("description") or ""),
+                parameters if isinstance(parameters, dict) else {},
+            )
+        )
+    return defs
+
+
+def _wire_turns(body: _ChatBody) -> list[WireTurn]:
+    turns = []
+    for index, message in enumerate(body.messages):
+        turn = WireTurn()
+        if message.role == "tool":
+            if not message.tool_call_id:
+                raise ProviderError(
+                    400,
+                    "Missing parameter 'tool_call_id': messages with role 'tool' must have "
+                    "a 'tool_call_id'.",
+                    param=f"messages.[{index}].tool_call_id",
+                )
+            turn.results.append((message.tool_call_id, None))
+        elif message.role == "assistant":
+            for position, call in enumerate(message.tool_calls or []):
+                name = (call.get("function") or {}).get("name")
+                call_id = call.get("id")
+                if not isinstance(call_id, str) or not call_id or not isinstance(name, str):
+                    raise ProviderError(
+                        400,
+                        f"Missing required parameter: 'messages.[{index}].tool_calls"
+                        f".[{position}].id' (and 'function.name').",
+                        param=f"messages.[{index}].tool_calls.[{position}]",
+                        code="missing_required_parameter",
+                    )
+                turn.calls.append((call_id, name))
+        turns.append(turn)
+    return turns
+
+
+def _tool_results(body: _ChatBody) -> list[ToolResultSeen]:
+    """Check tool results against calls in OpenAI's words; the trailing results."""
+    try:
+        return trace_tool_turns(_wire_turns(body), results_in_next_message_only=False)
+    except ToolTurnError as error:
+        where = f"messages.[{error.message_index}]"
+        ids = ", ".join(error.ids)
+        if error.kind == "unanswered":
+            raise ProviderError(
+                400,
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {ids}",
+                param=f"{where}.role",
+            ) from None
+        if error.kind == "unknown_id":
+            raise ProviderError(
+                400,
+                f"Invalid parameter: 'tool_call_id' of '{ids}' not found in 'tool_calls' of "
+                "previous message.",
+                param=f"{where}.tool_call_id",
+            ) from None
+        if error.kind == "duplicate_id":
+            raise ProviderError(
+                400,
+                f"Invalid parameter: duplicate tool call id '{ids}' in 'tool_calls'.",
+                param=f"{where}.tool_calls",
+            ) from None
+        raise ProviderError(
+            400,
+            "Invalid parameter: messages with role 'tool' must be a response to a preceeding "
+            "message with 'tool_calls'.",
+            param=f"{where}.role",
+        ) from None
+
+
 def _chat_request(request: Request, body: _ChatBody) -> ChatRequest:
     if body.stream:
         raise ProviderError(
@@ -202,6 +312,8 @@ def _chat_request(request: Request, body: _ChatBody) -> ChatRequest:
         json_mode=json_mode,
         json_schema=schema,
         forced_tool=_forced_tool(body),
+        tools=_tool_defs(body),
+        tool_results=_tool_results(body),
     )
 
 
@@ -210,11 +322,11 @@ def _render_chat(chat: ChatRequest, plan: ReplyPlan) -> JSONResponse:
     if plan.tool_calls:
         message["tool_calls"] = [
             {
-                "id": f"call_sim_{uuid.uuid4().hex[:24]}",
+                "id": call_id,
                 "type": "function",
                 "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
             }
-            for call in plan.tool_calls
+            for call, call_id in zip(plan.tool_calls, plan.tool_call_ids, strict=True)
         ]
     usage = plan.usage
     body = {
@@ -254,10 +366,16 @@ async def chat_completions(request: Request) -> Response:
     def answer(model: SimModel, use: RuleUse | None) -> Completion:
         plan = build_reply(chat, model, use)
         return Completion(
-            _render_chat(chat, plan), plan.usage.as_dict(), plan.logged_reply, plan.tool_calls
+            _render_chat(chat, plan),
+            plan.usage.as_dict(),
+            plan.logged_reply,
+            plan.tool_calls,
+            plan.tool_call_ids,
         )
 
-    spec = CallSpec("chat", chat.model, chat.prompt, chat.prompt_tokens, True, answer)
+    spec = CallSpec(
+        "chat", chat.model, chat.prompt, chat.prompt_tokens, True, answer, chat.tool_results
+    )
     return await serve_call(request, DIALECT, spec)
 
 

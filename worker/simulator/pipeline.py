@@ -19,7 +19,14 @@ from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 
 from worker.simulator.errors import ProviderError, default_message
-from worker.simulator.models import CallRecord, Fault, SimModel, SimulatorConfig, ToolCallSpec
+from worker.simulator.models import (
+    CallRecord,
+    Fault,
+    SimModel,
+    SimulatorConfig,
+    ToolCallSpec,
+    ToolResultSeen,
+)
 from worker.simulator.state import Endpoint, RuleUse, SimulatorState
 
 REQUEST_ID_HEADER = "x-chorus-request-id"
@@ -48,6 +55,7 @@ class Completion:
     usage: dict[str, int] | None
     reply: str | None
     tool_calls: list[ToolCallSpec] = field(default_factory=list)
+    tool_call_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -59,6 +67,8 @@ class CallSpec:
     """Compared with the model's context window."""
     uses_rules: bool
     answer: Callable[[SimModel, RuleUse | None], Completion]
+    tool_results: list[ToolResultSeen] = field(default_factory=list)
+    """Tool results that end the conversation: logged, and matched by `Rule.after_tool`."""
 
 
 def simulator_state(request: Request) -> SimulatorState:
@@ -125,6 +135,7 @@ async def serve_call(request: Request, dialect: Dialect, spec: CallSpec) -> Resp
     record = state.start_call(
         endpoint=spec.endpoint, model=spec.model, request_id=request_id, prompt=spec.prompt
     )
+    record.tool_results = list(spec.tool_results) or None
 
     def reject(error: ProviderError, outcome: str = "rejected") -> Response:
         state.finish_call(record, outcome=outcome, status=error.status, error=error.message)  # type: ignore[arg-type]
@@ -159,7 +170,12 @@ async def serve_call(request: Request, dialect: Dialect, spec: CallSpec) -> Resp
         return reject(dialect.context_exceeded(spec.prompt_tokens, model.context_window))
 
     use = (
-        state.take_rule(model=spec.model, request_id=request_id, prompt=spec.prompt)
+        state.take_rule(
+            model=spec.model,
+            request_id=request_id,
+            prompt=spec.prompt,
+            tool_results={seen.name for seen in spec.tool_results},
+        )
         if spec.uses_rules
         else None
     )
@@ -179,3 +195,4 @@ def _complete(state: SimulatorState, record: CallRecord, completion: Completion)
         reply=completion.reply,
     )
     record.tool_calls = completion.tool_calls or None
+    record.tool_call_ids = completion.tool_call_ids or None

@@ -7,13 +7,14 @@ decision in one place means both APIs behave the same for the same script.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from worker.simulator import tokens
-from worker.simulator.models import SimModel, ToolCallSpec
+from worker.simulator.models import SimModel, ToolCallSpec, ToolResultSeen
 from worker.simulator.schema_instance import minimal_instance
 from worker.simulator.state import Endpoint, RuleUse
 
@@ -27,6 +28,15 @@ class ForcedTool:
     """A tool the request forces the model to call (tool_choice naming one)."""
 
     name: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolDef:
+    """A tool offered with a request (OpenAI `function`, Anthropic tool)."""
+
+    name: str
+    description: str
     parameters: dict[str, Any]
 
 
@@ -44,6 +54,9 @@ class ChatRequest:
     json_mode: bool = False
     json_schema: dict[str, Any] | None = None
     forced_tool: ForcedTool | None = None
+    tools: list[ToolDef] = field(default_factory=list)
+    tool_results: list[ToolResultSeen] = field(default_factory=list)
+    """The tool results that end the conversation (see `tool_turns`)."""
 
     @property
     def prompt(self) -> str:
@@ -51,7 +64,10 @@ class ChatRequest:
 
     @property
     def prompt_tokens(self) -> int:
-        return tokens.prompt_tokens(self.message_texts)
+        """Messages plus the tool definitions: real APIs bill tools as input."""
+        return tokens.prompt_tokens(self.message_texts) + sum(
+            tokens.tool_definition_tokens(t.name, t.description, t.parameters) for t in self.tools
+        )
 
 
 @dataclass
@@ -78,6 +94,7 @@ class ReplyPlan:
     finish: Finish
     usage: Usage
     tool_calls: list[ToolCallSpec] = field(default_factory=list)
+    tool_call_ids: list[str] = field(default_factory=list)
     refusal: str | None = None
 
     @property
@@ -110,6 +127,9 @@ def default_text(model: str, last_user_text: str) -> str:
 
 
 def _default_reply(request: ChatRequest) -> str | list[ToolCallSpec]:
+    """The unscripted reply. Offered tools are NOT called unless tool_choice
+    forces one: an agent loop over an unscripted simulator must terminate, so
+    the default model answers in text, before and after tool results alike."""
     if request.forced_tool is not None:
         arguments = minimal_instance(request.forced_tool.parameters or {"type": "object"})
         return [
@@ -124,6 +144,17 @@ def _default_reply(request: ChatRequest) -> str | list[ToolCallSpec]:
     if request.json_mode:
         return json.dumps({"answer": text})
     return text
+
+
+_ID_PREFIXES: dict[Endpoint, str] = {"chat": "call_sim_", "messages": "toolu_sim_"}
+
+
+def tool_call_id(request: ChatRequest, index: int) -> str:
+    """A call id derived from the conversation, so the same request always
+    gets the same ids. Unique within a conversation: each turn's prompt is
+    longer than the last one's."""
+    digest = hashlib.sha256(f"{request.model}\n{request.prompt}\n{index}".encode()).hexdigest()
+    return _ID_PREFIXES.get(request.endpoint, "call_sim_") + digest[:24]
 
 
 def build_reply(request: ChatRequest, model: SimModel, use: RuleUse | None) -> ReplyPlan:
@@ -160,7 +191,7 @@ def build_reply(request: ChatRequest, model: SimModel, use: RuleUse | None) -> R
         finish = "length"
 
     counted = (refusal or text or "") + "".join(
-        call.name + json.dumps(call.arguments) for call in tool_calls
+        tokens.tool_call_text(call.name, call.arguments) for call in tool_calls
     )
     prompt = request.prompt_tokens
     usage = Usage(
@@ -172,4 +203,12 @@ def build_reply(request: ChatRequest, model: SimModel, use: RuleUse | None) -> R
     if rule is not None and rule.usage:
         for key, value in rule.usage.items():
             setattr(usage, key, value)
-    return ReplyPlan(text=text, finish=finish, usage=usage, tool_calls=tool_calls, refusal=refusal)
+    ids = [call.id or tool_call_id(request, i) for i, call in enumerate(tool_calls)]
+    return ReplyPlan(
+        text=text,
+        finish=finish,
+        usage=usage,
+        tool_calls=tool_calls,
+        tool_call_ids=ids,
+        refusal=refusal,
+    )

@@ -8,6 +8,7 @@ code can interleave.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -72,11 +73,21 @@ class SimulatorState:
                 return slot.fault
         return None
 
-    def take_rule(self, *, model: str, request_id: str | None, prompt: str) -> RuleUse | None:
-        """Consume one use of the first matching rule that has uses left."""
+    def take_rule(
+        self,
+        *,
+        model: str,
+        request_id: str | None,
+        prompt: str,
+        tool_results: Collection[str] = (),
+    ) -> RuleUse | None:
+        """Consume one use of the first matching rule that has uses left.
+
+        `tool_results` names the tools whose results end the conversation
+        (what `Rule.after_tool` matches)."""
         for slot in self._rules:
             if slot.has_uses_left() and slot.rule.applies_to(
-                model=model, request_id=request_id, prompt=prompt
+                model=model, request_id=request_id, prompt=prompt, tool_results=tool_results
             ):
                 slot.uses += 1
                 return RuleUse(slot, slot.uses - 1)

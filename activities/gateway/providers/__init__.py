@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from activities.gateway.providers.anthropic import AnthropicAdapter
-from activities.gateway.providers.base import REQUEST_ID_HEADER, ProviderAdapter, ProviderReply
+from activities.gateway.providers.base import (
+    RAW_ARGUMENTS_KEY,
+    REQUEST_ID_HEADER,
+    ProviderAdapter,
+    ProviderReply,
+)
 from activities.gateway.providers.openai import OpenAIAdapter
 
 ADAPTERS: dict[str, ProviderAdapter] = {
@@ -23,6 +28,7 @@ def adapter_for(provider: str) -> ProviderAdapter:
 
 __all__ = [
     "ADAPTERS",
+    "RAW_ARGUMENTS_KEY",
     "REQUEST_ID_HEADER",
     "AnthropicAdapter",
     "OpenAIAdapter",

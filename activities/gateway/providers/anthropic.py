@@ -9,15 +9,16 @@ import httpx
 
 from activities.gateway.errors import malformed_response
 from activities.gateway.providers.base import (
+    RAW_ARGUMENTS_KEY,
     REQUEST_ID_HEADER,
     ProviderReply,
     as_int,
-    chat_turns,
+    check_tool_messages,
     endpoint,
     post_json,
 )
 from activities.gateway.registry import ResolvedEntry
-from activities.gateway.types import ModelCallInput, TokenUsage
+from activities.gateway.types import ChatMessage, ModelCallInput, TokenUsage, ToolCall, ToolSpec
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -32,16 +33,59 @@ def schema_instructions(schema: dict[str, Any]) -> str:
     )
 
 
+Content = str | list[dict[str, Any]]
+
+
+def _blocks(content: Content) -> list[dict[str, Any]]:
+    if isinstance(content, list):
+        return content
+    return [{"type": "text", "text": content}] if content else []
+
+
+def _merge(first: Content, second: Content) -> Content:
+    """Two turns of one role as one: the API wants user/assistant alternation,
+    and all results of one assistant turn's tool calls in ONE user turn."""
+    if isinstance(first, str) and isinstance(second, str):
+        return f"{first}\n\n{second}"
+    return _blocks(first) + _blocks(second)
+
+
+def _wire_turn(message: ChatMessage) -> tuple[str, Content]:
+    if message.role == "tool":
+        result = {
+            "type": "tool_result",
+            "tool_use_id": message.tool_call_id,
+            "content": message.content,
+        }
+        return "user", [result]
+    if message.role == "assistant" and message.tool_calls:
+        uses = [
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+            for call in message.tool_calls
+        ]
+        return "assistant", _blocks(message.content) + uses
+    return message.role, message.content
+
+
+def tool_definition(tool: ToolSpec) -> dict[str, Any]:
+    definition: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        definition["description"] = tool.description
+    definition["input_schema"] = tool.parameters
+    return definition
+
+
 def build_payload(entry: ResolvedEntry, request: ModelCallInput) -> dict[str, Any]:
-    system, turns = chat_turns(request)
+    system = [m.content for m in request.messages if m.role == "system"]
     if request.json_schema is not None:
         system.append(schema_instructions(request.json_schema))
-    # Consecutive turns of one role are merged: the API wants user/assistant
-    # alternation (folded tool results can make two user turns in a row).
-    messages: list[dict[str, str]] = []
-    for role, content in turns:
+    messages: list[dict[str, Any]] = []
+    for message in request.messages:
+        if message.role == "system":
+            continue
+        role, content = _wire_turn(message)
         if messages and messages[-1]["role"] == role:
-            messages[-1]["content"] += f"\n\n{content}"
+            messages[-1]["content"] = _merge(messages[-1]["content"], content)
         else:
             messages.append({"role": role, "content": content})
     payload: dict[str, Any] = {
@@ -53,6 +97,9 @@ def build_payload(entry: ResolvedEntry, request: ModelCallInput) -> dict[str, An
         payload["system"] = "\n\n".join(system)
     if request.temperature is not None:
         payload["temperature"] = request.temperature
+    if request.tools:
+        payload["tools"] = [tool_definition(t) for t in request.tools]
+        payload["tool_choice"] = {"type": "auto"}
     return payload
 
 
@@ -72,11 +119,23 @@ def parse_usage(raw: Any) -> TokenUsage:
     )
 
 
+def _tool_call(name: str, entry: ResolvedEntry, block: dict[str, Any]) -> ToolCall:
+    """A `tool_use` block. `input` is always an object in the API; anything
+    else is kept verbatim under "_raw" like OpenAI's undecodable arguments."""
+    call_id, tool, arguments = block.get("id"), block.get("name"), block.get("input", {})
+    if not (isinstance(call_id, str) and call_id and isinstance(tool, str) and tool):
+        raise malformed_response(name, entry.alias, "a tool_use block has no id or name")
+    if not isinstance(arguments, dict):
+        arguments = {RAW_ARGUMENTS_KEY: json.dumps(arguments)}
+    return ToolCall(id=call_id, name=tool, arguments=arguments)
+
+
 def parse_reply(name: str, entry: ResolvedEntry, data: dict[str, Any]) -> ProviderReply:
     content = data.get("content")
     if not isinstance(content, list):
         raise malformed_response(name, entry.alias, "no content blocks in a message")
     texts = []
+    calls = []
     for block in content:
         if not isinstance(block, dict):
             raise malformed_response(name, entry.alias, "a content block is not an object")
@@ -85,6 +144,8 @@ def parse_reply(name: str, entry: ResolvedEntry, data: dict[str, Any]) -> Provid
             if not isinstance(text, str):
                 raise malformed_response(name, entry.alias, "a text block has no text")
             texts.append(text)
+        elif block.get("type") == "tool_use":
+            calls.append(_tool_call(name, entry, block))
     stop_reason = data.get("stop_reason")
     refused = stop_reason == "refusal"
     model = data.get("model")
@@ -95,6 +156,7 @@ def parse_reply(name: str, entry: ResolvedEntry, data: dict[str, Any]) -> Provid
         usage=parse_usage(data.get("usage")),
         refused=refused,
         refusal=("".join(texts) or None) if refused else None,
+        tool_calls=tuple(calls),
     )
 
 
@@ -109,6 +171,7 @@ class AnthropicAdapter:
         request: ModelCallInput,
         request_id: str,
     ) -> ProviderReply:
+        check_tool_messages(self.name, entry, request)
         headers = {"anthropic-version": ANTHROPIC_VERSION, REQUEST_ID_HEADER: request_id}
         if api_key:
             headers["x-api-key"] = api_key

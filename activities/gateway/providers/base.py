@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+from temporalio.exceptions import ApplicationError
 
 from activities.gateway.errors import (
     connection_error,
@@ -22,11 +23,16 @@ from activities.gateway.errors import (
     translate_http_error,
 )
 from activities.gateway.registry import ResolvedEntry
-from activities.gateway.types import ModelCallInput, TokenUsage
+from activities.gateway.types import ModelCallInput, ProviderErrorType, TokenUsage, ToolCall
 
 REQUEST_ID_HEADER = "X-Chorus-Request-Id"
 """Sent on every call so provider-side logs (and the simulator's call log) can
 be joined with the workflow and activity that made the call."""
+
+RAW_ARGUMENTS_KEY = "_raw"
+"""`ToolCall.arguments` key holding tool-call arguments that were not a JSON
+object, verbatim: the call is kept so the workflow can report it to the model
+(or fail the step) instead of the activity crashing on a model's typo."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class ProviderReply:
     refused: bool = False
     refusal: str | None = None
     """The provider's refusal message, when it gave one."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Tool calls the model made, in its order."""
 
 
 class ProviderAdapter(Protocol):
@@ -101,20 +109,36 @@ async def post_json(
     return data
 
 
-def chat_turns(request: ModelCallInput) -> tuple[list[str], list[tuple[str, str]]]:
-    """(system texts, [(role, content)]) with `tool` turns folded into user
-    turns: the contract carries no tool-call ids, and both APIs reject a tool
-    message without one."""
-    system: list[str] = []
-    turns: list[tuple[str, str]] = []
-    for message in request.messages:
-        if message.role == "system":
-            system.append(message.content)
-        elif message.role == "tool":
-            turns.append(("user", f"Tool result:\n{message.content}"))
-        else:
-            turns.append((message.role, message.content))
-    return system, turns
+def bad_request(provider: str, alias: str, what: str) -> ApplicationError:
+    """A request this adapter cannot put on the wire: the provider would
+    answer 400, so fail the same way (not retryable) without the round trip."""
+    return ApplicationError(
+        f"{provider} (alias {alias!r}) cannot send this request: {what}",
+        {"provider": provider, "alias": alias},
+        type=ProviderErrorType.BAD_REQUEST,
+        non_retryable=True,
+    )
+
+
+def check_tool_messages(provider: str, entry: ResolvedEntry, request: ModelCallInput) -> None:
+    """Both APIs pair a tool result with its call by id: a `tool` message
+    without `tool_call_id` cannot be sent (the old text fallback, "Tool
+    result: ...", hid agent bugs that real providers reject)."""
+    for index, message in enumerate(request.messages):
+        if message.role == "tool" and not message.tool_call_id:
+            raise bad_request(
+                provider,
+                entry.alias,
+                f"messages[{index}] has role 'tool' but no tool_call_id; a tool result "
+                "must name the id of the assistant tool call it answers",
+            )
+        if message.role != "assistant" and message.tool_calls:
+            raise bad_request(
+                provider,
+                entry.alias,
+                f"messages[{index}] has role {message.role!r} but carries tool_calls; "
+                "only assistant messages make tool calls",
+            )
 
 
 def as_int(value: Any) -> int:
