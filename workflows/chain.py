@@ -149,6 +149,11 @@ class ChainWorkflow(ApprovalHost):
                 type=failure.error_type,
                 non_retryable=True,
             ) from None
+        except asyncio.CancelledError:
+            # Cancelled by a client (API, UI, CLI): say so in the search
+            # attributes and the run index before the run closes as cancelled.
+            await self._finish("cancelled", "cancelled by request")
+            raise
         await self._finish("completed", None)
         return self._result(output, None)
 

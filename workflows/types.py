@@ -22,7 +22,7 @@ DECIDE = "decide"
 that carry a reviewer's decision."""
 PENDING_APPROVALS_QUERY = "pending_approvals"
 
-RunStatus = Literal["running", "awaiting_approval", "completed", "failed", "rejected"]
+RunStatus = Literal["running", "awaiting_approval", "completed", "failed", "rejected", "cancelled"]
 StepStatus = Literal["running", "awaiting_approval", "completed", "failed", "rejected"]
 CallOutcome = Literal["ok", "invalid_output", "failed"]
 

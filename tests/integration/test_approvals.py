@@ -7,8 +7,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from store import crud
 from store.engine import session_scope
@@ -220,3 +220,20 @@ async def test_conditional_approval_is_skipped_when_its_condition_is_false(
     [approval] = await wait_pending(handle)
     await decide(handle, approval)
     assert (await handle.result()).status == "completed"
+
+
+async def test_cancelling_a_waiting_run_records_it_as_cancelled(
+    runner: ChainRunner, sim: SimulatorControl, registry: Any, store_engine: Any
+) -> None:
+    handle = await runner.start(chain_with_follow_up(registry), {})
+    await wait_pending(handle)
+
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as caught:
+        await handle.result()
+
+    assert isinstance(caught.value.cause, CancelledError)
+    assert await status_of(runner, handle.id) == "cancelled"
+    with session_scope(store_engine) as session:
+        run = crud.get_run(session, run_id=handle.id)
+        assert run is not None and run.status == "cancelled" and run.finished_at is not None
