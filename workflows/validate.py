@@ -23,15 +23,19 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ValidationError
 
-from workflows import templating
+from workflows import guards, templating
 from workflows.spec import (
     STEP_NAME_PATTERN,
+    AgentStep,
     ApprovalStep,
     ChainSpec,
+    GuardStep,
     ModelStep,
     ParallelStep,
+    RetrieveStep,
     RouteStep,
     Step,
+    ToolStep,
 )
 
 __all__ = [
@@ -135,10 +139,15 @@ def parse_chain(data: Any) -> ChainSpec:
         raise ChainSpecError(_dedupe(problems)) from None
 
 
-def load_chain_yaml(text: str, known_aliases: Collection[str]) -> ChainSpec:
+def load_chain_yaml(
+    text: str,
+    known_aliases: Collection[str],
+    *,
+    known_tools: Collection[str] | None = None,
+) -> ChainSpec:
     """Parse and check in one call (what the CLI and the API do with a chain file)."""
     spec = parse_chain_yaml(text)
-    check_chain(spec, known_aliases)
+    check_chain(spec, known_aliases, known_tools=known_tools)
     return spec
 
 
@@ -299,9 +308,15 @@ def _locate(steps: Sequence[Step], path: str, position: Position) -> Iterator[_L
 
 
 class _Checker:
-    def __init__(self, spec: ChainSpec, known_aliases: Collection[str]) -> None:
+    def __init__(
+        self,
+        spec: ChainSpec,
+        known_aliases: Collection[str],
+        known_tools: Collection[str] | None = None,
+    ) -> None:
         self.spec = spec
         self.aliases = set(known_aliases)
+        self.tools = None if known_tools is None else set(known_tools)
         self.problems: list[SpecProblem] = []
         self.located = list(_locate(spec.steps, "steps", ()))
         self.by_name: dict[str, _Located] = {}
@@ -324,6 +339,14 @@ class _Checker:
                 self.check_parallel(item)
             elif isinstance(item.step, ApprovalStep):
                 self.check_approval(item)
+            elif isinstance(item.step, GuardStep):
+                self.check_guard(item)
+            elif isinstance(item.step, RetrieveStep):
+                self.check_retrieve(item)
+            elif isinstance(item.step, ToolStep):
+                self.check_tool(item)
+            elif isinstance(item.step, AgentStep):
+                self.check_agent(item)
         if self.spec.output is not None and self.spec.output not in self.by_name:
             self.add(
                 "output", f"unknown step {self.spec.output!r}{self.step_hint(self.spec.output)}"
@@ -466,6 +489,125 @@ class _Checker:
         if step.escalate_to_role is not None and step.escalate_to_role == step.required_role:
             self.add(f"{path}.escalate_to_role", "escalate_to_role names the step's own role")
 
+    # guards ---------------------------------------------------------------------------
+
+    def check_guard(self, item: _Located) -> None:
+        step = item.step
+        assert isinstance(step, GuardStep)
+        path, rules = item.path, step.rules
+        target = self.earlier_step(f"{path}.target", step.target, item.position, "guard")
+        if (
+            target is not None
+            and step.on_fail == "retry"
+            and not isinstance(target.step, ModelStep)
+        ):
+            self.add(
+                f"{path}.target",
+                f"on_fail: retry re-runs the target with the violations fed back, so it must "
+                f"be a model step; {step.target!r} is a {target.step.kind} step "
+                "(use on_fail: escalate or fail)",
+            )
+        rules_path = f"{path}.rules"
+        if rules == type(rules)():
+            self.add(rules_path, "a guard with no rules always passes: set at least one rule")
+        if rules.json_schema is not None:
+            self.check_schema(f"{rules_path}.json_schema", rules.json_schema)
+        for field in ("required_patterns", "forbidden_patterns"):
+            for i, pattern in enumerate(getattr(rules, field)):
+                problem = guards.pattern_problem(pattern)
+                if problem is not None:
+                    self.add(f"{rules_path}.{field}[{i}]", f"{pattern!r} is {problem}")
+        seen_pii: set[str] = set()
+        for i, kind in enumerate(rules.pii):
+            if kind in seen_pii:
+                self.add(f"{rules_path}.pii[{i}]", f"duplicate PII kind {kind!r}")
+            seen_pii.add(kind)
+        if (
+            rules.min_length is not None
+            and rules.max_length is not None
+            and rules.min_length > rules.max_length
+        ):
+            self.add(
+                f"{rules_path}.min_length",
+                f"min_length {rules.min_length} is greater than max_length {rules.max_length}: "
+                "no output can pass",
+            )
+        if rules.citations_from is not None:
+            source = self.earlier_step(
+                f"{rules_path}.citations_from", rules.citations_from, item.position, "guard"
+            )
+            if source is not None and not isinstance(source.step, RetrieveStep):
+                self.add(
+                    f"{rules_path}.citations_from",
+                    f"citations_from must name a retrieve step; {rules.citations_from!r} "
+                    f"is a {source.step.kind} step",
+                )
+
+    def earlier_step(self, path: str, name: str, reader: Position, what: str) -> _Located | None:
+        """The step `name` if the step at `reader` may read its output, else None
+        (with the problem added at `path`)."""
+        target = self.by_name.get(name)
+        if target is not None and target.position == reader:
+            self.add(path, f"a {what} cannot name itself; name an earlier step")
+            return None
+        message = self.reference_problem(name, reader)
+        if message is not None:
+            if target is not None:
+                message += f"; a {what} reads an earlier step's output"
+            self.add(path, message)
+            return None
+        return target
+
+    # retrieval, tools and agents ------------------------------------------------------
+
+    def check_retrieve(self, item: _Located) -> None:
+        step = item.step
+        assert isinstance(step, RetrieveStep)
+        self.check_template(f"{item.path}.query", step.query, item.position, TEMPLATE_VARIABLES)
+
+    def check_tool(self, item: _Located) -> None:
+        step = item.step
+        assert isinstance(step, ToolStep)
+        path = item.path
+        self.check_tool_name(f"{path}.tool", step.tool)
+        for where, source in _string_leaves(step.arguments, f"{path}.arguments"):
+            self.check_template(where, source, item.position, TEMPLATE_VARIABLES)
+        if step.idempotency_key is not None:
+            self.check_template(
+                f"{path}.idempotency_key", step.idempotency_key, item.position, TEMPLATE_VARIABLES
+            )
+
+    def check_agent(self, item: _Located) -> None:
+        step = item.step
+        assert isinstance(step, AgentStep)
+        path = item.path
+        self.check_alias(f"{path}.model", step.model)
+        for i, alias in enumerate(step.fallbacks):
+            self.check_alias(f"{path}.fallbacks[{i}]", alias)
+        if step.system is not None:
+            self.check_template(f"{path}.system", step.system, item.position, TEMPLATE_VARIABLES)
+        self.check_template(f"{path}.prompt", step.prompt, item.position, TEMPLATE_VARIABLES)
+        first: dict[str, int] = {}
+        for i, tool in enumerate(step.tools):
+            if tool in first:
+                self.add(
+                    f"{path}.tools[{i}]",
+                    f"duplicate tool {tool!r} (first listed at {path}.tools[{first[tool]}])",
+                )
+                continue
+            first[tool] = i
+            self.check_tool_name(f"{path}.tools[{i}]", tool)
+
+    def check_tool_name(self, path: str, name: str) -> None:
+        if self.tools is None or name in self.tools:
+            return
+        if not self.tools:
+            self.add(path, f"unknown tool {name!r} (no tools are registered)")
+            return
+        hint = _did_you_mean(name, self.tools)
+        known = ", ".join(sorted(self.tools))
+        self.add(path, f"unknown tool {name!r}{hint} (known: {known})")
+
     # templates ------------------------------------------------------------------------
 
     def check_template(
@@ -522,19 +664,45 @@ class _Checker:
         return _did_you_mean(name, self.by_name)
 
 
+def _string_leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string inside a JSON-like value with its document path (tool
+    arguments are templates at any depth)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _string_leaves(item, _join(path, str(key)))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _string_leaves(item, f"{path}[{i}]")
+
+
 def _did_you_mean(word: str, choices: Collection[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def validate_chain(spec: ChainSpec, known_aliases: Collection[str]) -> list[SpecProblem]:
-    """Every semantic problem of a parsed spec (empty when it can run)."""
-    return _Checker(spec, known_aliases).run()
+def validate_chain(
+    spec: ChainSpec,
+    known_aliases: Collection[str],
+    *,
+    known_tools: Collection[str] | None = None,
+) -> list[SpecProblem]:
+    """Every semantic problem of a parsed spec (empty when it can run).
+
+    `known_tools` are the registered tool names; None leaves tool names
+    unchecked (a process without the tool registry, such as the API)."""
+    return _Checker(spec, known_aliases, known_tools).run()
 
 
-def check_chain(spec: ChainSpec, known_aliases: Collection[str]) -> None:
+def check_chain(
+    spec: ChainSpec,
+    known_aliases: Collection[str],
+    *,
+    known_tools: Collection[str] | None = None,
+) -> None:
     """Raise ChainSpecError listing every problem `validate_chain` finds."""
-    problems = validate_chain(spec, known_aliases)
+    problems = validate_chain(spec, known_aliases, known_tools=known_tools)
     if problems:
         raise ChainSpecError(problems)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from workflows.spec import ModelStep, ParallelStep, RouteStep
+from workflows.spec import ModelStep, ParallelStep, RouteStep, ToolStep
 from workflows.validate import (
     DOCUMENT,
     ChainSpecError,
@@ -24,6 +24,7 @@ from workflows.validate import (
 )
 
 ALIASES = frozenset({"cheap", "cheap_b", "strong", "writer", "judge", "embed"})
+TOOLS = frozenset({"lookup_order", "issue_refund", "search_kb"})
 
 
 def model(name: str, prompt: str = "{{ input.question }}", **extra: Any) -> dict[str, Any]:
@@ -47,6 +48,26 @@ def parallel(name: str, **branches: list[Any]) -> dict[str, Any]:
     }
 
 
+def retrieve(name: str, query: str = "{{ input.question }}", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "retrieve", "collection": "help_center", "query": query, **extra}
+
+
+def tool(name: str, tool: str = "lookup_order", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "tool", "tool": tool, **extra}
+
+
+def guard(name: str, target: str, rules: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "guard", "target": target, "rules": rules, **extra}
+
+
+def agent(name: str, **extra: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {"model": "strong", "prompt": "{{ input.question }}"}
+    return {"name": name, "kind": "agent", **fields, **extra}
+
+
+SHORT = {"max_length": 500}
+
+
 def chain(*steps: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"name": "test_chain", "steps": list(steps), **extra}
 
@@ -57,7 +78,7 @@ def problems_of(data: dict[str, Any]) -> list[SpecProblem]:
         spec = parse_chain(data)
     except ChainSpecError as err:
         return err.problems
-    return validate_chain(spec, ALIASES)
+    return validate_chain(spec, ALIASES, known_tools=TOOLS)
 
 
 SIMPLE = "steps.classify.output.complexity == 'simple'"
@@ -216,13 +237,15 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "bad kind",
         chain({"name": "a", "kind": "modle", "model": "cheap", "prompt": "x"}),
         "steps[0].kind",
-        "unknown step kind 'modle' (allowed: model, route, parallel, approval, retrieve, tool, guard, agent)",
+        "unknown step kind 'modle' "
+        "(allowed: model, route, parallel, approval, retrieve, tool, guard, agent)",
     ),
     (
         "missing kind",
         chain({"name": "a", "model": "cheap", "prompt": "x"}),
         "steps[0].kind",
-        "missing step kind (allowed: model, route, parallel, approval, retrieve, tool, guard, agent)",
+        "missing step kind "
+        "(allowed: model, route, parallel, approval, retrieve, tool, guard, agent)",
     ),
     (
         "missing prompt",
@@ -335,6 +358,177 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "limits.max_cost_usd",
         "greater than 0",
     ),
+    # -- guards --
+    (
+        "guard target unknown",
+        chain(model("answer"), guard("g", "answr", SHORT)),
+        "steps[1].target",
+        "unknown step 'answr' (did you mean 'answer'?)",
+    ),
+    (
+        "guard target later than the guard",
+        chain(guard("g", "answer", SHORT), model("answer")),
+        "steps[0].target",
+        "step 'answer' runs later; a guard reads an earlier step's output",
+    ),
+    (
+        "guard target is the guard itself",
+        chain(model("answer"), guard("g", "g", SHORT)),
+        "steps[1].target",
+        "a guard cannot name itself",
+    ),
+    (
+        "guard target in a sibling parallel branch",
+        chain(parallel("p", a=[model("left")], b=[guard("g", "left", SHORT)])),
+        "steps[0].branches[1].steps[0].target",
+        "sibling branch 'a' of parallel step 'p'",
+    ),
+    (
+        "guard retry over a retrieve step",
+        chain(retrieve("docs"), guard("g", "docs", SHORT, on_fail="retry")),
+        "steps[1].target",
+        "must be a model step; 'docs' is a retrieve step",
+    ),
+    (
+        "guard retry over a tool step",
+        chain(tool("order"), guard("g", "order", SHORT, on_fail="retry")),
+        "steps[1].target",
+        "'order' is a tool step (use on_fail: escalate or fail)",
+    ),
+    (
+        "guard with no rules",
+        chain(model("answer"), guard("g", "answer", {})),
+        "steps[1].rules",
+        "always passes",
+    ),
+    (
+        "guard citations_from names a model step",
+        chain(model("answer"), guard("g", "answer", {"citations_from": "answer"})),
+        "steps[1].rules.citations_from",
+        "citations_from must name a retrieve step; 'answer' is a model step",
+    ),
+    (
+        "guard citations_from names an unknown step",
+        chain(retrieve("docs"), model("answer"), guard("g", "answer", {"citations_from": "doc"})),
+        "steps[2].rules.citations_from",
+        "unknown step 'doc' (did you mean 'docs'?)",
+    ),
+    (
+        "guard citations_from names a later retrieve step",
+        chain(model("answer"), guard("g", "answer", {"citations_from": "docs"}), retrieve("docs")),
+        "steps[1].rules.citations_from",
+        "step 'docs' runs later",
+    ),
+    (
+        "guard forbidden pattern is not a regex",
+        chain(model("a"), guard("g", "a", {"forbidden_patterns": ["ok", "(unclosed"]})),
+        "steps[1].rules.forbidden_patterns[1]",
+        "'(unclosed' is not a valid regular expression: missing ), unterminated subpattern",
+    ),
+    (
+        "guard required pattern is not a regex",
+        chain(model("a"), guard("g", "a", {"required_patterns": ["[a-"]})),
+        "steps[1].rules.required_patterns[0]",
+        "not a valid regular expression",
+    ),
+    (
+        "guard min_length greater than max_length",
+        chain(model("a"), guard("g", "a", {"min_length": 50, "max_length": 10})),
+        "steps[1].rules.min_length",
+        "min_length 50 is greater than max_length 10",
+    ),
+    (
+        "guard json_schema is not a schema",
+        chain(model("a"), guard("g", "a", {"json_schema": {"type": "strin"}})),
+        "steps[1].rules.json_schema.type",
+        "not a valid JSON Schema",
+    ),
+    (
+        "guard duplicate PII kind",
+        chain(model("a"), guard("g", "a", {"pii": ["email", "card", "email"]})),
+        "steps[1].rules.pii[2]",
+        "duplicate PII kind 'email'",
+    ),
+    (
+        "guard unknown PII kind",
+        chain(model("a"), guard("g", "a", {"pii": ["ssn"]})),
+        "steps[1].rules.pii[0]",
+        "'email', 'phone' or 'card'",
+    ),
+    (
+        "guard unknown on_fail",
+        chain(model("a"), guard("g", "a", SHORT, on_fail="ignore")),
+        "steps[1].on_fail",
+        "'retry', 'escalate' or 'fail'",
+    ),
+    (
+        "guard max_retries out of range",
+        chain(model("a"), guard("g", "a", SHORT, on_fail="retry", max_retries=9)),
+        "steps[1].max_retries",
+        "less than or equal to 5",
+    ),
+    # -- retrieval and tools --
+    (
+        "retrieve query reads an unknown variable",
+        chain(retrieve("docs", "{{ question }}")),
+        "steps[0].query",
+        "unknown variable 'question'",
+    ),
+    (
+        "unknown tool",
+        chain(tool("order", "lookup_ordr")),
+        "steps[0].tool",
+        "unknown tool 'lookup_ordr' (did you mean 'lookup_order'?)",
+    ),
+    (
+        "tool argument template deep inside lists and mappings",
+        chain(tool("order", arguments={"q": {"ids": [1, "{{ steps.nope.output }}"]}})),
+        "steps[0].arguments.q.ids[1]",
+        "unknown step 'nope'",
+    ),
+    (
+        "tool idempotency key reads a later step",
+        chain(tool("refund", "issue_refund", idempotency_key="{{ steps.a.output }}"), model("a")),
+        "steps[0].idempotency_key",
+        "step 'a' runs later",
+    ),
+    # -- agents --
+    (
+        "agent with unknown model alias",
+        chain(agent("research", model="strnog")),
+        "steps[0].model",
+        "unknown model alias 'strnog' (did you mean 'strong'?)",
+    ),
+    (
+        "agent with unknown fallback alias",
+        chain(agent("research", fallbacks=["gpt9"])),
+        "steps[0].fallbacks[0]",
+        "unknown model alias 'gpt9'",
+    ),
+    (
+        "agent tools list with duplicates",
+        chain(agent("research", tools=["search_kb", "lookup_order", "search_kb"])),
+        "steps[0].tools[2]",
+        "duplicate tool 'search_kb' (first listed at steps[0].tools[0])",
+    ),
+    (
+        "agent allow-list names an unknown tool",
+        chain(agent("research", tools=["search_kb", "web_search"])),
+        "steps[0].tools[1]",
+        "unknown tool 'web_search'",
+    ),
+    (
+        "agent system prompt reads a later step",
+        chain(agent("research", system="{{ steps.b.output }}"), model("b")),
+        "steps[0].system",
+        "step 'b' runs later",
+    ),
+    (
+        "agent prompt bad syntax",
+        chain(agent("research", prompt="{{ input.question ")),
+        "steps[0].prompt",
+        "syntax error",
+    ),
 ]
 
 
@@ -392,6 +586,47 @@ GOOD_SPECS: list[tuple[str, dict[str, Any]]] = [
         "output names a nested step",
         chain(route("r", ("true", [model("inner")])), output="inner"),
     ),
+    (
+        "retrieve, answer, guard with citations and retry, tool, agent",
+        chain(
+            retrieve("docs", "{{ input.question }}"),
+            model("answer", "{{ steps.docs.output.passages }}"),
+            guard(
+                "check",
+                "answer",
+                {
+                    "pii": ["email", "phone", "card"],
+                    "citations_from": "docs",
+                    "forbidden_patterns": [r"(?i)\bguarantee"],
+                    "required_patterns": [r"\[[^\]]+#\d+\]"],
+                    "min_length": 10,
+                    "max_length": 10,
+                    "json_schema": {"type": "string"},
+                },
+                on_fail="retry",
+                max_retries=3,
+            ),
+            tool(
+                "order",
+                arguments={"id": "{{ input.order_id }}", "opts": {"tags": ["{{ steps.check }}"]}},
+                idempotency_key="{{ input.order_id }}-refund",
+            ),
+            agent(
+                "research",
+                fallbacks=["cheap"],
+                system="{{ steps.order.output }}",
+                tools=["search_kb", "lookup_order"],
+            ),
+        ),
+    ),
+    (
+        "guard escalates over a tool step; citations from a retrieve inside an earlier route",
+        chain(
+            route("r", ("input.rag", [retrieve("docs")]), otherwise=[model("plain")]),
+            tool("order"),
+            guard("g", "order", {"citations_from": "docs"}, on_fail="escalate"),
+        ),
+    ),
 ]
 
 
@@ -421,6 +656,58 @@ def test_every_problem_is_reported_at_once() -> None:
     assert text.startswith("invalid chain spec (4 problems)")
     for problem in problems:
         assert f"{problem.path}: {problem.message}" in text
+
+
+def test_tools_are_checked_only_when_known_tools_are_given() -> None:
+    spec = parse_chain(chain(tool("t", "anything"), agent("a", tools=["else"])))
+    assert validate_chain(spec, ALIASES) == []
+    assert [p.path for p in validate_chain(spec, ALIASES, known_tools=TOOLS)] == [
+        "steps[0].tool",
+        "steps[1].tools[0]",
+    ]
+    problems = validate_chain(spec, ALIASES, known_tools=[])
+    assert [p.message for p in problems] == [
+        "unknown tool 'anything' (no tools are registered)",
+        "unknown tool 'else' (no tools are registered)",
+    ]
+    with pytest.raises(ChainSpecError, match="unknown tool 'anything'"):
+        check_chain(spec, ALIASES, known_tools={"search_kb"})
+    check_chain(spec, ALIASES)  # positional signature unchanged, tools unchecked
+
+
+def test_load_chain_yaml_checks_tools_when_given() -> None:
+    text = "name: x\nsteps:\n  - {name: t, kind: tool, tool: lookup_order}\n"
+    assert isinstance(load_chain_yaml(text, ALIASES).steps[0], ToolStep)
+    assert isinstance(load_chain_yaml(text, ALIASES, known_tools=TOOLS).steps[0], ToolStep)
+    with pytest.raises(ChainSpecError, match="unknown tool 'lookup_order'"):
+        load_chain_yaml(text, ALIASES, known_tools={"search_kb"})
+
+
+def test_guard_problems_are_all_reported_at_once() -> None:
+    spec = parse_chain(
+        chain(
+            tool("order"),
+            guard(
+                "g",
+                "order",
+                {
+                    "forbidden_patterns": ["("],
+                    "required_patterns": ["*"],
+                    "min_length": 3,
+                    "max_length": 2,
+                    "citations_from": "order",
+                },
+                on_fail="retry",
+            ),
+        )
+    )
+    assert [p.path for p in validate_chain(spec, ALIASES, known_tools=TOOLS)] == [
+        "steps[1].target",
+        "steps[1].rules.required_patterns[0]",
+        "steps[1].rules.forbidden_patterns[0]",
+        "steps[1].rules.min_length",
+        "steps[1].rules.citations_from",
+    ]
 
 
 def test_no_configured_aliases_is_said_plainly() -> None:

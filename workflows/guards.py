@@ -1,0 +1,495 @@
+"""Guard checkers: decide whether a step's output passes a guard's rules.
+
+The guard step (workflows/chain.py) calls `check` inside the workflow, so
+everything here is pure and deterministic: no I/O, no clock, no randomness,
+and the same output always yields the same violations in the same order (a
+replay must re-derive the decision the original run took). Remote `$ref`s in
+a JSON schema are never fetched for the same reason.
+
+Violations are data, not exceptions: the workflow decides what a failure
+means (retry the target with `describe(violations)` fed back, escalate to a
+person, or fail the run). Messages never quote detected PII, since they end up
+in workflow history, error messages and logs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel
+from referencing import Registry
+
+from workflows.spec import GuardRules
+
+__all__ = [
+    "MAX_CHECKED_CHARS",
+    "PII_KINDS",
+    "InvalidGuardRule",
+    "PiiKind",
+    "Violation",
+    "check",
+    "cited_ids",
+    "describe",
+    "find_pii",
+    "output_text",
+    "pattern_problem",
+    "redact_pii",
+    "retrieved_ids_of",
+]
+
+PiiKind = Literal["email", "phone", "card"]
+PII_KINDS: Final[tuple[PiiKind, ...]] = ("email", "phone", "card")
+
+MAX_CHECKED_CHARS: Final = 100_000
+"""Text rules (patterns, PII, citations) scan at most this many characters, so
+a guard stays cheap on a runaway output. Past it they fail closed: a
+forbidden pattern or PII kind cannot be shown absent from text never read."""
+
+MAX_SCHEMA_VIOLATIONS: Final = 10
+"""JSON schema errors reported one by one; the rest are counted."""
+_MAX_QUOTE: Final = 60
+"""Longest excerpt of the output or of a pattern quoted in a message."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule. `rule` is one of json_schema, required_pattern,
+    forbidden_pattern, pii_email, pii_phone, pii_card, min_length,
+    max_length, citation_unknown, citation_missing; `message` says what is
+    wrong in words a reviewer and a model can both act on."""
+
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.message}"
+
+
+class InvalidGuardRule(ValueError):
+    """A guard rule that cannot be applied (a pattern that is not a regex, a
+    schema that is not Draft 2020-12). Spec validation refuses these before
+    a run starts, so meeting one in a run means the spec bypassed it."""
+
+
+# -- the check -------------------------------------------------------------------------
+
+
+def check(
+    output: Any, rules: GuardRules, *, retrieved_ids: Collection[str] | None = None
+) -> list[Violation]:
+    """Every violation of `rules` by `output`, in a fixed order (empty: it passes).
+
+    Text rules read the output as text: a string as is, anything else as its
+    canonical JSON (`output_text`). `json_schema` validates the structured
+    output (a string is parsed as JSON first). `retrieved_ids` are the
+    citation ids the `citations_from` step returned; None means nothing was
+    retrieved, so any citation is unknown.
+    """
+    violations: list[Violation] = []
+    if rules.json_schema is not None:
+        violations += _check_schema(output, rules.json_schema)
+    text = output_text(output)
+    window = text[:MAX_CHECKED_CHARS]
+    cut = len(text) > MAX_CHECKED_CHARS
+    for pattern in rules.required_patterns:
+        if _compile(pattern).search(window) is None:
+            where = f" in its first {MAX_CHECKED_CHARS} characters" if cut else ""
+            violations.append(
+                Violation(
+                    "required_pattern",
+                    f"the output does not match the required pattern {_quote(pattern)}{where}",
+                )
+            )
+    for pattern in rules.forbidden_patterns:
+        match = _compile(pattern).search(window)
+        if match is not None:
+            violations.append(
+                Violation(
+                    "forbidden_pattern",
+                    f"the output matches the forbidden pattern {_quote(pattern)}: "
+                    f"{_quote(match.group(0))} at character {match.start()}",
+                )
+            )
+        elif cut:
+            violations.append(
+                Violation("forbidden_pattern", _unchecked(f"the pattern {_quote(pattern)}", text))
+            )
+    for kind in PII_KINDS:
+        if kind in rules.pii:
+            violations += _check_pii(kind, window, text, cut)
+    violations += _check_length(text, rules)
+    if rules.citations_from is not None:
+        violations += _check_citations(window, text, cut, rules.citations_from, retrieved_ids)
+    return violations
+
+
+def describe(violations: Iterable[Violation]) -> str:
+    """One line per violation (`- rule: message`), for error messages, the
+    escalation view and the retry prompt that asks the model to fix them."""
+    return "\n".join(f"- {v}" for v in violations)
+
+
+def output_text(output: Any) -> str:
+    """The text the text rules read: a string as is, anything else as canonical
+    JSON (sorted keys, no spaces, non-ASCII kept), so a structured output is
+    checked the same way every time it is seen."""
+    if isinstance(output, str):
+        return output
+    return json.dumps(
+        _plain(output), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why `pattern` cannot be a guard pattern, or None when it compiles."""
+    try:
+        _compile(pattern)
+    except InvalidGuardRule as err:
+        return str(err)
+    return None
+
+
+@functools.lru_cache(maxsize=512)
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        where = f" at position {err.pos}" if err.pos is not None else ""
+        raise InvalidGuardRule(f"not a valid regular expression: {err.msg}{where}") from None
+
+
+def _quote(text: str) -> str:
+    if len(text) > _MAX_QUOTE:
+        text = text[: _MAX_QUOTE - 1] + "…"
+    return repr(text)
+
+
+def _unchecked(what: str, text: str) -> str:
+    return (
+        f"the output is {len(text)} characters long; only the first {MAX_CHECKED_CHARS} "
+        f"are checked, so it cannot be shown free of {what}"
+    )
+
+
+# -- JSON schema -----------------------------------------------------------------------
+
+_FENCED = re.compile(r"\A```[ \t]*(?:json|JSON)?[ \t]*\n(.*?)\n?[ \t]*```\Z", re.DOTALL)
+_NO_REMOTE_REFS = Registry()
+"""An empty registry: a `$ref` to anything outside the schema (and the
+meta-schemas) is unresolvable instead of fetched over the network."""
+
+
+@functools.lru_cache(maxsize=128)
+def _validator(schema_json: str) -> Draft202012Validator:
+    schema = json.loads(schema_json)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as err:
+        raise InvalidGuardRule(f"not a valid JSON Schema: {err.message}") from None
+    return Draft202012Validator(
+        schema, registry=_NO_REMOTE_REFS, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def _check_schema(output: Any, schema: Mapping[str, Any]) -> list[Violation]:
+    if isinstance(output, str):
+        candidate = output.strip()
+        fenced = _FENCED.match(candidate)
+        if fenced:
+            candidate = fenced.group(1).strip()
+        try:
+            output = json.loads(candidate)
+        except ValueError as err:
+            return [Violation("json_schema", f"the output is not valid JSON ({err})")]
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    try:
+        errors = sorted(
+            validator.iter_errors(_plain(output)), key=lambda e: (e.json_path, e.message)
+        )
+    except Exception as err:  # an unresolvable $ref: the schema is at fault, not the output
+        raise InvalidGuardRule(f"the JSON schema cannot be applied: {err}") from None
+    violations = [
+        Violation("json_schema", f"{e.json_path}: {_short(e.message)}")
+        for e in errors[:MAX_SCHEMA_VIOLATIONS]
+    ]
+    if len(errors) > MAX_SCHEMA_VIOLATIONS:
+        more = len(errors) - MAX_SCHEMA_VIOLATIONS
+        violations.append(Violation("json_schema", f"... and {more} more schema errors"))
+    return violations
+
+
+def _short(message: str, limit: int = 200) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+# -- lengths ---------------------------------------------------------------------------
+
+
+def _check_length(text: str, rules: GuardRules) -> list[Violation]:
+    n = len(text)
+    if rules.min_length is not None and n < rules.min_length:
+        return [
+            Violation(
+                "min_length",
+                f"the output is {n} characters long; at least {rules.min_length} are required",
+            )
+        ]
+    if rules.max_length is not None and n > rules.max_length:
+        return [
+            Violation(
+                "max_length",
+                f"the output is {n} characters long; at most {rules.max_length} are allowed",
+            )
+        ]
+    return []
+
+
+# -- PII -------------------------------------------------------------------------------
+
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])"
+    r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"([A-Za-z]{2,24})"
+    r"(?![\w-]|\.[A-Za-z0-9])"
+)
+_NOT_TLDS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "tif", "tiff"})
+"""`icon@2x.png` is a file name, not an address: no top-level domain is an
+image extension."""
+
+# Phone numbers. Conservative: a digit run alone (an order number, a
+# timestamp) is not a phone; the shape must be a phone's (a + or 00 prefix,
+# US grouping, or a 0-led national number with one consistent separator), or
+# a phone word must stand just before it. Neighbouring letters, digits,
+# currency signs and `-` followed by a digit (NW-1001-..., $1 299 000, version
+# and IP-like strings) rule a candidate out.
+_PHONE_START = r"(?<![\w+$€£¥#@/\\-])(?<!\d[.,:])"
+_PHONE_END = r"(?![\w$€£¥%]|[-.,:/]\d)"
+_PHONE = re.compile(
+    _PHONE_START + r"(?:"
+    # International: +CC then digit groups, separators optional (E.164 too).
+    r"\+[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){1,6}"
+    # International with the 00 prefix: separators required, or it is a digit run.
+    r"|00[1-9]\d{0,2}(?:[ .-]\(?\d{1,5}\)?){2,6}"
+    # US / NANP: (555) 123-4567, 555-123-4567, 555.123.4567, 1 555 123 4567.
+    r"|(?:1[ .-])?(?:\(\d{3}\)[ ]?|\d{3}([ .-]))\d{3}(?(1)\1|[ .-])\d{4}"
+    # National 0-led (EU, UK...): 06 12 34 56 78, 030-1234-5678, (020) 7946 0958.
+    r"|(?:\(0\d{1,4}\)[ ]?\d{2,8}(?:[ ]\d{2,8}){0,4}"
+    r"|0\d{1,4}([ .-])\d{2,8}(?:\2\d{2,8}){0,4})"
+    r")" + _PHONE_END
+)
+_PHONE_WORD = re.compile(
+    r"(?i)\b(?:phone|tel|telephone|mobile|cell|cellphone|call|sms|whatsapp|fax)\b"
+    r"[^\d\n]{0,20}?" + _PHONE_START + r"(\d{9,15})" + _PHONE_END
+)
+_PHONE_DIGITS = (9, 15)
+"""E.164 numbers have at most 15 digits; fewer than 9 is too short to dial."""
+
+_CARD_RUN = re.compile(r"(?<![\w.-])(?<!\d[ -])[2-6]\d*(?:[ -]\d+)*(?![\w]|[-.,]\d)")
+"""A run of digit groups (single spaces or dashes between them) that starts
+with 2-6, the issuer ranges of Visa, Mastercard, Amex, Discover, JCB,
+Diners and UnionPay. A card is 13-19 of its digits, Luhn-valid: the whole
+run, or else its longest such prefix ending between groups (a card followed
+by an expiry date, `4111 1111 1111 1111 12/25`)."""
+_CARD_DIGITS = (13, 19)
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, c in enumerate(reversed(digits)):
+        d = int(c)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _find_emails(text: str) -> Iterator[tuple[int, int]]:
+    for m in _EMAIL.finditer(text):
+        if m.group(1).lower() not in _NOT_TLDS:
+            yield m.span()
+
+
+def _find_phones(text: str) -> Iterator[tuple[int, int]]:
+    low, high = _PHONE_DIGITS
+    spans = [m.span() for m in _PHONE.finditer(text) if low <= len(_digits(m.group(0))) <= high]
+    spans += [m.span(1) for m in _PHONE_WORD.finditer(text)]
+    yield from _merge(spans)
+
+
+def _find_cards(text: str) -> Iterator[tuple[int, int]]:
+    low, high = _CARD_DIGITS
+    for m in _CARD_RUN.finditer(text):
+        run = m.group(0)
+        digits = _digits(run)
+        if low <= len(digits) <= high and _luhn(digits):
+            yield m.span()
+            continue
+        # Prefixes ending between groups, at most `high` digits, longest first.
+        ends: list[int] = []
+        count = 0
+        for group in re.finditer(r"\d+", run):
+            count += len(group.group(0))
+            if count > high or group.end() == len(run):
+                break
+            if count >= low:
+                ends.append(group.end())
+        for end in reversed(ends):
+            if _luhn(_digits(run[:end])):
+                yield m.start(), m.start() + end
+                break
+
+
+def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+_FINDERS: Final[dict[PiiKind, Callable[[str], Iterator[tuple[int, int]]]]] = {
+    "email": _find_emails,
+    "phone": _find_phones,
+    "card": _find_cards,
+}
+_PII_NAMES: Final[dict[PiiKind, tuple[str, str]]] = {
+    "email": ("an email address", "email addresses"),
+    "phone": ("a phone number", "phone numbers"),
+    "card": ("a payment card number", "payment card numbers"),
+}
+
+
+def find_pii(text: str, kind: PiiKind) -> list[tuple[int, int]]:
+    """(start, end) spans of one kind of PII in `text`, in order."""
+    return list(_FINDERS[kind](text))
+
+
+def _check_pii(kind: PiiKind, window: str, text: str, cut: bool) -> list[Violation]:
+    spans = find_pii(window, kind)
+    one, many = _PII_NAMES[kind]
+    if spans:
+        at = ", ".join(str(start) for start, _ in spans[:5])
+        more = ", ..." if len(spans) > 5 else ""
+        what = one if len(spans) == 1 else f"{len(spans)} {many}"
+        chars = "character" if len(spans) == 1 else "characters"
+        return [Violation(f"pii_{kind}", f"the output contains {what} (at {chars} {at}{more})")]
+    if cut:
+        return [Violation(f"pii_{kind}", _unchecked(many, text))]
+    return []
+
+
+def redact_pii(text: str, kinds: Iterable[PiiKind] = PII_KINDS) -> str:
+    """`text` with each detected email, phone and card number replaced by
+    `[email]`, `[phone]`, `[card]` (for logs and the escalation view).
+
+    Cards are found first, then phones, then emails, each in the text left
+    by the previous pass, so a card number is never half-redacted as a phone.
+    """
+    wanted = set(kinds)
+    unknown = wanted - set(PII_KINDS)
+    if unknown:
+        raise ValueError(f"unknown PII kinds {sorted(unknown)} (known: {', '.join(PII_KINDS)})")
+    for kind in ("card", "phone", "email"):
+        if kind in wanted:
+            text = _replace(text, find_pii(text, kind), f"[{kind}]")
+    return text
+
+
+def _replace(text: str, spans: list[tuple[int, int]], token: str) -> str:
+    parts: list[str] = []
+    last = 0
+    for start, end in spans:
+        parts += [text[last:start], token]
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+# -- citations -------------------------------------------------------------------------
+
+_CITATION_ID = r"[^\s\[\],;#](?:[^\[\]\n,;#]{0,198}[^\s\[\],;#])?#\d{1,6}"
+_CITATION = re.compile(r"\[\s*(" + _CITATION_ID + r"(?:\s*[,;]\s*" + _CITATION_ID + r")*)\s*\]")
+"""`[refunds.md#2]`, or several ids in one bracket: `[refunds.md#2; faq.md#0]`."""
+_ONE_ID = re.compile(_CITATION_ID)
+
+
+def cited_ids(text: str) -> list[str]:
+    """Citation ids (`document#position`) in square brackets, in order of first use."""
+    ids: dict[str, None] = {}
+    for m in _CITATION.finditer(text):
+        for one in _ONE_ID.finditer(m.group(1)):
+            ids.setdefault(one.group(0).strip(), None)
+    return list(ids)
+
+
+def retrieved_ids_of(output: Any) -> list[str]:
+    """Citation ids of a retrieve step's output (`{"passages": [{"id": ...}]}`);
+    empty for anything else, so a guard over a missing retrieval fails closed."""
+    if isinstance(output, BaseModel):
+        output = output.model_dump(mode="json")
+    passages = output.get("passages") if isinstance(output, Mapping) else None
+    if not isinstance(passages, list):
+        return []
+    ids = [p.get("id") for p in passages if isinstance(p, Mapping)]
+    return [i for i in ids if isinstance(i, str)]
+
+
+def _check_citations(
+    window: str,
+    text: str,
+    cut: bool,
+    source: str,
+    retrieved_ids: Collection[str] | None,
+) -> list[Violation]:
+    known = set(retrieved_ids or ())
+    cited = cited_ids(window)
+    violations = [
+        Violation(
+            "citation_unknown",
+            f"the output cites [{cid}], which step {source!r} did not retrieve"
+            + (f" (retrieved: {_list_ids(known)})" if known else " (it retrieved nothing)"),
+        )
+        for cid in cited
+        if cid not in known
+    ]
+    if cut:
+        violations.append(Violation("citation_unknown", _unchecked("unknown citations", text)))
+    if not cited:
+        violations.append(
+            Violation(
+                "citation_missing",
+                f"the output cites no passage; cite at least one passage step {source!r} "
+                "retrieved, as [document#position]",
+            )
+        )
+    return violations
+
+
+def _list_ids(ids: Collection[str], limit: int = 10) -> str:
+    ordered = sorted(ids)
+    shown = ", ".join(ordered[:limit])
+    return shown + (f", ... ({len(ordered) - limit} more)" if len(ordered) > limit else "")
