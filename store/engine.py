@@ -109,6 +109,7 @@ def create_all(engine: Engine) -> None:
     ("table ... already exists") is retried, which then finds the table.
     """
     # Importing the models registers their tables on SQLModel.metadata.
+    import store.knowledge
     import store.models  # noqa: F401
 
     if engine.dialect.name == "postgresql":
