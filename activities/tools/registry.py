@@ -17,13 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from activities.tools.base import Tool
 from activities.tools.errors import ToolDefinitionError
 from activities.tools.http_tools import load_http_tools
 from activities.tools.python_tools import PythonTool
 from activities.tools.types import ToolInfo
+
+if TYPE_CHECKING:
+    from activities.tools.builtin import OrderDesk
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,14 +50,24 @@ class ToolRegistry:
             self.add(tool)
 
     @classmethod
-    def default(cls, settings: ToolsSettings | None = None, *, desk: Any = None) -> ToolRegistry:
-        """The builtin Python tools (the sample order desk, `desk` or a fresh
-        one) plus the HTTP tools of `settings.tools_file` (skipped when None)."""
+    def builtin(cls, desk: OrderDesk | None = None) -> ToolRegistry:
+        """The builtin Python tools over the sample order desk (`desk`, or a
+        fresh in-memory one)."""
         from activities.tools.builtin import OrderDesk, register_builtin_tools
 
         registry = cls()
         register_builtin_tools(registry, desk if desk is not None else OrderDesk())
-        tools_file = getattr(settings, "tools_file", DEFAULT_TOOLS_PATH)
+        return registry
+
+    @classmethod
+    def default(
+        cls, settings: ToolsSettings | None = None, *, desk: OrderDesk | None = None
+    ) -> ToolRegistry:
+        """What a worker hosts: the builtin tools plus the HTTP tools of
+        `settings.tools_file` (the shipped file without settings; none when
+        the setting is None). A bad file raises ToolDefinitionError."""
+        registry = cls.builtin(desk)
+        tools_file = DEFAULT_TOOLS_PATH if settings is None else settings.tools_file
         if tools_file is not None:
             registry.load_http_file(tools_file)
         return registry
