@@ -151,6 +151,12 @@ class WorkerProcess:
             return ""
         return "\n".join(text.rstrip().splitlines()[-lines:])
 
+    def cpu_s(self) -> float:
+        """CPU time (user + system) the worker process has used, in seconds:
+        less sensitive than wall time to other load on a shared machine."""
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
+
     def rss_mb(self) -> float:
         """Resident memory of the worker process, in MiB."""
         return psutil.Process(self.pid).memory_info().rss / 2**20
@@ -301,6 +307,12 @@ class PhaseFigures:
     rss_after_mb: float
     to_done_s: float
     rss_done_mb: float
+    park_cpu_s: float
+    """Worker CPU from the first start until every run is parked."""
+    done_cpu_s: float
+    """Worker CPU from the first decision until every result is in."""
+    load_1m: float
+    """The machine's 1-minute load average when the phase began (noise gauge)."""
     query_s: float | None = None
     """Chorus only: time to read every run's pending approval (its payload hash)."""
 
@@ -314,7 +326,8 @@ async def chorus_phase(
 ) -> PhaseFigures:
     spec = chain_spec()
     prefix = f"bench-wait-chorus-{uuid.uuid4().hex[:8]}"
-    rss_before = worker.rss_mb()
+    load = os.getloadavg()[0]
+    rss_before, cpu_start = worker.rss_mb(), worker.cpu_s()
 
     async def start(i: int) -> WorkflowHandle[Any, ChainResult]:
         return await client.start_workflow(
@@ -329,7 +342,7 @@ async def chorus_phase(
     handles: list[WorkflowHandle[Any, ChainResult]] = await bounded(range(runs), concurrency, start)
     await wait_parked(client, task_queue, runs, worker, timeout_s=max(120.0, runs * 0.5))
     start_s = time.perf_counter() - started
-    rss_after = worker.rss_mb()
+    rss_after, cpu_parked = worker.rss_mb(), worker.cpu_s()
     print(
         f"chorus: {runs} runs parked in {start_s:.1f} s; worker RSS "
         f"{rss_before:.0f} -> {rss_after:.0f} MiB",
@@ -368,18 +381,30 @@ async def chorus_phase(
         if result.status != "completed":
             raise BenchError(f"{handle.id}: ended {result.status}: {result.error}")
 
-    decided = time.perf_counter()
+    decided, cpu_decided = time.perf_counter(), worker.cpu_s()
     async with asyncio.TaskGroup() as group:
         for handle, digest in zip(handles, hashes, strict=True):
             group.create_task(approve_and_wait(handle, digest))
     to_done_s = time.perf_counter() - decided
-    rss_done = worker.rss_mb()
+    rss_done, cpu_done = worker.rss_mb(), worker.cpu_s()
     print(
         f"chorus: read {runs} payload hashes in {query_s:.1f} s; approved all, "
-        f"all completed {to_done_s:.1f} s after the first decision",
+        f"all completed {to_done_s:.1f} s after the first decision "
+        f"(worker CPU {cpu_parked - cpu_start:.1f} s parking, {cpu_done - cpu_decided:.1f} s "
+        "approve-to-done)",
         flush=True,
     )
-    return PhaseFigures(start_s, rss_before, rss_after, to_done_s, rss_done, query_s)
+    return PhaseFigures(
+        start_s,
+        rss_before,
+        rss_after,
+        to_done_s,
+        rss_done,
+        cpu_parked - cpu_start,
+        cpu_done - cpu_decided,
+        load,
+        query_s,
+    )
 
 
 async def raw_phase(
@@ -391,7 +416,8 @@ async def raw_phase(
     sim_base_url: str,
 ) -> PhaseFigures:
     prefix = f"bench-wait-raw-{uuid.uuid4().hex[:8]}"
-    rss_before = worker.rss_mb()
+    load = os.getloadavg()[0]
+    rss_before, cpu_start = worker.rss_mb(), worker.cpu_s()
 
     async def start(i: int) -> WorkflowHandle[Any, str]:
         return await client.start_workflow(
@@ -410,7 +436,7 @@ async def raw_phase(
     handles: list[WorkflowHandle[Any, str]] = await bounded(range(runs), concurrency, start)
     await wait_parked(client, task_queue, runs, worker, timeout_s=max(120.0, runs * 0.5))
     start_s = time.perf_counter() - started
-    rss_after = worker.rss_mb()
+    rss_after, cpu_parked = worker.rss_mb(), worker.cpu_s()
     print(
         f"raw:    {runs} runs parked in {start_s:.1f} s; worker RSS "
         f"{rss_before:.0f} -> {rss_after:.0f} MiB",
@@ -427,14 +453,28 @@ async def raw_phase(
         if not await handle.result():
             raise BenchError(f"{handle.id}: empty result")
 
-    signalled = time.perf_counter()
+    signalled, cpu_decided = time.perf_counter(), worker.cpu_s()
     async with asyncio.TaskGroup() as group:
         for handle in handles:
             group.create_task(signal_and_wait(handle))
     to_done_s = time.perf_counter() - signalled
-    rss_done = worker.rss_mb()
-    print(f"raw:    signalled all, all completed {to_done_s:.1f} s after the first signal")
-    return PhaseFigures(start_s, rss_before, rss_after, to_done_s, rss_done)
+    rss_done, cpu_done = worker.rss_mb(), worker.cpu_s()
+    print(
+        f"raw:    signalled all, all completed {to_done_s:.1f} s after the first signal "
+        f"(worker CPU {cpu_parked - cpu_start:.1f} s parking, {cpu_done - cpu_decided:.1f} s "
+        "signal-to-done)",
+        flush=True,
+    )
+    return PhaseFigures(
+        start_s,
+        rss_before,
+        rss_after,
+        to_done_s,
+        rss_done,
+        cpu_parked - cpu_start,
+        cpu_done - cpu_decided,
+        load,
+    )
 
 
 # ----------------------------------------------------------------------- main
@@ -454,6 +494,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=DEFAULT_MAX_CACHED,
         help="workflow cache of both workers (CHORUS_MAX_CACHED_WORKFLOWS for Chorus)",
+    )
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the workers' log files afterwards"
     )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.concurrency < 1 or args.max_cached < 0:
@@ -485,6 +528,8 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
             dev_server_existing_path=find_temporal_binary(),
             data_converter=pydantic_data_converter,
             dev_server_extra_args=extra_args,
+            # Warnings about slow calls under load would drown the figures.
+            dev_server_log_level="error",
         )
         client = env.client
         address = client.service_client.config.target_host
@@ -521,6 +566,9 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "max_cached_workflows": args.max_cached,
         "temporal_dynamic_config": dynamic_config,
+        "cpus": os.cpu_count(),
+        "load_1m_chorus": round(chorus.load_1m, 2),
+        "load_1m_raw": round(raw.load_1m, 2),
         "start_s": round(chorus.start_s, 2),
         "rss_before_mb": round(chorus.rss_before_mb, 1),
         "rss_after_mb": round(chorus.rss_after_mb, 1),
@@ -534,6 +582,12 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         "raw_rss_growth_mb": round(raw.rss_growth_mb, 1),
         "raw_rss_done_mb": round(raw.rss_done_mb, 1),
         "raw_signal_to_done_s": round(raw.to_done_s, 2),
+        "park_cpu_s": round(chorus.park_cpu_s, 2),
+        "approve_cpu_s": round(chorus.done_cpu_s, 2),
+        "raw_park_cpu_s": round(raw.park_cpu_s, 2),
+        "raw_signal_cpu_s": round(raw.done_cpu_s, 2),
+        "park_cpu_over_raw": ratio(chorus.park_cpu_s, raw.park_cpu_s),
+        "done_cpu_over_raw": ratio(chorus.done_cpu_s, raw.done_cpu_s),
         "start_over_raw": ratio(chorus.start_s, raw.start_s),
         "rss_growth_over_raw": ratio(chorus.rss_growth_mb, raw.rss_growth_mb),
         "done_over_raw": ratio(chorus.to_done_s, raw.to_done_s),
@@ -541,9 +595,14 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(
         f"Chorus/raw: parking {figures['start_over_raw']}, worker memory growth "
         f"{figures['rss_growth_over_raw']} (+{figures['rss_growth_mb']} vs "
-        f"+{figures['raw_rss_growth_mb']} MiB), approve-to-done {figures['done_over_raw']}"
+        f"+{figures['raw_rss_growth_mb']} MiB), approve-to-done {figures['done_over_raw']}; "
+        f"worker CPU parking {figures['park_cpu_over_raw']}, "
+        f"approve-to-done {figures['done_cpu_over_raw']}"
     )
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.keep_logs:
+        print(f"worker logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return figures
 
 
