@@ -35,6 +35,11 @@ fmt: venv
 bench: venv
 	$(BIN)/python bench/overhead.py --steps 20 --repeat 5
 
+# 1,000 runs parked on an approval, Chorus beside a raw signal workflow: make bench-waiting RUNS=1000
+.PHONY: bench-waiting
+bench-waiting: venv
+	$(BIN)/python bench/waiting.py --runs $(or $(RUNS),1000)
+
 # Record replay histories of the shipped chains: make histories TAG=my_patch_id
 histories: venv
 	@test -n "$(TAG)" || (echo "usage: make histories TAG=<workflow version or patch id>"; exit 2)
