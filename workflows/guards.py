@@ -15,6 +15,7 @@ in workflow history, error messages and logs.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -50,7 +51,12 @@ PII_KINDS: Final[tuple[PiiKind, ...]] = ("email", "phone", "card")
 MAX_CHECKED_CHARS: Final = 100_000
 """Text rules (patterns, PII, citations) scan at most this many characters, so
 a guard stays cheap on a runaway output. Past it they fail closed: a
-forbidden pattern or PII kind cannot be shown absent from text never read."""
+forbidden pattern or PII kind cannot be shown absent from text never read.
+(The built-in detectors take well under a second on 100,000 adversarial
+characters. A chain's own patterns run on Python's backtracking engine: the
+shapes that are exponential are refused, but one unbounded repeat before a
+literal, like `\\d+USD`, is still quadratic over a long degenerate run of
+digits; keep them anchored on literals.)"""
 
 MAX_SCHEMA_VIOLATIONS: Final = 10
 """JSON schema errors reported one by one; the rest are counted."""
@@ -121,9 +127,11 @@ def check(
             violations.append(
                 Violation("forbidden_pattern", _unchecked(f"the pattern {_quote(pattern)}", text))
             )
-    for kind in PII_KINDS:
-        if kind in rules.pii:
-            violations += _check_pii(kind, window, text, cut)
+    if rules.pii:
+        pieces, pii_cut = _pii_pieces(output, window, cut)
+        for kind in PII_KINDS:
+            if kind in rules.pii:
+                violations += _check_pii(kind, pieces, text, pii_cut)
     violations += _check_length(text, rules)
     if rules.citations_from is not None:
         violations += _check_citations(window, text, cut, rules.citations_from, retrieved_ids)
@@ -133,7 +141,7 @@ def check(
 def describe(violations: Iterable[Violation]) -> str:
     """One line per violation (`- rule: message`), for error messages, the
     escalation view and the retry prompt that asks the model to fix them."""
-    return "\n".join(f"- {v}" for v in violations)
+    return "\n".join(f"- {v}".replace("\n", " ") for v in violations)
 
 
 def output_text(output: Any) -> str:
@@ -169,10 +177,48 @@ def pattern_problem(pattern: str) -> str | None:
 @functools.lru_cache(maxsize=512)
 def _compile(pattern: str) -> re.Pattern[str]:
     try:
-        return re.compile(pattern)
+        compiled = re.compile(pattern)
     except re.error as err:
         where = f" at position {err.pos}" if err.pos is not None else ""
         raise InvalidGuardRule(f"not a valid regular expression: {err.msg}{where}") from None
+    if _nested_unbounded_repeat(pattern):
+        # A regex cannot be interrupted inside a workflow (no clock, no
+        # thread): `(a+)+$` over a long output would stall the workflow task.
+        raise InvalidGuardRule(
+            "a regular expression that can take exponential time (a repeat inside a "
+            "repeat, like `(a+)+`); use a possessive quantifier (`a++`) or an atomic "
+            "group (`(?>...)`) inside"
+        )
+    return compiled
+
+
+def _nested_unbounded_repeat(pattern: str) -> bool:
+    """True when an unbounded repeat holds another unbounded repeat that can
+    backtrack (the classic catastrophic-backtracking shape). A heuristic over
+    the stdlib's parser; if that private API changes, nothing is refused."""
+    try:
+        sre: Any = importlib.import_module("re._constants")
+        sre_parse: Any = importlib.import_module("re._parser")
+        tree = sre_parse.parse(pattern)
+    except Exception:
+        return False
+    repeats = (sre.MAX_REPEAT, sre.MIN_REPEAT)
+    sealed = (sre.ATOMIC_GROUP, sre.POSSESSIVE_REPEAT)
+
+    def walk(node: Any, inside: bool) -> bool:
+        if isinstance(node, sre_parse.SubPattern):
+            node = node.data
+        if not isinstance(node, list | tuple):
+            return False
+        if len(node) == 2 and node[0] in repeats:
+            _, hi, sub = node[1]
+            unbounded = hi == sre.MAXREPEAT
+            return (unbounded and inside) or walk(sub, inside or unbounded)
+        if len(node) == 2 and node[0] in sealed:
+            return walk(node[1], False)
+        return any(walk(child, inside) for child in node)
+
+    return walk(tree, False)
 
 
 def _quote(text: str) -> str:
@@ -388,15 +434,58 @@ def find_pii(text: str, kind: PiiKind) -> list[tuple[int, int]]:
     return list(_FINDERS[kind](text))
 
 
-def _check_pii(kind: PiiKind, window: str, text: str, cut: bool) -> list[Violation]:
-    spans = find_pii(window, kind)
+def _pii_pieces(output: Any, window: str, cut: bool) -> tuple[list[tuple[str | None, str]], bool]:
+    """What PII detectors read, and whether it was cut short: the text window
+    of a string output, or each string and number of a structured one with
+    its JSON path, up to MAX_CHECKED_CHARS in all. (Read raw, not as JSON
+    text, where an escape such as `\\n` would glue to the next word.)"""
+    if isinstance(output, str):
+        return [(None, window)], cut
+    pieces: list[tuple[str | None, str]] = []
+    budget = MAX_CHECKED_CHARS
+    for path, leaf in _leaves(_plain(output), "$"):
+        if len(leaf) > budget:
+            pieces.append((path, leaf[:budget]))
+            return pieces, True
+        pieces.append((path, leaf))
+        budget -= len(leaf)
+    return pieces, False
+
+
+def _leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield path, str(value)
+    elif isinstance(value, Mapping):
+        for key in sorted(value, key=str):
+            name = str(key)
+            step = f".{name}" if name.isidentifier() else f"[{json.dumps(name)}]"
+            yield from _leaves(value[key], path + step)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _leaves(item, f"{path}[{i}]")
+
+
+def _check_pii(
+    kind: PiiKind, pieces: list[tuple[str | None, str]], text: str, cut: bool
+) -> list[Violation]:
+    """Where each hit is: `character N` in a string output; the JSON path in
+    a structured one (with the character when the string is long)."""
+    places: list[str] = []
+    for path, piece in pieces:
+        for start, _ in find_pii(piece, kind):
+            if path is None:
+                places.append(str(start))
+            else:
+                places.append(f"{path} (character {start})" if len(piece) > 40 else path)
     one, many = _PII_NAMES[kind]
-    if spans:
-        at = ", ".join(str(start) for start, _ in spans[:5])
-        more = ", ..." if len(spans) > 5 else ""
-        what = one if len(spans) == 1 else f"{len(spans)} {many}"
-        chars = "character" if len(spans) == 1 else "characters"
-        return [Violation(f"pii_{kind}", f"the output contains {what} (at {chars} {at}{more})")]
+    if places:
+        shown = ", ".join(places[:5]) + (", ..." if len(places) > 5 else "")
+        what = one if len(places) == 1 else f"{len(places)} {many}"
+        if pieces and pieces[0][0] is None:
+            shown = f"character{'s' if len(places) > 1 else ''} {shown}"
+        return [Violation(f"pii_{kind}", f"the output contains {what} (at {shown})")]
     if cut:
         return [Violation(f"pii_{kind}", _unchecked(many, text))]
     return []

@@ -214,6 +214,24 @@ def test_messages_say_what_is_wrong_without_quoting_pii() -> None:
         assert "jane" not in message and "7946" not in message
 
 
+def test_pii_in_structured_output_is_found_in_its_strings_and_numbers() -> None:
+    """Each string and number is read as is (in JSON text `\\n` would glue a
+    number to the `n`) and the message names its JSON path."""
+    output = {
+        "reply": "Call us:\n555-123-4567",
+        "cc": ["ops", "jane@example.com"],
+        "meta": {"card": 4111111111111111, "order id": "NW-1001"},
+        "long": "x" * 50 + " a@b.io",
+    }
+    found = check(output, rules(pii=["email", "phone", "card"]))
+    assert [v.message for v in found] == [
+        "the output contains 2 email addresses (at $.cc[1], $.long (character 51))",
+        "the output contains a phone number (at $.reply)",
+        "the output contains a payment card number (at $.meta.card)",
+    ]
+    assert violated({"order id": "NW-1001", "total": 129.99}, rules(pii=["phone", "card"])) == []
+
+
 def test_schema_violations_name_the_json_path_and_are_capped() -> None:
     [v] = check({"category": "refund", "confidence": "high"}, rules(json_schema=ORDER_SCHEMA))
     assert v == Violation("json_schema", "$.confidence: 'high' is not of type 'number'")
@@ -229,6 +247,17 @@ def test_schema_formats_are_checked() -> None:
     schema = {"type": "object", "properties": {"email": {"type": "string", "format": "email"}}}
     assert violated({"email": "a@b.io"}, rules(json_schema=schema)) == []
     assert violated({"email": "nope"}, rules(json_schema=schema)) == ["json_schema"]
+
+
+def test_schema_with_local_refs_resolves() -> None:
+    schema = {
+        "$defs": {"id": {"type": "string", "pattern": "^NW-[0-9]+$"}},
+        "type": "array",
+        "items": {"$ref": "#/$defs/id"},
+    }
+    assert violated(["NW-1001"], rules(json_schema=schema)) == []
+    [v] = check(["NW-1001", "1002"], rules(json_schema=schema))
+    assert v.message == "$[1]: '1002' does not match '^NW-[0-9]+$'"
 
 
 def test_schema_with_a_remote_ref_is_never_fetched() -> None:
@@ -250,7 +279,7 @@ def test_schema_with_a_remote_ref_is_never_fetched() -> None:
             pass
 
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}/schema.json"
@@ -259,6 +288,22 @@ def test_schema_with_a_remote_ref_is_never_fetched() -> None:
         finally:
             server.shutdown()
     assert requests == []
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(?:\w+\s*)*!", r"(a|b+)*c", r"(a*)*"])
+def test_a_pattern_that_can_backtrack_exponentially_is_refused(pattern: str) -> None:
+    problem = pattern_problem(pattern)
+    assert problem is not None and "exponential time" in problem
+    with pytest.raises(InvalidGuardRule, match="exponential time"):
+        check("a" * 40 + "!", rules(forbidden_patterns=[pattern]))
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(?>a+)+$", r"(a++)+$", r"(\d{1,3}\.){3}\d+", r"(?:ab)+", r"\[[^\]]+#\d+\]", r"(?:a+){2,5}"],
+)
+def test_safe_repeats_are_accepted(pattern: str) -> None:
+    assert pattern_problem(pattern) is None
 
 
 def test_a_pattern_that_is_not_a_regex_is_refused() -> None:
@@ -314,6 +359,9 @@ def test_text_past_the_scan_cap_fails_closed() -> None:
     ]
     assert f"only the first {MAX_CHECKED_CHARS} are checked" in found[0].message
     assert violated(long_text, rules(max_length=10 * MAX_CHECKED_CHARS)) == []
+    many = {"a": ["x" * 1000] * (MAX_CHECKED_CHARS // 1000), "b": "tail"}
+    assert violated(many, rules(pii=["card"])) == ["pii_card"]
+    assert violated({"a": many["a"]}, rules(pii=["card"])) == []
 
 
 # -- PII detectors -----------------------------------------------------------------------
@@ -467,6 +515,7 @@ def test_describe_gives_one_line_per_violation() -> None:
         "- min_length: the output is 15 characters long; at least 100 are required"
     )
     assert describe([]) == ""
+    assert describe([Violation("json_schema", "two\nlines")]) == "- json_schema: two lines"
     assert str(found[0]) == describe(found[:1])[2:]
 
 

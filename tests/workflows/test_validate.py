@@ -432,6 +432,12 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "not a valid regular expression",
     ),
     (
+        "guard pattern that backtracks exponentially",
+        chain(model("a"), guard("g", "a", {"forbidden_patterns": [r"(\w+\s?)+$"]})),
+        "steps[1].rules.forbidden_patterns[0]",
+        "is a regular expression that can take exponential time (a repeat inside a repeat",
+    ),
+    (
         "guard min_length greater than max_length",
         chain(model("a"), guard("g", "a", {"min_length": 50, "max_length": 10})),
         "steps[1].rules.min_length",
