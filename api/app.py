@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from api.body_limit import BodySizeLimitMiddleware
 from api.errors import install_error_handlers
 from api.problems import DatabaseUnavailable, TemporalUnavailable
-from api.routes import approvals, chains, health, keys, runs
+from api.routes import approvals, chains, health, keys, knowledge, runs
 from api.state import ApiState, Database, TemporalConnector, read_model_aliases
 from worker.logging import get_logger
 from worker.settings import Settings, admin_key_problem, get_settings
@@ -88,6 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.api_max_body_bytes)
-    for module in (runs, approvals, chains, keys, health):
+    for module in (runs, approvals, chains, keys, knowledge, health):
         app.include_router(module.router)
     return app

@@ -107,15 +107,17 @@ def _clean_heading(raw: str) -> str:
 
 def _markdown_sections(text: str, title: str | None) -> list[_Section]:
     """Sections in document order, each with its heading path; headings
-    inside fenced code blocks are code, not structure."""
+    inside fenced code blocks are code, not structure. A document without
+    a `#` heading gets `title` as the root of every path."""
+    root: tuple[str, ...] = (title,) if title and markdown_title(text) is None else ()
     sections: list[_Section] = []
     stack: list[tuple[int, str]] = []
     lines: list[str] = []
     in_fence = False
 
     def flush() -> None:
-        path = tuple(heading for _, heading in stack)
-        if not path and title:
+        path = root + tuple(heading for _, heading in stack)
+        if not path and title:  # text above the first heading
             path = (title,)
         blocks = _paragraphs(lines)
         if blocks:

@@ -42,7 +42,9 @@ COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 DOCUMENT_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_./()+,=@~-]*$"
 """Document names become citation ids (`refunds.md#2`): no `#`, brackets or spaces."""
 MAX_DOCUMENT_CHARS = 2_000_000
-MAX_QUERY_TERMS = 32
+MAX_QUERY_TERMS = 64
+"""Words of a query that are searched (the first ones): bounds the work a
+pasted essay can cause."""
 FTS_CANDIDATES = 50
 """Full-text hits fused with the vector ranking in hybrid mode (at least top_k)."""
 RRF_K = 60
@@ -172,6 +174,9 @@ class KnowledgeChunk(SQLModel, table=True):
         sa.UniqueConstraint(
             "document_id", "position", name="uq_knowledge_chunks_document_position"
         ),
+        # Ids are never reused (SQLite reuses the highest rowid without it): an
+        # embedding computed for a chunk id must not land on a newer chunk.
+        {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,0 +1,104 @@
+"""Fixtures for the retrieval tests and the sample help-center collection
+shipped in chains/knowledge/help_center.
+
+`kb_engine` is one database per module and backend (a SQLite file, or a
+fresh PostgreSQL schema on the store tests' server); `session` is a session
+on it whose work is rolled back after the test, so tests are isolated
+without paying for a new schema each.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from store.engine import create_all, make_engine
+from store.knowledge import IngestResult, ingest_document
+from tests.store.conftest import POSTGRES_URL, postgres_admin
+
+__all__ = ["postgres_admin"]
+
+ROOT = Path(__file__).resolve().parents[2]
+HELP_CENTER = ROOT / "chains" / "knowledge" / "help_center"
+QA_FILE = Path(__file__).with_name("qa_pairs.yaml")
+COLLECTION = "help_center"
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def kb_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An empty database for the module: a SQLite file or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('kb') / 'chorus.db'}"
+        return
+    admin: Engine = request.getfixturevalue("postgres_admin")
+    schema = f"chorus_kb_test_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+@pytest.fixture(scope="module")
+def kb_engine(kb_database_url: str) -> Iterator[Engine]:
+    engine = make_engine(kb_database_url)
+    create_all(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def session(kb_engine: Engine) -> Iterator[Session]:
+    """A session whose writes are never committed: rolled back after the test."""
+    with Session(kb_engine, expire_on_commit=False) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+@dataclass(frozen=True)
+class QAPair:
+    query: str
+    document: str
+    heading: str
+    answer: str
+
+
+def qa_pairs(section: str = "pairs") -> list[QAPair]:
+    data: dict[str, Any] = yaml.safe_load(QA_FILE.read_text(encoding="utf-8"))
+    return [QAPair(**item) for item in data[section]]
+
+
+def help_center_files() -> list[Path]:
+    return sorted(HELP_CENTER.glob("*.md"))
+
+
+def ingest_help_center(session: Session, collection: str = COLLECTION) -> list[IngestResult]:
+    return [
+        ingest_document(
+            session,
+            collection=collection,
+            name=path.name,
+            source=str(path.relative_to(ROOT)),
+            text=path.read_text(encoding="utf-8"),
+        )
+        for path in help_center_files()
+    ]
