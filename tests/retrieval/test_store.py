@@ -213,6 +213,29 @@ def test_empty_documents_are_refused(session: Session) -> None:
     assert session.exec(select(func.count()).select_from(KnowledgeChunk)).one() == 0
 
 
+def test_hybrid_search_fuses_full_text_and_vectors(session: Session) -> None:
+    """Reciprocal-rank fusion: a chunk only the vectors find still ranks, and
+    a chunk both rankings agree on comes first."""
+    ingest(session, "Zebracorn rules.\n\nUnrelated words here.", name="a.txt")
+    ingest(session, "Nothing lexical in common.", name="b.txt")
+    ingest(session, "Zebracorn again.", name="c.txt")
+    vectors = {"a.txt": [1.0, 0.0], "b.txt": [0.6, 0.8], "c.txt": [0.0, 1.0]}
+    for name, vector in vectors.items():
+        [chunk] = list_chunks(session, collection="kb", document=name)
+        store_embeddings(session, embeddings={chunk.id: vector})  # type: ignore[dict-item]
+    fts = search(session, collection="kb", query="zebracorn", top_k=5)
+    assert {p.document for p in fts} == {"a.txt", "c.txt"}
+    hybrid = search(session, collection="kb", query="zebracorn", top_k=5, query_embedding=[2, 0])
+    # a.txt: full-text hit and nearest vector; b.txt: vectors only; c.txt: full text only.
+    assert hybrid[0].document == "a.txt"
+    assert {p.document for p in hybrid} == {"a.txt", "b.txt", "c.txt"}
+    fts_rank = [p.document for p in fts].index("a.txt") + 1
+    assert hybrid[0].score == pytest.approx(1 / 61 + 1 / (60 + fts_rank), abs=1e-6)
+    # A query vector of another dimension matches nothing but full text.
+    other = search(session, collection="kb", query="zebracorn", top_k=5, query_embedding=[1, 0, 0])
+    assert {p.document for p in other} == {"a.txt", "c.txt"}
+
+
 # -- search robustness ----------------------------------------------------------------
 
 ODD_QUERIES = [

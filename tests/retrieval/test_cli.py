@@ -1,0 +1,128 @@
+"""`chorus ingest`: files and directories into a collection, all or nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from store.engine import make_engine, session_scope
+from store.knowledge import get_collection, list_documents, search
+from tests.retrieval.conftest import HELP_CENTER, ROOT
+from worker.cli import app
+from worker.settings import get_settings
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'db' / 'chorus.db'}"
+
+
+@pytest.fixture
+def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "CHORUS_DATABASE_URL": database_url,
+        "CHORUS_STATE_DIR": str(tmp_path / "state"),
+        "CHORUS_CHAINS_DIR": str(ROOT / "chains"),
+        "CHORUS_MODELS_FILE": str(ROOT / "chains" / "models.yaml"),
+        "CHORUS_LOG_FORMAT": "json",
+    }
+
+
+def invoke(args: list[str], env: dict[str, str]) -> Any:
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(app, args, env=env)
+    finally:
+        get_settings.cache_clear()
+
+
+def statuses(result: Any) -> dict[str, tuple[int, str]]:
+    assert result.exit_code == 0, result.output
+    return {row["document"]: (row["chunks"], row["status"]) for row in json.loads(result.stdout)}
+
+
+def test_ingest_a_directory_then_again_then_a_change(
+    cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    shutil.copytree(HELP_CENTER, docs / "help")
+    (docs / "notes.txt").write_text("Store hours: 9 to 5.\n\nClosed on holidays.", "utf-8")
+    (docs / "ignored.pdf").write_bytes(b"%PDF")
+
+    first = statuses(invoke(["ingest", "kb", str(docs), "--json"], cli_env))
+    assert len(first) == 15 and "ignored.pdf" not in first
+    assert first["help/refunds.md"] == (6, "new") and first["notes.txt"] == (1, "new")
+
+    again = statuses(invoke(["ingest", "kb", str(docs), "--json"], cli_env))
+    assert {status for _, status in again.values()} == {"unchanged"}
+
+    refunds = docs / "help" / "refunds.md"
+    refunds.write_text("# Refunds\n\nRefunds take 2 days.", "utf-8")
+    table = invoke(["ingest", "kb", str(docs)], cli_env)
+    assert table.exit_code == 0, table.output
+    assert "help/refunds.md" in table.stdout and "replaced" in table.stdout
+    assert "15 documents: 0 new, 1 replaced, 14 unchanged" in table.stdout
+
+    single = statuses(invoke(["ingest", "kb", str(refunds), "--json"], cli_env))
+    assert single == {"refunds.md": (1, "new")}  # a single file goes in under its own name
+
+    engine = make_engine(database_url)
+    try:
+        with session_scope(engine) as session:
+            names = {d.name for d in list_documents(session, collection="kb")}
+            assert len(names) == 16 and {"notes.txt", "refunds.md", "help/refunds.md"} <= names
+            [top] = search(session, collection="kb", query="store opening hours", top_k=1)
+            assert top.id == "notes.txt#0" and top.source == str(docs / "notes.txt")
+            assert get_collection(session, name="kb").embedding_alias is None  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+
+
+def test_embedding_alias_is_checked_and_stored(cli_env: dict[str, str], database_url: str) -> None:
+    refunds = str(HELP_CENTER / "refunds.md")
+    unknown = invoke(["ingest", "kb", refunds, "--embedding-alias", "gpt-9"], cli_env)
+    assert unknown.exit_code == 1 and "unknown model alias 'gpt-9'" in unknown.stderr
+    done = invoke(["ingest", "kb", refunds, "--embedding-alias", "embed", "--json"], cli_env)
+    assert statuses(done) == {"refunds.md": (6, "new")}
+    engine = make_engine(database_url)
+    try:
+        with session_scope(engine) as session:
+            assert get_collection(session, name="kb").embedding_alias == "embed"  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+
+
+def test_bad_inputs_ingest_nothing(
+    cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    good = HELP_CENTER / "refunds.md"
+    (tmp_path / "empty.md").write_text("# Only a heading\n", "utf-8")
+    (tmp_path / "bad name.md").write_text("text", "utf-8")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "refunds.md").write_text("other refunds", "utf-8")
+    cases = [
+        ([str(tmp_path / "missing.md")], "does not exist"),
+        ([str(tmp_path / "nothing")], "has no .md, .markdown, .txt files"),
+        ([str(tmp_path / "latin1.txt")], "cannot read"),
+        ([str(good), str(tmp_path / "empty.md")], "nothing was ingested"),
+        ([str(good), str(tmp_path / "bad name.md")], "invalid document name 'bad name.md'"),
+        ([str(good), str(tmp_path / "a")], "several files would be ingested as refunds.md"),
+        ([str(ROOT / "pyproject.toml")], "only .md, .markdown, .txt files"),
+    ]
+    for paths, message in cases:
+        result = invoke(["ingest", "kb", *paths], cli_env)
+        assert result.exit_code == 1, (paths, result.output)
+        assert message in result.stderr, (paths, result.stderr)
+    engine = make_engine(database_url)
+    try:
+        with session_scope(engine) as session:
+            assert get_collection(session, name="kb") is None
+    finally:
+        engine.dispose()
