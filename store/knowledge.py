@@ -476,18 +476,18 @@ def ingest_document(
         "created_at": now,
         "updated_at": now,
     }
-    statement = _insert(session, KnowledgeDocument).values(**values)
+    insert = _insert(session, KnowledgeDocument).values(**values)
     # One statement, so two writers ingesting the same name end with one row;
     # the row lock it takes (PostgreSQL) or the write lock (SQLite) orders
     # their chunk replacements.
-    statement = statement.on_conflict_do_update(
+    upsert: Any = insert.on_conflict_do_update(
         index_elements=["collection", "name"],
         set_={
-            key: statement.excluded[key]
+            key: insert.excluded[key]
             for key in ("source", "title", "content_hash", "chunk_count", "updated_at")
         },
     ).returning(sa.column("id"))
-    document_id = int(session.exec(statement).scalar_one())  # type: ignore[call-overload]
+    document_id = int(session.exec(upsert).scalar_one())  # type: ignore[call-overload]
     session.exec(delete(KnowledgeChunk).where(col(KnowledgeChunk.document_id) == document_id))
     session.add_all(
         KnowledgeChunk(
@@ -554,7 +554,7 @@ def chunks_missing_embeddings(
         .order_by(col(KnowledgeChunk.id))
         .limit(limit)
     ).all()
-    return [(int(chunk_id), embedding_text(title, text)) for chunk_id, title, text in rows]
+    return [(chunk_id, embedding_text(title, text)) for chunk_id, title, text in rows if chunk_id]
 
 
 def embedding_text(title: str | None, text: str) -> str:
@@ -674,9 +674,9 @@ def _vector_ranking(
     ).all()
     scored: list[tuple[int, float]] = []
     for chunk_id, vector in rows:
-        if vector is None or len(vector) != len(query):
+        if chunk_id is None or vector is None or len(vector) != len(query):
             continue
-        scored.append((int(chunk_id), math.fsum(a * b for a, b in zip(query, vector, strict=True))))
+        scored.append((chunk_id, math.fsum(a * b for a, b in zip(query, vector, strict=True))))
     scored.sort(key=lambda item: (-item[1], item[0]))
     return scored[:limit]
 

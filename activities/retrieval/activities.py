@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import Engine
@@ -90,7 +90,7 @@ class RetrievalActivities:
             ) from None
         except UnknownCollectionError as exc:  # deleted meanwhile
             raise _unknown(exc) from None
-        ranking = "hybrid" if query_embedding is not None else "fts"
+        ranking: Literal["fts", "hybrid"] = "fts" if query_embedding is None else "hybrid"
         log.info(
             "retrieve.done",
             ranking=ranking,

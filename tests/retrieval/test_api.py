@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -167,7 +168,7 @@ async def test_roles_and_refusals(http: httpx.AsyncClient, keys: Keys) -> None:
     doc = {"name": "a.md", "text": "# A\n\nText."}
     assert_error(await http.post(url, json=doc), 401, "unauthorized")
     assert_error(await http.post(url, json=doc, headers=bearer(keys.service)), 403, "forbidden")
-    refusals = [
+    refusals: list[tuple[dict[str, Any], int, str | None]] = [
         ({"json": {"text": "no name"}}, 422, "invalid_document"),
         ({"json": {"name": "bad#name.md", "text": "x"}}, 422, "invalid_document"),
         ({"json": {"name": "a.md", "text": ""}}, 422, "invalid_document"),
@@ -179,8 +180,8 @@ async def test_roles_and_refusals(http: httpx.AsyncClient, keys: Keys) -> None:
         ({"content": b"<a/>", "headers": {"Content-Type": "application/xml"}}, 415, None),
     ]
     for kwargs, status, code in refusals:
-        headers = bearer(keys.reviewer) | kwargs.pop("headers", {})  # type: ignore[operator]
-        response = await http.post(url, headers=headers, **kwargs)  # type: ignore[arg-type]
+        headers = bearer(keys.reviewer) | kwargs.pop("headers", {})
+        response = await http.post(url, headers=headers, **kwargs)
         assert_error(response, status, code)
     bad_collection = await http.post(
         "/v1/knowledge/bad name/documents", json=doc, headers=bearer(keys.reviewer)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -115,7 +116,7 @@ def test_parse_embeddings_checks_the_reply(registry: ModelRegistry) -> None:
     entry = registry.entry("embed")
     good = {"data": [{"index": 1, "embedding": [0, 1]}, {"index": 0, "embedding": [1, 0]}]}
     assert parse_embeddings(entry, good, 2) == [[1.0, 0.0], [0.0, 1.0]]
-    bad_replies = [
+    bad_replies: list[tuple[dict[str, Any], str]] = [
         ({}, "no embeddings for 2 inputs"),
         ({"data": [{"embedding": [1.0]}]}, "1 embeddings for 2 inputs"),
         ({"data": [{"embedding": [1.0]}, {"embedding": "AAAA"}]}, "embedding 1 is not"),
