@@ -24,7 +24,7 @@ from api.problems import NotFound, Unprocessable, UnsupportedMediaType
 from store.knowledge import (
     DOCUMENT_NAME_PATTERN,
     EmbeddingMismatchError,
-    EmptyDocumentError,
+    InvalidDocumentError,
     InvalidKnowledgeNameError,
     KnowledgeCollectionPublic,
     KnowledgeDocument,
@@ -157,7 +157,7 @@ def ingest(session: Session, *, collection: str, body: DocumentIngest) -> Docume
             text=body.text,
             title=body.title,
         )
-    except (InvalidKnowledgeNameError, EmptyDocumentError, EmbeddingMismatchError) as exc:
+    except (InvalidKnowledgeNameError, InvalidDocumentError, EmbeddingMismatchError) as exc:
         raise InvalidDocument(str(exc)) from None
     return DocumentIngested(
         collection=collection,

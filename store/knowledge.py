@@ -106,7 +106,12 @@ class UnknownCollectionError(KnowledgeError, LookupError):
         super().__init__(f"unknown knowledge collection {name!r} (collections: {names})")
 
 
-class EmptyDocumentError(KnowledgeError, ValueError):
+class InvalidDocumentError(KnowledgeError, ValueError):
+    """A document that cannot be stored: too large, or not text (NUL
+    characters, which PostgreSQL cannot store, or broken Unicode)."""
+
+
+class EmptyDocumentError(InvalidDocumentError):
     """A document with no text to index."""
 
 
@@ -264,7 +269,7 @@ def _create_search_index(_table: sa.Table, connection: sa.Connection, **_kw: Any
 
 
 def check_collection_name(name: str) -> str:
-    if not (0 < len(name) <= 100 and _COLLECTION_NAME.match(name)):
+    if not _valid_name(_COLLECTION_NAME, name, 100):
         raise InvalidKnowledgeNameError(
             f"invalid collection name {name!r}: 1-100 characters, letters, digits, "
             "'_', '.', '-', starting with a letter, digit or '_'"
@@ -273,13 +278,28 @@ def check_collection_name(name: str) -> str:
 
 
 def check_document_name(name: str) -> str:
-    if not (0 < len(name) <= 255 and _DOCUMENT_NAME.match(name)) or ".." in name.split("/"):
+    if not _valid_name(_DOCUMENT_NAME, name, 255) or ".." in name.split("/"):
         raise InvalidKnowledgeNameError(
             f"invalid document name {name!r}: 1-255 characters, letters, digits and "
             "_ . / ( ) + , = @ ~ -, no spaces, '#' or brackets (it becomes the citation "
             "id `name#position`)"
         )
     return name
+
+
+def _check_text(document: str, field: str, value: str | None) -> None:
+    if value is None:
+        return
+    if "\x00" in value:
+        raise InvalidDocumentError(
+            f"document {document!r}: the {field} contains NUL characters (is it a binary file?)"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidDocumentError(
+            f"document {document!r}: the {field} is not valid Unicode (lone surrogates)"
+        ) from None
 
 
 def content_hash(text: str, title: str | None) -> str:
@@ -311,7 +331,15 @@ def _unit(vector: Sequence[float]) -> list[float]:
 # -- collections ------------------------------------------------------------------------
 
 
+def _valid_name(pattern: re.Pattern[str], name: str, max_length: int) -> bool:
+    return 0 < len(name) <= max_length and pattern.match(name) is not None
+
+
 def get_collection(session: Session, *, name: str) -> KnowledgeCollection | None:
+    """The collection, or None (also for a name no collection can have,
+    which is never sent to the database)."""
+    if not _valid_name(_COLLECTION_NAME, name, 100):
+        return None
     return session.exec(select(KnowledgeCollection).where(KnowledgeCollection.name == name)).first()
 
 
@@ -412,6 +440,8 @@ class IngestResult:
 
 
 def get_document(session: Session, *, collection: str, name: str) -> KnowledgeDocument | None:
+    if not _valid_name(_DOCUMENT_NAME, name, 255):
+        return None
     return session.exec(
         select(KnowledgeDocument).where(
             KnowledgeDocument.collection == collection, KnowledgeDocument.name == name
@@ -438,10 +468,12 @@ def ingest_document(
     tells how many); otherwise chunks are embedded later, on first retrieval.
     """
     check_document_name(name)
+    for field, value in (("text", text), ("title", title), ("source", source)):
+        _check_text(name, field, value)
     if not text.strip():
         raise EmptyDocumentError(f"document {name!r} has no text to index")
     if len(text) > MAX_DOCUMENT_CHARS:
-        raise EmptyDocumentError(
+        raise InvalidDocumentError(
             f"document {name!r} has {len(text):,} characters; the limit is "
             f"{MAX_DOCUMENT_CHARS:,} (split it into several documents)"
         )

@@ -84,6 +84,10 @@ async def test_unknown_collection_is_not_retryable_and_names_the_known(engine: E
     error = caught.value
     assert error.type == RetrievalErrorType.UNKNOWN_COLLECTION and error.non_retryable
     assert "'faq'" in error.message and COLLECTION in error.message
+    # A name no collection can have never reaches the database (NUL breaks PostgreSQL).
+    with pytest.raises(ApplicationError) as odd:
+        await retrieve(RetrievalActivities(engine), collection="faq\x00", query="refund")
+    assert odd.value.type == RetrievalErrorType.UNKNOWN_COLLECTION and odd.value.non_retryable
 
 
 async def test_a_query_without_words_is_not_retryable(engine: Engine) -> None:

@@ -168,12 +168,19 @@ async def test_roles_and_refusals(http: httpx.AsyncClient, keys: Keys) -> None:
     doc = {"name": "a.md", "text": "# A\n\nText."}
     assert_error(await http.post(url, json=doc), 401, "unauthorized")
     assert_error(await http.post(url, json=doc, headers=bearer(keys.service)), 403, "forbidden")
+    json_type = {"Content-Type": "application/json"}
     refusals: list[tuple[dict[str, Any], int, str | None]] = [
         ({"json": {"text": "no name"}}, 422, "invalid_document"),
         ({"json": {"name": "bad#name.md", "text": "x"}}, 422, "invalid_document"),
         ({"json": {"name": "a.md", "text": ""}}, 422, "invalid_document"),
         ({"json": {"name": "a.md", "text": "   \n"}}, 422, "invalid_document"),
         ({"json": {"name": "a.md", "text": "# Only a heading"}}, 422, "invalid_document"),
+        ({"json": {"name": "a.md", "text": "nul \u0000 byte"}}, 422, "invalid_document"),
+        (
+            {"content": b'{"name": "a.md", "text": "\\ud800"}', "headers": json_type},
+            422,
+            "invalid_document",
+        ),
         ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 422, None),
         ({"content": b"text", "headers": {"Content-Type": "text/plain"}}, 422, None),
         ({"content": b"\xff\xfe", "headers": {"Content-Type": "text/plain"}}, 422, None),
@@ -189,6 +196,11 @@ async def test_roles_and_refusals(http: httpx.AsyncClient, keys: Keys) -> None:
     assert_error(bad_collection, 422)
     missing = await http.get("/v1/knowledge/nope-nope/documents", headers=bearer(keys.service))
     assert_error(missing, 404, "knowledge_collection_not_found")
-    # Nothing refused left anything behind.
+    # Nothing refused left anything behind, not even the collection.
     listed = await http.get("/v1/knowledge", headers=bearer(keys.service))
     assert name not in {c["name"] for c in listed.json()["items"]}
+
+    ok = await http.post(url, json=doc, headers=bearer(keys.reviewer))
+    assert ok.status_code == 201
+    odd_name = await http.delete(f"{url}/a%00.md", headers=bearer(keys.reviewer))
+    assert_error(odd_name, 404, "knowledge_document_not_found")

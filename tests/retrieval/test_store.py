@@ -12,6 +12,7 @@ from store.knowledge import (
     EmbeddingMismatchError,
     EmptyDocumentError,
     EmptyQueryError,
+    InvalidDocumentError,
     InvalidKnowledgeNameError,
     KnowledgeChunk,
     UnknownCollectionError,
@@ -211,6 +212,32 @@ def test_empty_documents_are_refused(session: Session) -> None:
     with pytest.raises(EmptyDocumentError, match="only headings"):
         ingest(session, "# Title\n\n## Section\n")
     assert session.exec(select(func.count()).select_from(KnowledgeChunk)).one() == 0
+
+
+def test_text_that_is_not_text_is_refused(session: Session) -> None:
+    """NUL characters (PostgreSQL cannot store them) and lone surrogates are
+    refused with the field named, never a database error."""
+    cases = [
+        ({"text": "binary\x00file"}, "the text contains NUL"),
+        ({"title": "T\x00"}, "the title contains NUL"),
+        ({"source": "s\x00"}, "the source contains NUL"),
+        ({"text": "broken \ud800 text"}, "the text is not valid Unicode"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(InvalidDocumentError, match=message):
+            ingest(session, **changes)
+    with pytest.raises(InvalidDocumentError, match="the limit is 2,000,000"):
+        ingest(session, "x" * 2_000_001)
+    assert list_collections(session) == []
+
+
+def test_names_no_collection_can_have_are_unknown_without_a_query(session: Session) -> None:
+    ingest(session)
+    for name in ["bad\x00name", "", "x" * 500, "a b", "\ud800"]:
+        with pytest.raises(UnknownCollectionError, match="collections: kb"):
+            search(session, collection=name, query="refund", top_k=3)
+    assert get_document(session, collection="kb", name="refunds\x00.md") is None
+    assert delete_document(session, collection="kb", name="\ud800") is False
 
 
 def test_hybrid_search_fuses_full_text_and_vectors(session: Session) -> None:
