@@ -42,6 +42,8 @@ ANTHROPIC_TOOLS = [
 ]
 QUESTION = "Where is my order A-17?"
 
+Msg = dict[str, Any]
+
 
 @pytest.fixture
 async def http(simulator: SimulatorServer) -> AsyncIterator[httpx.AsyncClient]:
@@ -175,13 +177,17 @@ async def test_after_tool_needs_the_conversation_to_end_with_that_result(
         Rule(after_tool="lookup_order", reply="after lookup"),
         Rule(after_tool="*", match="REFUND", reply="a tool said REFUND"),
     )
-    lookup = {
+    lookup: Msg = {
         "id": "call_1",
         "type": "function",
         "function": {"name": "lookup_order", "arguments": "{}"},
     }
-    track = {**lookup, "id": "call_2", "function": {"name": "track_shipment", "arguments": "{}"}}
-    base = [
+    track: Msg = {
+        **lookup,
+        "id": "call_2",
+        "function": {"name": "track_shipment", "arguments": "{}"},
+    }
+    base: list[Msg] = [
         {"role": "user", "content": QUESTION},
         {"role": "assistant", "content": None, "tool_calls": [lookup]},
         {"role": "tool", "tool_call_id": "call_1", "content": "found"},
@@ -195,14 +201,14 @@ async def test_after_tool_needs_the_conversation_to_end_with_that_result(
 
     # Two calls in one turn: either result counts; "*" matches any tool, and
     # `match` reads tool results.
-    parallel = [
+    parallel: list[Msg] = [
         {"role": "user", "content": QUESTION},
         {"role": "assistant", "content": None, "tool_calls": [track, lookup]},
         {"role": "tool", "tool_call_id": "call_2", "content": "REFUND issued"},
         {"role": "tool", "tool_call_id": "call_1", "content": "found"},
     ]
     assert (await chat(http, parallel))["choices"][0]["message"]["content"] == "after lookup"
-    only_track = [
+    only_track: list[Msg] = [
         {"role": "user", "content": QUESTION},
         {"role": "assistant", "content": None, "tool_calls": [track]},
         {"role": "tool", "tool_call_id": "call_2", "content": "REFUND issued"},
@@ -239,7 +245,7 @@ async def test_unscripted_model_answers_in_text_even_with_tools(
 
     # After a tool result, the default still answers (so an agent loop ends),
     # and it answers what the user asked, not the tool's output.
-    turns = [
+    turns: list[Msg] = [
         {"role": "user", "content": QUESTION},
         {
             "role": "assistant",

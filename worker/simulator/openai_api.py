@@ -173,7 +173,7 @@ def _forced_tool(body: _ChatBody) -> ForcedTool | None:
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         for tool in tools:
-            if tool.get("name") == name:
+            if isinstance(name, str) and tool.get("name") == name:
                 return ForcedTool(name, tool.get("parameters") or {"type": "object"})
         raise ProviderError(
             400, f"tool_choice names function {name!r}, which is not in tools", param="tool_choice"
