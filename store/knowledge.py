@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -694,9 +695,11 @@ def _vector_ranking(
 ) -> list[tuple[int, float]]:
     """(chunk id, cosine similarity) best first, over every embedded chunk.
 
-    Plain Python over all of the collection's vectors: fine for thousands of
-    chunks (a 1,000-chunk, 1,536-dimension collection takes ~0.2 s); a large
-    corpus wants pgvector or a vector index instead.
+    Plain Python over all of the collection's vectors (numpy is not a
+    dependency): fine for a help center, not for a large corpus. Measured
+    here: about 1 s per 1,000 chunks of 1,536 dimensions, mostly decoding
+    the stored JSON; a few ms for the sample collection's 100 chunks of 64.
+    Past a few thousand chunks, use pgvector or a vector index instead.
     """
     query = _unit(query_embedding)
     rows = session.exec(
@@ -708,7 +711,7 @@ def _vector_ranking(
     for chunk_id, vector in rows:
         if chunk_id is None or vector is None or len(vector) != len(query):
             continue
-        scored.append((chunk_id, math.fsum(a * b for a, b in zip(query, vector, strict=True))))
+        scored.append((chunk_id, sum(map(operator.mul, query, vector))))
     scored.sort(key=lambda item: (-item[1], item[0]))
     return scored[:limit]
 
