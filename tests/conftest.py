@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from activities.gateway.registry import ModelRegistry
+    from worker.assembly import ActivityHost
     from worker.simulator.control import SimulatorControl
     from worker.simulator.server import SimulatorServer
 
@@ -101,3 +102,12 @@ def registry(simulator: SimulatorServer) -> ModelRegistry:
 def task_queue() -> str:
     """A task queue no other test polls."""
     return f"test-{uuid.uuid4()}"
+
+
+def activity_host(registry: ModelRegistry, engine: Engine, desk: Any = None) -> ActivityHost:
+    """Every Chorus activity over the session simulator and `engine`; tools
+    over `desk` (a fresh sample order desk when None)."""
+    from activities.tools.registry import ToolRegistry
+    from worker.assembly import ActivityHost
+
+    return ActivityHost(registry=registry, engine=engine, tools=ToolRegistry.default(desk=desk))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
@@ -19,8 +20,10 @@ from workflows.agent import AgentWorkflow
 from workflows.chain import ChainWorkflow
 
 if TYPE_CHECKING:
-    from activities.gateway.activities import ModelGateway
-    from activities.records.activities import RecordActivities
+    from sqlalchemy import Engine
+
+    from activities.gateway.registry import ModelRegistry
+    from activities.tools.registry import ToolRegistry
     from worker.settings import Settings
 
 WORKFLOWS: Sequence[type] = (ChainWorkflow, AgentWorkflow)
@@ -76,41 +79,74 @@ def create_worker(
     )
 
 
-def build_worker(
+class ActivityHost:
+    """Every activity a Chorus worker hosts, built once per process: model
+    calls, run records and audit rows, tools, and retrieval."""
+
+    def __init__(self, *, registry: ModelRegistry, engine: Engine, tools: ToolRegistry) -> None:
+        from activities.gateway.activities import ModelGateway
+        from activities.records.activities import RecordActivities
+        from activities.retrieval.activities import RetrievalActivities
+        from activities.retrieval.embeddings import RegistryEmbedder
+        from activities.tools.activities import ToolActivities
+
+        self.gateway = ModelGateway(registry)
+        self.records = RecordActivities(engine)
+        self.embedder = RegistryEmbedder(registry)
+        self.retrieval = RetrievalActivities(engine, self.embedder)
+        self.tools = ToolActivities(tools)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ActivityHost:
+        """Check the configuration now (registry, database, tools file), not
+        when the first run meets it."""
+        from activities.gateway.registry import ModelRegistry
+        from activities.tools.registry import ToolRegistry
+        from store.engine import create_all, make_engine
+
+        registry = ModelRegistry.from_file(
+            settings.models_file, simulator_base_url=settings.simulator_base_url
+        )
+        engine = make_engine(settings.effective_database_url)
+        create_all(engine)
+        return cls(registry=registry, engine=engine, tools=ToolRegistry.default(settings))
+
+    @property
+    def activities(self) -> list[Callable[..., Any]]:
+        return [
+            *self.gateway.activities,
+            *self.records.activities,
+            *self.retrieval.activities,
+            *self.tools.activities,
+        ]
+
+    async def aclose(self) -> None:
+        await self.gateway.aclose()
+        await self.embedder.aclose()
+        await self.tools.aclose()
+
+
+@asynccontextmanager
+async def hosted_worker(
     client: Client,
-    settings: Settings,
-    gateway: ModelGateway,
-    records: RecordActivities,
+    host: ActivityHost,
     *,
-    task_queue: str | None = None,
-) -> Worker:
-    return create_worker(
-        client,
-        task_queue=task_queue or settings.task_queue,
-        activities=[*gateway.activities, *records.activities],
-        max_cached_workflows=settings.max_cached_workflows,
-        max_concurrent_activities=settings.max_concurrent_activities,
-    )
-
-
-def build_gateway(settings: Settings) -> ModelGateway:
-    from activities.gateway.activities import ModelGateway
-    from activities.gateway.registry import ModelRegistry
-
-    registry = ModelRegistry.from_file(
-        settings.models_file, simulator_base_url=settings.simulator_base_url
-    )
-    return ModelGateway(registry)
-
-
-def build_records(settings: Settings) -> RecordActivities:
-    """The run index and audit log writers, on the application database."""
-    from activities.records.activities import RecordActivities
-    from store.engine import create_all, make_engine
-
-    engine = make_engine(settings.effective_database_url)
-    create_all(engine)
-    return RecordActivities(engine)
+    task_queue: str,
+    max_cached_workflows: int = 1000,
+    max_concurrent_activities: int = 200,
+) -> AsyncIterator[Worker]:
+    """A running worker over `host`'s activities; closes the host after."""
+    try:
+        async with create_worker(
+            client,
+            task_queue=task_queue,
+            activities=host.activities,
+            max_cached_workflows=max_cached_workflows,
+            max_concurrent_activities=max_concurrent_activities,
+        ) as worker:
+            yield worker
+    finally:
+        await host.aclose()
 
 
 async def run_worker(settings: Settings) -> None:
@@ -119,14 +155,16 @@ async def run_worker(settings: Settings) -> None:
     from worker.temporal_client import connect
 
     client = await connect(settings)
-    gateway = build_gateway(settings)
-    worker = build_worker(client, settings, gateway, build_records(settings))
+    host = ActivityHost.from_settings(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        async with worker:
-            await stop.wait()
-    finally:
-        await gateway.aclose()
+    async with hosted_worker(
+        client,
+        host,
+        task_queue=settings.task_queue,
+        max_cached_workflows=settings.max_cached_workflows,
+        max_concurrent_activities=settings.max_concurrent_activities,
+    ):
+        await stop.wait()

@@ -271,14 +271,25 @@ def _known_aliases(settings: Settings) -> set[str]:
     return set(registry.aliases)
 
 
+def _known_tools(settings: Settings) -> set[str]:
+    from activities.tools.errors import ToolDefinitionError
+    from activities.tools.registry import ToolRegistry
+
+    try:
+        return set(ToolRegistry.default(settings).names)
+    except (ToolDefinitionError, OSError) as exc:
+        fail(f"cannot load the tools of {settings.tools_file}: {exc}")
+
+
 def _load_checked_chain(chain: str, settings: Settings) -> Any:
-    """Load a chain and check it against the registry, or exit 1 listing its problems."""
+    """Load a chain and check it against the model and tool registries, or
+    exit 1 listing its problems."""
     from worker.chain_catalog import ChainNotFoundError, chain_path, load_chain
     from workflows.validate import ChainSpecError, check_chain
 
     try:
         spec = load_chain(chain, settings)
-        check_chain(spec, _known_aliases(settings))
+        check_chain(spec, _known_aliases(settings), known_tools=_known_tools(settings))
     except ChainNotFoundError as exc:
         fail(str(exc))
     except ChainSpecError as exc:

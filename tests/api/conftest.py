@@ -28,12 +28,11 @@ from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.gateway.activities import ModelGateway
 from activities.gateway.registry import ModelRegistry
-from activities.records.activities import RecordActivities
 from api.server import ApiServer
 from store import make_engine
-from worker.assembly import create_worker
+from tests.conftest import activity_host
+from worker.assembly import hosted_worker
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,16 +184,10 @@ async def api_worker(
     api_task_queue: str,
 ) -> AsyncIterator[None]:
     """A worker on the API's task queue writing to the API's database."""
-    gateway = ModelGateway(registry)
     engine = make_engine(api.settings.effective_database_url)
-    worker = create_worker(
-        temporal_env.client,
-        task_queue=api_task_queue,
-        activities=[*gateway.activities, *RecordActivities(engine).activities],
-    )
-    async with worker:
+    host = activity_host(registry, engine)
+    async with hosted_worker(temporal_env.client, host, task_queue=api_task_queue):
         yield
-    await gateway.aclose()
     engine.dispose()
 
 

@@ -24,11 +24,11 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.gateway.activities import ModelGateway
 from activities.gateway.registry import ModelRegistry
-from activities.records.activities import RecordActivities
 from store.engine import create_all, make_engine
-from worker.assembly import create_worker
+from store.sample_knowledge import ingest_sample_knowledge
+from tests.conftest import activity_host
+from worker.assembly import hosted_worker
 from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
 from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG
 from worker.simulator.control import SimulatorControl
@@ -229,20 +229,15 @@ async def main() -> None:
         registry = ModelRegistry.from_file(
             ROOT / "chains" / "models.yaml", simulator_base_url=simulator.openai_base_url
         )
-        gateway = ModelGateway(registry)
-        # The run index and audit log go to a throwaway SQLite file.
+        # The run index, audit log and knowledge live in a throwaway SQLite file.
         store_dir = Path(tempfile.mkdtemp(prefix="chorus-"))
         engine = make_engine(f"sqlite:///{store_dir / 'chorus.db'}")
         create_all(engine)
-        records = RecordActivities(engine)
+        ingest_sample_knowledge(engine)
         task_queue = f"histories-{uuid.uuid4()}"
         try:
             async with (
-                create_worker(
-                    env.client,
-                    task_queue=task_queue,
-                    activities=[*gateway.activities, *records.activities],
-                ),
+                hosted_worker(env.client, activity_host(registry, engine), task_queue=task_queue),
                 SimulatorControl(simulator.url) as sim,
             ):
                 for name, spec, value, setup, decisions in _scenarios(set(registry.aliases)):
@@ -250,7 +245,6 @@ async def main() -> None:
                         env.client, task_queue, sim, name, spec, value, setup, decisions, tag
                     )
         finally:
-            await gateway.aclose()
             await env.shutdown()
 
 

@@ -11,10 +11,9 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from activities.gateway.activities import ModelGateway
 from activities.gateway.registry import ModelRegistry
-from activities.records.activities import RecordActivities
-from worker.assembly import create_worker
+from tests.conftest import activity_host
+from worker.assembly import hosted_worker
 from workflows.spec import ChainSpec
 from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
 from workflows.validate import check_chain, parse_chain, parse_chain_yaml
@@ -69,21 +68,24 @@ class ChainRunner:
         return cause, partial, handle.id
 
 
-def chorus_activities(gateway: ModelGateway, store_engine: Any) -> list[Any]:
-    """Everything a Chorus worker hosts: model calls and database records."""
-    return [*gateway.activities, *RecordActivities(store_engine).activities]
+@pytest.fixture
+def order_desk() -> Any:
+    """The sample order desk the builtin tools work on (tests inspect its refunds)."""
+    from activities.tools.builtin import OrderDesk
+
+    desk = OrderDesk()
+    yield desk
+    desk.close()
 
 
 @pytest.fixture
 async def runner(
-    temporal_env: Any, registry: ModelRegistry, task_queue: str, store_engine: Any
+    temporal_env: Any,
+    registry: ModelRegistry,
+    task_queue: str,
+    store_engine: Any,
+    order_desk: Any,
 ) -> AsyncIterator[ChainRunner]:
-    gateway = ModelGateway(registry)
-    worker = create_worker(
-        temporal_env.client,
-        task_queue=task_queue,
-        activities=chorus_activities(gateway, store_engine),
-    )
-    async with worker:
+    host = activity_host(registry, store_engine, order_desk)
+    async with hosted_worker(temporal_env.client, host, task_queue=task_queue):
         yield ChainRunner(temporal_env.client, task_queue)
-    await gateway.aclose()

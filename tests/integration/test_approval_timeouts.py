@@ -17,12 +17,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.gateway.activities import ModelGateway
-from activities.records.activities import RecordActivities
 from store import crud
 from store.engine import create_all, make_engine, session_scope
+from tests.conftest import activity_host
 from tests.integration.conftest import load_spec
-from worker.assembly import create_worker
+from worker.assembly import hosted_worker
 from worker.temporal_client import register_search_attributes
 from workflows.types import (
     DECIDE,
@@ -57,16 +56,10 @@ async def skipping_runner(
 ) -> AsyncIterator[tuple[WorkflowEnvironment, str, Any]]:
     engine = make_engine(f"sqlite:///{tmp_path / 'chorus.db'}")
     create_all(engine)
-    gateway = ModelGateway(registry)
     queue = f"skip-{uuid.uuid4()}"
-    worker = create_worker(
-        skipping_env.client,
-        task_queue=queue,
-        activities=[*gateway.activities, *RecordActivities(engine).activities],
-    )
-    async with worker:
+    host = activity_host(registry, engine)
+    async with hosted_worker(skipping_env.client, host, task_queue=queue):
         yield skipping_env, queue, engine
-    await gateway.aclose()
 
 
 def approval_chain(registry: Any, **policy: Any):

@@ -12,10 +12,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.gateway.activities import ModelGateway
 from activities.gateway.registry import ModelRegistry
-from tests.integration.conftest import FAST_RETRY, ChainRunner, chorus_activities, load_spec
-from worker.assembly import create_worker
+from tests.conftest import activity_host
+from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec
+from worker.assembly import hosted_worker
 from worker.simulator.control import SimulatorControl
 from worker.simulator.models import Fault
 from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult, RunState
@@ -119,13 +119,9 @@ async def test_api_keys_never_enter_history(
         },
         simulator_base_url=simulator.openai_base_url,
     )
-    gateway = ModelGateway(registry)
     spec = two_steps(registry, "secrets", alias="oa")
-    async with create_worker(
-        temporal_env.client,
-        task_queue=task_queue,
-        activities=chorus_activities(gateway, store_engine),
-    ):
+    host = activity_host(registry, store_engine)
+    async with hosted_worker(temporal_env.client, host, task_queue=task_queue):
         handle = await temporal_env.client.start_workflow(
             WORKFLOW_NAME,
             ChainInput(spec=spec, input={"x": "y"}),
@@ -135,7 +131,6 @@ async def test_api_keys_never_enter_history(
         )
         result = await handle.result()
         history = (await handle.fetch_history()).to_json()
-    await gateway.aclose()
 
     assert result.steps["first"].model == "oa" and result.steps["second"].model == "strong"
     assert [c.endpoint for c in await sim.calls(handle.id)] == ["chat", "messages"]

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from activities.gateway.activities import ModelGateway
-from tests.integration.conftest import ROOT, chorus_activities
+from tests.conftest import activity_host
+from tests.integration.conftest import ROOT
 from tests.workflows.test_validate import BAD_SPECS
-from worker.assembly import create_worker
+from worker.assembly import hosted_worker
 from worker.cli import app
 from worker.settings import get_settings
 from worker.simulator.models import Fault
@@ -106,12 +106,8 @@ async def test_run_prints_result_and_cost_and_fails_non_zero(
     task_queue: str,
     store_engine: Any,
 ) -> None:
-    gateway = ModelGateway(registry)
-    async with create_worker(
-        temporal_env.client,
-        task_queue=task_queue,
-        activities=chorus_activities(gateway, store_engine),
-    ):
+    host = activity_host(registry, store_engine)
+    async with hosted_worker(temporal_env.client, host, task_queue=task_queue):
         code, out, err = await run_cli(
             ["run", "cascade_answer", "--input", json.dumps({"question": "Opening hours?"})],
             cli_env,
@@ -125,4 +121,3 @@ async def test_run_prints_result_and_cost_and_fails_non_zero(
         )
         assert code != 0
         assert "AuthenticationFailed" in out + err
-    await gateway.aclose()
