@@ -206,7 +206,7 @@ class PythonTool(Tool):
         timeout_s: float = 30.0,
         max_attempts: int = 3,
     ) -> None:
-        tool_name = check_tool_name(name or getattr(fn, "__name__", ""))
+        tool_name = check_tool_name(name or str(getattr(fn, "__name__", "")))
         check_policy(tool_name, timeout_s=timeout_s, max_attempts=max_attempts)
         self.fn = fn
         self.is_async = inspect.iscoroutinefunction(fn)

@@ -110,6 +110,7 @@ class ToolRegistry:
     @overload
     def tool(
         self,
+        /,
         *,
         name: str | None = None,
         description: str | None = None,
@@ -121,7 +122,7 @@ class ToolRegistry:
 
     def tool(
         self,
-        fn: F | None = None,
+        fn: Callable[..., Any] | None = None,
         /,
         *,
         name: str | None = None,
@@ -130,11 +131,11 @@ class ToolRegistry:
         requires_approval: bool = False,
         timeout_s: float = 30.0,
         max_attempts: int = 3,
-    ) -> F | Callable[[F], F]:
+    ) -> Any:
         """Decorator registering a function as a tool (`@registry.tool` or
         `@registry.tool(...)`); the function itself is returned unchanged."""
 
-        def register(function: F) -> F:
+        def register(function: Callable[..., Any]) -> Callable[..., Any]:
             self.add_function(
                 function,
                 name=name,

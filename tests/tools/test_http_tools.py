@@ -285,7 +285,7 @@ def test_statuses_translate_by_a_pure_rule() -> None:
     assert scrubbed.message.endswith("HTTP 500: key [redacted]!")
 
 
-BAD_FILES: list[tuple[dict[str, Any], str]] = [
+BAD_FILES: list[tuple[Any, str]] = [
     ({"tools": {"t": {"url": "http://h/x"}}}, "tool 't', field 'description': Field required"),
     (
         {"tools": {"t": {"description": "d", "url": "http://h", "verb": 1}}},
