@@ -299,7 +299,7 @@ class ChainWorkflow(ApprovalHost):
     def _usage(self) -> UsageSummary:
         summary = UsageSummary()
         for record in self._records.values():
-            if record.kind != "model":
+            if record.kind not in ("model", "agent"):
                 continue
             step_usage = summary.per_step.setdefault(record.name, ModelUsage())
             for call in record.calls:
