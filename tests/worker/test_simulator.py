@@ -675,3 +675,14 @@ async def test_module_entry_point_serves_and_says_simulator() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_unscripted_answer_to_a_grounded_prompt_cites_its_first_source(
+    http: httpx.AsyncClient,
+) -> None:
+    prompt = "Sources:\n[refunds.md#2] Refunds take 5 days.\n[returns.md#0] ...\nQ: how long?"
+    grounded = await http.post("/v1/chat/completions", json=chat_body(prompt, "sim-large"))
+    plain = await http.post("/v1/chat/completions", json=chat_body("no sources here"))
+
+    assert grounded.json()["choices"][0]["message"]["content"].endswith("[refunds.md#2]")
+    assert "#" not in plain.json()["choices"][0]["message"]["content"]

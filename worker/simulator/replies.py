@@ -122,8 +122,17 @@ def schema_from_instructions(system_text: str) -> dict[str, Any] | None:
     return None
 
 
+_CITATION = re.compile(r"\[([A-Za-z0-9_.\-/]+#\d+)\]")
+
+
 def default_text(model: str, last_user_text: str) -> str:
-    return f"[simulated {model}] reply to: {last_user_text[:80]}"
+    """The unscripted answer. When the prompt offers sources marked
+    `[document#position]` (a grounded prompt), the answer cites the first
+    one, as a model following the instructions would: demos and tests of
+    citation checks then work without scripting."""
+    text = f"[simulated {model}] reply to: {last_user_text[:80]}"
+    cited = _CITATION.search(last_user_text)
+    return f"{text} [{cited.group(1)}]" if cited else text
 
 
 def _default_reply(request: ChatRequest) -> str | list[ToolCallSpec]:
