@@ -146,7 +146,45 @@ def _scenarios(aliases: set[str]) -> list[tuple[str, ChainSpec, Any, Setup, list
         ),
     ]
     message = {"message": "Where is my refund?", "customer": "Ada"}
+    triage = _shipped("support_triage", aliases)
+
+    def verdict(category: str, complexity: str) -> Setup:
+        return _rules(
+            Rule(
+                model="sim-mini",
+                match="Classify this ticket",
+                json={
+                    "category": category,
+                    "complexity": complexity,
+                    "urgency": "normal",
+                    "confidence": 0.9,
+                },
+                times=1,
+            )
+        )
+
     return [
+        (
+            "support_triage__simple",
+            triage,
+            {"message": "Do you ship to Canada?"},
+            verdict("shipping", "simple"),
+            [],
+        ),
+        (
+            "support_triage__complex",
+            triage,
+            {"message": "My tent pole snapped on the second trip, is that covered?"},
+            verdict("product", "complex"),
+            [],
+        ),
+        (
+            "support_triage__refund_approved",
+            triage,
+            {"message": "I returned the boots two weeks ago, where is my refund?"},
+            verdict("refund", "complex"),
+            [Decide("approve")],
+        ),
         *((name, spec, value, setup, []) for name, spec, value, setup in plain),
         ("review_reply__approved", review, message, _nothing, [Decide("approve")]),
         (
@@ -216,7 +254,9 @@ async def _record(
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", required=True, help="names the workflow version, e.g. a patch id")
-    tag = parser.parse_args().tag
+    parser.add_argument("--only", help="record only the scenarios whose name starts with this")
+    args = parser.parse_args()
+    tag, only = args.tag, args.only
     with SimulatorServer() as simulator:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=find_temporal_binary(),
@@ -241,6 +281,8 @@ async def main() -> None:
                 SimulatorControl(simulator.url) as sim,
             ):
                 for name, spec, value, setup, decisions in _scenarios(set(registry.aliases)):
+                    if only and not name.startswith(only):
+                        continue
                     await _record(
                         env.client, task_queue, sim, name, spec, value, setup, decisions, tag
                     )
