@@ -6,7 +6,7 @@
     chorus simulator              the model simulator in the foreground
     chorus validate CHAIN         check a chain spec against the model registry
     chorus run CHAIN --input JSON run a chain and watch its steps
-    chorus demo                   the flagship chain on two sample inputs
+    chorus demo                   the flagship chain on five sample support tickets
     chorus ingest COLL PATH...    add documents to a knowledge collection
 
 Every command reads its configuration from `CHORUS_*` environment variables
@@ -19,12 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import signal
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -50,32 +48,6 @@ app = typer.Typer(
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
-
-DEMO_CHAIN = "classify_then_answer"
-
-
-@dataclass(frozen=True)
-class DemoCase:
-    label: str
-    question: str
-    classification: dict[str, str]
-    """What the simulated classifier answers for this question (a real model decides itself)."""
-
-
-DEMO_CASES = (
-    DemoCase(
-        "simple",
-        "What is the capital of France?",
-        {"complexity": "simple", "topic": "geography"},
-    ),
-    DemoCase(
-        "complex",
-        "Our checkout service times out under load, but only on Mondays right after a "
-        "deploy. Lay out a step-by-step plan to find the root cause, and weigh the "
-        "trade-offs of each mitigation.",
-        {"complexity": "complex", "topic": "distributed systems"},
-    ),
-)
 
 _POLL_INTERVAL_S = 0.25
 
@@ -612,123 +584,29 @@ def render_result(result: Any) -> None:
 
 @app.command()
 def demo(
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON object (logs go to stderr)")
+    ] = False,
 ) -> None:
-    """Run the flagship chain on a simple and a complex question.
+    """Run the flagship chain, support_triage, on five sample support tickets.
 
-    classify_then_answer routes the simple question to the cheap model and the
-    complex one to the strong model. Starts the dev stack if none is running
-    and stops what it started.
+    Shows each ticket's path (cheap or grounded strong answer, checks,
+    approval), its reply and its cost per model, then the routed cost against
+    sending every ticket to the strong model. Starts the dev stack if none is
+    running and stops what it started; see worker/demo.py.
     """
     settings = _settings()
     _configure_logging(settings)
+    from worker.demo import DEMO_CHAIN, DemoError, run_demo
+
     spec = _load_checked_chain(DEMO_CHAIN, settings)
-    code = asyncio.run(_demo(settings, spec, as_json=as_json))
-    raise typer.Exit(code)
-
-
-async def _demo(settings: Settings, spec: Any, *, as_json: bool) -> int:
-    from temporalio.client import WorkflowFailureError
-
-    from worker.devstack import DevStack, DevStackError
-
-    stack = DevStack(settings, api=False)  # the demo talks to Temporal directly
     try:
-        if not as_json:
-            console.print("[dim]starting the dev stack (reusing what already runs)…[/]")
-        await stack.start()
-    except DevStackError as exc:
+        code = asyncio.run(
+            run_demo(settings, spec, as_json=as_json, console=console, err_console=err_console)
+        )
+    except DemoError as exc:
         fail(str(exc))
-    runs: list[dict[str, Any]] = []
-    code = 0
-    try:
-        client = await stack.client()
-        await _script_demo_classifier(settings)
-        for case in DEMO_CASES:
-            label, value = case.label, {"question": case.question}
-            workflow_id = f"demo-{label}-{uuid.uuid4().hex[:8]}"
-            handle = await _start_chain(client, settings, spec, value, workflow_id, None)
-            try:
-                result = await handle.result()
-            except WorkflowFailureError as exc:
-                code = 1
-                runs.append(
-                    {"label": label, "workflow_id": workflow_id, "input": value}
-                    | {"status": "failed", "error": _failure_message(exc)}
-                )
-                if not as_json:
-                    err_console.print(f"[red]{label} run failed:[/] {_failure_message(exc)}")
-                continue
-            if result.status != "completed":
-                code = 1
-            runs.append(_demo_summary(label, workflow_id, value, result))
-            if not as_json:
-                console.rule(f"{label} question  ·  {workflow_id}")
-                console.print(Text(case.question, style="italic"))
-                render_result(result)
-    finally:
-        await stack.stop()
-
-    total = sum(run.get("cost_usd", 0.0) for run in runs)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "chain": spec.name,
-                    "version": spec.version,
-                    "temporal_ui": settings.temporal_ui_url,
-                    "runs": runs,
-                    "total_cost_usd": total,
-                },
-                default=str,
-            )
-        )
-    else:
-        console.rule()
-        console.print(
-            f"total cost of the demo: [bold]${total:.6f}[/] (simulated prices); "
-            f"histories in the Temporal UI: {settings.temporal_ui_url}"
-        )
-    return code
-
-
-async def _script_demo_classifier(settings: Settings) -> None:
-    """Tell the SIMULATOR how to classify the two demo questions.
-
-    A simulated model cannot judge complexity, so without this both questions
-    would take the same branch. Each rule matches only the classify prompt of
-    one demo question and answers once, so a shared simulator is left as it was.
-    """
-    from worker.simulator.control import SimulatorControl
-    from worker.simulator.models import Rule
-
-    rules = [
-        Rule(
-            match=r"(?s)Classify this question\..*" + re.escape(case.question),
-            json=case.classification,
-            times=1,
-        )
-        for case in DEMO_CASES
-    ]
-    async with SimulatorControl(settings.simulator_base_url) as control:
-        await control.add_rules(*rules)
-
-
-def _demo_summary(label: str, workflow_id: str, value: Any, result: Any) -> dict[str, Any]:
-    return {
-        "label": label,
-        "workflow_id": workflow_id,
-        "input": value,
-        "status": result.status,
-        "output": result.output,
-        "steps": {
-            name: {"status": step.status, "model": step.model, "branch": step.branch}
-            for name, step in result.steps.items()
-        },
-        "models": {alias: usage.cost_usd for alias, usage in result.usage.per_model.items()},
-        "cost_usd": result.usage.cost_usd,
-        "error": result.error,
-    }
+    raise typer.Exit(code)
 
 
 # ------------------------------------------------------------ keys, chains
