@@ -22,6 +22,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.gateway.registry import ModelRegistry
@@ -32,7 +33,7 @@ from worker.assembly import hosted_worker
 from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
 from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG
 from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Fault, Rule
+from worker.simulator.models import Fault, Rule, ToolCallSpec
 from worker.simulator.server import SimulatorServer
 from workflows.spec import ChainSpec
 from workflows.types import (
@@ -147,6 +148,7 @@ def _scenarios(aliases: set[str]) -> list[tuple[str, ChainSpec, Any, Setup, list
     ]
     message = {"message": "Where is my refund?", "customer": "Ada"}
     triage = _shipped("support_triage", aliases)
+    team = _shipped("agent_team", aliases)
 
     def verdict(category: str, complexity: str) -> Setup:
         return _rules(
@@ -164,6 +166,34 @@ def _scenarios(aliases: set[str]) -> list[tuple[str, ChainSpec, Any, Setup, list
         )
 
     return [
+        (
+            "agent_team__revised",
+            team,
+            {"message": "Where are my boots? NW-1002"},
+            _rules(
+                Rule(model="sim-large", after_tool="lookup_order", reply="NW-1002 shipped by UPS."),
+                Rule(
+                    model="sim-large",
+                    match="Find the facts",
+                    tool_calls=[
+                        ToolCallSpec(name="lookup_order", arguments={"order_id": "NW-1002"})
+                    ],
+                ),
+                Rule(
+                    model="sim-writer", match="Rewrite this reply", reply="Your boots ship by UPS."
+                ),
+                Rule(model="sim-writer", reply="Your boots are coming."),
+                Rule(model="sim-judge", reply="REVISE: name the carrier"),
+            ),
+            [],
+        ),
+        (
+            "agent_team__accepted",
+            team,
+            {"message": "Where are my boots? NW-1002"},
+            _rules(Rule(model="sim-judge", reply="ACCEPT")),
+            [],
+        ),
         (
             "support_triage__simple",
             triage,
@@ -249,6 +279,21 @@ async def _record(
     history = await handle.fetch_history()
     (HERE / f"{name}__{tag}.json").write_text(history.to_json())
     print(f"{name}: {outcome}, {len(history.events)} events")
+    # Agents run as child workflows with histories of their own (the last run
+    # of each, after any continue-as-new).
+    for step in _agent_steps(spec):
+        child = client.get_workflow_handle(f"{handle.id}--{step}")
+        try:
+            child_history = await child.fetch_history()
+        except RPCError:
+            continue  # that agent's branch was not taken
+        (HERE / f"{name}__{tag}__agent_{step}.json").write_text(child_history.to_json())
+
+
+def _agent_steps(spec: ChainSpec) -> list[str]:
+    from workflows.spec import AgentStep, iter_model_steps
+
+    return [s.name for s in iter_model_steps(spec.steps) if isinstance(s, AgentStep)]
 
 
 async def main() -> None:

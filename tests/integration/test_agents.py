@@ -7,7 +7,7 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
-from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec
+from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec, shipped_chain
 from tests.integration.test_approvals import decide
 from worker.simulator.control import SimulatorControl
 from worker.simulator.models import Rule, ToolCallSpec
@@ -165,3 +165,26 @@ async def test_a_long_agent_continues_as_new_and_keeps_its_whole_transcript(
     assert output["turns"] == 12 and [t["turn"] for t in output["transcript"]] == list(range(1, 13))
     assert all(t["tool_calls"][0]["outcome"] == "ok" for t in output["transcript"])
     assert result.usage.per_model["strong"].calls == 12
+
+
+async def test_three_agents_composed_and_the_review_sends_the_work_back_once(
+    runner: ChainRunner, sim: SimulatorControl, registry: Any
+) -> None:
+    await sim.add_rules(
+        Rule(model="sim-large", after_tool="lookup_order", reply="NW-1002 shipped by UPS."),
+        Rule(model="sim-large", match="Find the facts", tool_calls=[lookup()]),
+        Rule(model="sim-writer", match="Rewrite this reply", reply="Your boots ship by UPS."),
+        Rule(model="sim-writer", reply="Your boots are coming."),
+        Rule(model="sim-judge", reply="REVISE: name the carrier"),
+    )
+
+    result = await runner.run(
+        shipped_chain("agent_team", registry), {"message": "Where are my boots? NW-1002"}
+    )
+
+    assert result.status == "completed"
+    assert result.steps["research"].output["answer"] == "NW-1002 shipped by UPS."
+    assert result.steps["review"].output["answer"].startswith("REVISE")
+    assert result.steps["final"].branch == "branches[0]" and "accepted" not in result.steps
+    assert result.output["answer"] == "Your boots ship by UPS."
+    assert set(result.usage.per_model) == {"strong", "writer", "judge"}

@@ -30,9 +30,19 @@ def replayer() -> Replayer:
     )
 
 
+def recorded_workflow_id(path: Path) -> str:
+    """The id the run had when recorded: agents' child ids derive from it
+    (`<run id>--<step>`), so replay must use the same one."""
+    for event in json.loads(path.read_text())["events"]:
+        child = event.get("startChildWorkflowExecutionInitiatedEventAttributes")
+        if child:
+            return str(child["workflowId"]).rsplit("--", 1)[0]
+    return path.stem
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    history = WorkflowHistory.from_json(recorded_workflow_id(path), path.read_text())
 
     result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
 
