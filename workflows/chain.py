@@ -599,7 +599,9 @@ class ChainWorkflow(ApprovalHost):
                 )
                 if approval.status == "rejected":
                     raise ChainRejected(rejection_message(step.name, approval))
-                if approval.text != target.output:
+                if any(d.decision == "edit" for d in approval.decisions):
+                    # Only an edit replaces the output: approving a structured
+                    # output as shown keeps it structured.
                     target.output = approval.text
                     self._publish_step(context, target)
                 break
