@@ -151,3 +151,25 @@ async def test_guard_escalate_asks_a_person_who_can_edit_the_output(
 
     assert result.status == "completed" and result.output == "5-10 business days."
     assert result.steps["answer"].output == "5-10 business days."
+
+
+async def test_approving_an_escalated_structured_output_keeps_it_structured(
+    runner: ChainRunner, sim: SimulatorControl, registry: Any
+) -> None:
+    await sim.add_rules(Rule(model="sim-mini", json={"note": "write to ops@example.com"}))
+    spec = chain(
+        registry,
+        {"name": "draft", "kind": "model", "model": "cheap", "prompt": "Note please",
+         "output_schema": {"type": "object", "properties": {"note": {"type": "string"}},
+                           "required": ["note"]}},
+        {"name": "check", "kind": "guard", "target": "draft", "on_fail": "escalate",
+         "rules": {"pii": ["email"]}},
+    )  # fmt: skip
+    handle = await runner.start(spec, {})
+
+    [approval] = await wait_pending(handle)
+    await decide(handle, approval)  # approve as shown
+    result = await handle.result()
+
+    assert result.output == {"note": "write to ops@example.com"}
+    assert result.steps["draft"].output == {"note": "write to ops@example.com"}
