@@ -220,10 +220,25 @@ async def polls(client: Client, task_queue: str, pid: int) -> bool:
     return any(poller.identity.startswith(f"{pid}@") for poller in response.pollers)
 
 
+def worker_env(tmp: Path, *, bytecode_cache: bool) -> dict[str, str]:
+    """The benchmark's environment for a worker process.
+
+    The sandbox imports each run's workflow module afresh; with
+    PYTHONDONTWRITEBYTECODE set (as on these machines) and an editable
+    install, that means compiling workflows/chain.py from source for every
+    new run, a cost an installed package (compiled by pip) never pays. With
+    `bytecode_cache`, both workers write and reuse bytecode under `tmp`."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if bytecode_cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    return env
+
+
 def chorus_worker(
-    address: str, task_queue: str, sim_port: int, max_cached: int, tmp: Path
+    address: str, task_queue: str, sim_port: int, max_cached: int, tmp: Path, env: dict[str, str]
 ) -> WorkerProcess:
-    env = dict(os.environ)
+    env = dict(env)
     env.update(
         {
             "CHORUS_TEMPORAL_ADDRESS": address,
@@ -236,7 +251,6 @@ def chorus_worker(
             "CHORUS_MAX_CACHED_WORKFLOWS": str(max_cached),
             "CHORUS_LOG_LEVEL": "warning",
             "CHORUS_LOG_FORMAT": "json",
-            "PYTHONUNBUFFERED": "1",
         }
     )
     env.pop("DATABASE_URL", None)
@@ -244,8 +258,9 @@ def chorus_worker(
     return WorkerProcess("chorus", argv, env, tmp / "chorus-worker.log")
 
 
-def raw_worker(address: str, task_queue: str, max_cached: int, tmp: Path) -> WorkerProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def raw_worker(
+    address: str, task_queue: str, max_cached: int, tmp: Path, env: dict[str, str]
+) -> WorkerProcess:
     argv = [
         sys.executable,
         "-m",
@@ -496,6 +511,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="workflow cache of both workers (CHORUS_MAX_CACHED_WORKFLOWS for Chorus)",
     )
     parser.add_argument(
+        "--no-bytecode-cache",
+        dest="bytecode_cache",
+        action="store_false",
+        help="keep this environment's PYTHONDONTWRITEBYTECODE for the workers (the "
+        "sandbox then compiles each new run's workflow module from source)",
+    )
+    parser.add_argument(
         "--keep-logs", action="store_true", help="keep the workers' log files afterwards"
     )
     args = parser.parse_args(argv)
@@ -519,6 +541,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     dynamic_config = dict(DEFAULT_DEV_DYNAMIC_CONFIG)
     extra_args = [*search_attribute_args(), *dynamic_config_args(dynamic_config)]
     tmp = Path(tempfile.mkdtemp(prefix="chorus-bench-waiting-"))
+    env_vars = worker_env(tmp, bytecode_cache=args.bytecode_cache)
     workers: list[WorkerProcess] = []
     env: WorkflowEnvironment | None = None
     sim = SimulatorServer(config=config)
@@ -535,19 +558,20 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         address = client.service_client.config.target_host
         print(
             f"{args.runs} runs per phase, {args.concurrency} in flight, workflow cache "
-            f"{args.max_cached}; dev server at {address} ({dynamic_config}); logs in {tmp}",
+            f"{args.max_cached}; bytecode cache {'on' if args.bytecode_cache else 'off'}; "
+            f"dev server at {address} ({dynamic_config}); logs in {tmp}",
             flush=True,
         )
 
         queue = f"bench-wait-chorus-{uuid.uuid4().hex[:8]}"
-        worker = chorus_worker(address, queue, sim.port, args.max_cached, tmp)
+        worker = chorus_worker(address, queue, sim.port, args.max_cached, tmp, env_vars)
         workers.append(worker)
         await worker.start(client, queue)
         chorus = await chorus_phase(client, worker, queue, args.runs, args.concurrency)
         await worker.stop()
 
         queue = f"bench-wait-raw-{uuid.uuid4().hex[:8]}"
-        worker = raw_worker(address, queue, args.max_cached, tmp)
+        worker = raw_worker(address, queue, args.max_cached, tmp, env_vars)
         workers.append(worker)
         await worker.start(client, queue)
         raw = await raw_phase(
@@ -566,6 +590,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "max_cached_workflows": args.max_cached,
         "temporal_dynamic_config": dynamic_config,
+        "bytecode_cache": args.bytecode_cache,
         "cpus": os.cpu_count(),
         "load_1m_chorus": round(chorus.load_1m, 2),
         "load_1m_raw": round(raw.load_1m, 2),
