@@ -89,6 +89,15 @@ def store_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 
 
 @pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    """An engine on the PostgreSQL test database's default schema, to create
+    and drop the per-test and per-module schemas (tests/pg.py)."""
+    from tests.pg import connect_postgres_admin
+
+    yield from connect_postgres_admin()
+
+
+@pytest.fixture(scope="session")
 def registry(simulator: SimulatorServer) -> ModelRegistry:
     """The shipped model registry (chains/models.yaml), pointed at the session simulator."""
     from activities.gateway.registry import ModelRegistry

@@ -12,7 +12,6 @@ parameter); a module can narrow that with
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,9 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -32,15 +29,13 @@ from activities.gateway.registry import ModelRegistry
 from api.server import ApiServer
 from store import make_engine
 from tests.conftest import activity_host
+from tests.pg import BACKENDS, empty_database
 from worker.assembly import hosted_worker
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "test-bootstrap-admin-key-0123456789"
 MAX_BODY_BYTES = 64 * 1024
-POSTGRES_URL = os.environ.get(
-    "CHORUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 
 
 def free_port() -> int:
@@ -97,23 +92,7 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
 # -- databases -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def postgres_admin_engine() -> Iterator[Engine]:
-    engine = make_engine(POSTGRES_URL)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {make_url(POSTGRES_URL).render_as_string()} "
-            f"({exc.orig}); start it (`bash .ci/run` does) or set CHORUS_TEST_POSTGRES_URL",
-            pytrace=False,
-        )
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -123,19 +102,13 @@ def database_url(
     backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[str]:
     """An empty database for the module: a SQLite file, or a fresh PostgreSQL schema."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('api-db') / 'chorus.db'}"
-        return
-    admin_engine: Engine = request.getfixturevalue("postgres_admin_engine")
-    schema = f"chorus_api_test_{uuid.uuid4().hex[:12]}"
-    with admin_engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin_engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    with empty_database(
+        request,
+        backend,
+        sqlite_file=tmp_path_factory.mktemp("api-db") / "chorus.db",
+        schema_prefix="chorus_api_test_",
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

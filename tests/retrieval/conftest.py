@@ -2,14 +2,13 @@
 shipped in chains/knowledge/help_center.
 
 `kb_engine` is one database per module and backend (a SQLite file, or a
-fresh PostgreSQL schema on the store tests' server); `session` is a session
+fresh PostgreSQL schema on the test server of tests/pg.py); `session` is a session
 on it whose work is rolled back after the test, so tests are isolated
 without paying for a new schema each.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,21 +16,17 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from store.engine import create_all, make_engine
 from store.knowledge import IngestResult, ingest_document
-from tests.store.conftest import POSTGRES_URL, postgres_admin
-
-__all__ = ["postgres_admin"]
+from tests.pg import BACKENDS, empty_database
 
 ROOT = Path(__file__).resolve().parents[2]
 HELP_CENTER = ROOT / "chains" / "knowledge" / "help_center"
 QA_FILE = Path(__file__).with_name("qa_pairs.yaml")
 COLLECTION = "help_center"
-BACKENDS = ("sqlite", "postgresql")
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -39,19 +34,13 @@ def kb_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """An empty database for the module: a SQLite file or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('kb') / 'chorus.db'}"
-        return
-    admin: Engine = request.getfixturevalue("postgres_admin")
-    schema = f"chorus_kb_test_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    with empty_database(
+        request,
+        request.param,
+        sqlite_file=tmp_path_factory.mktemp("kb") / "chorus.db",
+        schema_prefix="chorus_kb_test_",
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
