@@ -606,6 +606,9 @@ def demo(
         )
     except DemoError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted: stopped what the demo started[/]")
+        raise typer.Exit(130) from None
     raise typer.Exit(code)
 
 

@@ -186,11 +186,12 @@ def cost_by_model(result: ChainResult) -> dict[str, float]:
     return {alias: usage.cost_usd for alias, usage in sorted(result.usage.per_model.items())}
 
 
-def path_kind(result: ChainResult) -> str:
-    """`simple` or `complex`: the branch the chain's route took."""
+def path_kind(result: ChainResult) -> str | None:
+    """`simple` or `complex`: the branch the chain's route took (None when
+    the run failed before it routed)."""
     record = result.steps.get(ROUTE_STEP)
     if record is None or record.branch is None:
-        return "unrouted"
+        return None
     return ROUTE_KINDS.get(record.branch, record.branch)
 
 
@@ -204,7 +205,10 @@ def describe_path(result: ChainResult) -> list[str]:
             retrieved |= {p["id"] for p in output.get("passages", []) if "id" in p}
     path: list[str] = []
     for name, record in result.steps.items():
-        path.append(_describe_step(name, record, result, retrieved))
+        label = _describe_step(name, record, result, retrieved)
+        if record.status in ("failed", "rejected") and "✗" not in label:
+            label += f" ✗ {record.status}"
+        path.append(label)
     return path
 
 
@@ -448,7 +452,8 @@ def _failure_message(exc: BaseException) -> str:
     while cause is not None and getattr(cause, "cause", None) is not None:
         cause = cause.cause  # type: ignore[attr-defined]
     kind = getattr(cause, "type", None)
-    return f"{kind}: {cause}" if kind else str(cause)
+    message = str(cause)
+    return f"{kind}: {message}" if kind and not message.startswith(f"{kind}:") else message
 
 
 def _partial_result(exc: BaseException) -> ChainResult | None:
@@ -476,10 +481,13 @@ class _Driver:
         self.finished: set[str] = set()
 
     async def run_all(self, tickets: tuple[SampleTicket, ...]) -> list[TicketRun]:
-        handles = await asyncio.gather(
-            *(_start_run(self.client, self.settings, self.spec, t) for t in tickets)
-        )
-        self.handles = list(handles)
+
+        async def start(ticket: SampleTicket) -> WorkflowHandle[Any, ChainResult]:
+            handle = await _start_run(self.client, self.settings, self.spec, ticket)
+            self.handles.append(handle)  # known at once, so an interruption can end it
+            return handle
+
+        handles = await asyncio.gather(*(start(t) for t in tickets))
         for ticket, handle in zip(tickets, handles, strict=True):
             self.say.print(f"  started run [bold]{handle.id}[/]  ({ticket.id})", highlight=False)
         runs = [TicketRun(t, h.id) for t, h in zip(tickets, handles, strict=True)]
@@ -506,10 +514,10 @@ class _Driver:
             except WorkflowFailureError as exc:
                 run.result = _partial_result(exc)
                 run.error = _failure_message(exc)
+            self.finished.add(handle.id)
         finally:
             if not result_task.done():
                 result_task.cancel()
-            self.finished.add(handle.id)
 
     async def _pending(self, handle: WorkflowHandle[Any, ChainResult]) -> list[ApprovalState]:
         from temporalio.client import WorkflowQueryFailedError
@@ -564,13 +572,14 @@ class _Driver:
             )
         )
 
-    async def cancel_unfinished(self) -> None:
-        """After an error or Ctrl-C, leave no demo run waiting in Temporal."""
-        for handle in self.handles:
-            if handle.id in self.finished:
-                continue
+    async def end_unfinished(self, reason: str) -> None:
+        """After an error or Ctrl-C, leave no demo run waiting in Temporal.
+        Terminated, not cancelled: a cancellation needs a worker to act on
+        it, and the worker may be the next thing the demo stops."""
+        unfinished = [h for h in self.handles if h.id not in self.finished]
+        for handle in unfinished:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(handle.cancel(), timeout=3)
+                await asyncio.wait_for(handle.terminate(reason=reason), timeout=3)
 
 
 async def run_demo(
@@ -686,8 +695,13 @@ async def _run_tickets(
     driver = _Driver(client, settings, spec, say)
     try:
         return await driver.run_all(tickets)
-    except BaseException:
-        await driver.cancel_unfinished()
+    except BaseException as exc:
+        reason = (
+            "chorus demo interrupted"
+            if isinstance(exc, asyncio.CancelledError)
+            else (f"chorus demo failed: {exc}")
+        )
+        await driver.end_unfinished(reason)
         raise
 
 
@@ -751,7 +765,7 @@ def render_summary(
             simulated = ticket.reply.startswith("[simulated ")
             title = "reply (simulator placeholder text)" if simulated else "reply"
             console.print(Panel(Text(ticket.reply), title=title, expand=False))
-        if run.result is not None:
+        if run.result is not None and run.result.usage.per_model:
             console.print(_model_table(run.result, prices))
 
     console.rule("totals")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,8 @@ from worker.demo import (
 )
 from worker.devstack import DevStack, port_open
 from worker.settings import Settings
+from worker.simulator.control import SimulatorControl
+from worker.simulator.models import Fault
 from workflows.types import (
     ApprovalState,
     ChainResult,
@@ -125,14 +128,29 @@ async def test_demo_json_runs_every_ticket_and_stops_what_it_started(tmp_path: P
 
 
 @pytest.mark.slow
-async def test_demo_reuses_a_running_stack_and_leaves_it_running(tmp_path: Path) -> None:
+async def test_demo_reuses_a_running_stack_leaves_it_running_and_reports_a_failed_ticket(
+    tmp_path: Path,
+) -> None:
     settings = stack_settings(tmp_path / "state")
     stack = DevStack(settings, api=False, startup_timeout=60)
     await stack.start()
     try:
+        # One ticket's classifier call meets a non-retryable provider error.
+        async with SimulatorControl(stack.simulator_url) as sim:
+            await sim.add_faults(
+                Fault(
+                    kind="status",
+                    status=401,
+                    model="sim-mini",
+                    match="Classify this ticket(?s:.*)reset my account password",
+                )
+            )
+
         code, out, err = await run_demo_process([], demo_env(settings))
 
-        assert code == 0, err
+        assert code == 1, (out, err)
+        assert "ticket password-reset (run demo-password-reset-" in err
+        assert "ended failed" in err and "401" in err
         assert "classifier's verdict for each ticket is scripted" in out
         assert "temporal already running, simulator already running, worker already" in out
         assert f"approval: edited by {DEMO_REVIEWER}" in out
@@ -146,6 +164,40 @@ async def test_demo_reuses_a_running_stack_and_leaves_it_running(tmp_path: Path)
         assert all(psutil.pid_exists(pid) for pid in stack.pids.values())
     finally:
         await stack.stop()
+
+
+@pytest.mark.slow
+async def test_ctrl_c_while_tickets_run_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    settings = stack_settings(tmp_path / "state")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker", "demo", "--json",
+        cwd=ROOT, env=demo_env(settings),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        # A shell's background job inherits an ignored SIGINT: restore Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        seen = b""
+        async with asyncio.timeout(60):
+            while b"started run demo-" not in seen:
+                line = await proc.stderr.readline()
+                assert line, f"the demo ended before any run started: {seen.decode()}"
+                seen += line
+        pids = {int(f.read_text()) for f in (tmp_path / "state" / "run").glob("*.pid")}
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    assert proc.returncode == 130, (seen + err).decode()
+    assert out == b""
+    assert b"interrupted: stopped what the demo started" in err
+    assert len(pids) == 3 and all(gone(pid) for pid in pids), pids
+    for port in (settings.temporal_port, settings.temporal_ui_port, settings.simulator_port):
+        assert not await port_open("127.0.0.1", port), port
 
 
 # ------------------------------------------------------------- re-pricing
