@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from store.engine import make_engine, session_scope
 from store.knowledge import get_collection, list_documents, search
+from tests.cli import database_env, invoke
 from tests.retrieval.conftest import HELP_CENTER, ROOT
-from worker.cli import app
-from worker.settings import get_settings
 
 
 @pytest.fixture
@@ -24,21 +22,7 @@ def database_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "CHORUS_DATABASE_URL": database_url,
-        "CHORUS_STATE_DIR": str(tmp_path / "state"),
-        "CHORUS_CHAINS_DIR": str(ROOT / "chains"),
-        "CHORUS_MODELS_FILE": str(ROOT / "chains" / "models.yaml"),
-        "CHORUS_LOG_FORMAT": "json",
-    }
-
-
-def invoke(args: list[str], env: dict[str, str]) -> Any:
-    get_settings.cache_clear()
-    try:
-        return CliRunner().invoke(app, args, env=env)
-    finally:
-        get_settings.cache_clear()
+    return database_env(database_url, tmp_path / "state")
 
 
 def statuses(result: Any) -> dict[str, tuple[int, str]]:

@@ -5,39 +5,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from sqlalchemy import text
-from typer.testing import CliRunner
 
 from store.crud import get_chain_version, verify_api_key
 from store.engine import make_engine, session_scope
+from tests.cli import database_env, invoke
 from tests.store.conftest import make_spec
-from worker.cli import app
-from worker.settings import get_settings
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "CHORUS_DATABASE_URL": database_url,
-        "CHORUS_STATE_DIR": str(tmp_path / "state"),
-        "CHORUS_CHAINS_DIR": str(ROOT / "chains"),
-        "CHORUS_MODELS_FILE": str(ROOT / "chains" / "models.yaml"),
-        "CHORUS_LOG_FORMAT": "json",
-    }
-
-
-def invoke(args: list[str], env: dict[str, str]) -> Any:
-    get_settings.cache_clear()
-    try:
-        return CliRunner().invoke(app, args, env=env)
-    finally:
-        get_settings.cache_clear()
+    return database_env(database_url, tmp_path / "state")
 
 
 def test_keys_create_prints_the_key_once_and_it_works(

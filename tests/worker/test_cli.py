@@ -12,14 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
+from tests.cli import invoke
 from tests.conftest import activity_host
 from tests.integration.conftest import ROOT
 from tests.workflows.test_validate import BAD_SPECS
 from worker.assembly import hosted_worker
-from worker.cli import app
-from worker.settings import get_settings
 from worker.simulator.models import Fault
 
 
@@ -31,14 +29,6 @@ def cli_env(temporal_env: Any, simulator: Any, task_queue: str) -> dict[str, str
         "CHORUS_SIMULATOR_PORT": str(simulator.port),
         "CHORUS_LOG_FORMAT": "json",
     }
-
-
-def invoke(args: list[str], env: dict[str, str]) -> Any:
-    get_settings.cache_clear()
-    try:
-        return CliRunner().invoke(app, args, env=env)
-    finally:
-        get_settings.cache_clear()
 
 
 async def count_runs(client: Any) -> int:
