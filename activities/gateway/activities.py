@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
-import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -31,6 +30,7 @@ from activities.gateway.types import (
     ModelCallInput,
     ModelCallResult,
 )
+from activities.logging import activity_logger
 
 LOGGER_NAME = "chorus.gateway"
 
@@ -68,16 +68,7 @@ class ModelGateway:
         in `tool_calls` (the workflow runs them and calls again with the
         results); tools and a JSON schema together are a ModelConfigError."""
         info = activity.info()
-        # A fresh logger per call: a module-level proxy would be frozen by
-        # structlog's cache_logger_on_first_use to whatever config came first.
-        log = structlog.get_logger(LOGGER_NAME).bind(
-            workflow_id=info.workflow_id,
-            run_id=info.workflow_run_id,
-            activity=info.activity_type,
-            attempt=info.attempt,
-            step=req.step,
-            alias=req.alias,
-        )
+        log = activity_logger(LOGGER_NAME, step=req.step, alias=req.alias)
         entry = self._entry(req.alias)
         log = log.bind(provider=entry.provider, model=entry.model)
         api_key = self._api_key(entry)

@@ -16,11 +16,11 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-import structlog
 from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.logging import activity_logger
 from activities.retrieval.embeddings import MAX_BATCH, Embedder
 from activities.retrieval.types import (
     RETRIEVE,
@@ -68,7 +68,7 @@ class RetrievalActivities:
         """Rank the collection's passages for the query. UnknownCollection and
         InvalidQuery are not retryable; EmbeddingFailed keeps the provider
         error's retryability and Retry-After."""
-        log = _logger(req)
+        log = activity_logger(LOGGER_NAME, step=req.step, collection=req.collection)
         collection = await asyncio.to_thread(self._collection, req.collection)
         query_embedding: list[float] | None = None
         alias = collection.embedding_alias
@@ -188,16 +188,4 @@ def _unknown(exc: UnknownCollectionError) -> ApplicationError:
         {"collection": exc.name, "known": exc.known},
         type=RetrievalErrorType.UNKNOWN_COLLECTION,
         non_retryable=True,
-    )
-
-
-def _logger(req: RetrieveInput) -> Any:
-    info = activity.info()
-    return structlog.get_logger(LOGGER_NAME).bind(
-        workflow_id=info.workflow_id,
-        run_id=info.workflow_run_id,
-        activity=info.activity_type,
-        attempt=info.attempt,
-        step=req.step,
-        collection=req.collection,
     )

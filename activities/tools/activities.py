@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
-import structlog
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.gateway.heartbeat import heartbeat_interval, heartbeating
+from activities.logging import activity_logger
 from activities.tools.base import Tool
 from activities.tools.errors import (
     InvalidToolArguments,
@@ -92,15 +92,7 @@ class ToolActivities:
     async def run_tool(self, req: ToolCallInput) -> ToolCallResult:
         """Run one tool once. Raises `ApplicationError` typed by `ToolErrorType`:
         whatever the tool does, the worker survives and the chain sees why."""
-        info = activity.info()
-        log = structlog.get_logger(LOGGER_NAME).bind(
-            workflow_id=info.workflow_id,
-            run_id=info.workflow_run_id,
-            activity=info.activity_type,
-            attempt=info.attempt,
-            step=req.step,
-            tool=req.tool,
-        )
+        log = activity_logger(LOGGER_NAME, step=req.step, tool=req.tool)
         if req.tool not in self.registry:
             log.warning("tool_call.unknown")
             raise unknown_tool(req.tool, self.registry.names)
