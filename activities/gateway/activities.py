@@ -8,7 +8,6 @@ registry of their own.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.gateway.api_keys import read_api_key
 from activities.gateway.errors import config_error, content_refused
 from activities.gateway.heartbeat import heartbeat_interval, heartbeating
 from activities.gateway.providers import adapter_for
@@ -71,7 +71,7 @@ class ModelGateway:
         log = activity_logger(LOGGER_NAME, step=req.step, alias=req.alias)
         entry = self._entry(req.alias)
         log = log.bind(provider=entry.provider, model=entry.model)
-        api_key = self._api_key(entry)
+        api_key = read_api_key(entry)
         if req.json_schema is not None and req.tools:
             # A structured-output step answers in one JSON value; a tool-calling
             # turn may answer with calls instead. Mixing them is a chain bug.
@@ -163,17 +163,3 @@ class ModelGateway:
                 f"unknown model alias {alias!r}: this worker's registry knows {known}"
             )
         return self.registry.entry(alias)
-
-    @staticmethod
-    def _api_key(entry: ResolvedEntry) -> str | None:
-        """Read at call time so a rotated key needs no worker restart; the
-        error names the variable, never a value."""
-        if entry.api_key_env is None:
-            return None
-        key = os.environ.get(entry.api_key_env, "").strip()
-        if not key:
-            raise config_error(
-                f"alias {entry.alias!r} needs an API key in environment variable "
-                f"{entry.api_key_env}, which is not set (or empty) on this worker"
-            )
-        return key

@@ -11,12 +11,12 @@ provider's Retry-After, exactly like a failed model call.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
+from activities.gateway.api_keys import read_api_key
 from activities.gateway.errors import config_error, malformed_response
 from activities.gateway.providers.base import REQUEST_ID_HEADER, endpoint, post_json
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
@@ -66,7 +66,7 @@ class RegistryEmbedder:
     async def __call__(self, alias: str, texts: list[str]) -> list[list[float]]:
         entry = self.check_alias(alias)
         headers = {REQUEST_ID_HEADER: _request_id()}
-        api_key = _api_key(entry)
+        api_key = read_api_key(entry)
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         vectors: list[list[float]] = []
@@ -120,20 +120,6 @@ def _is_vector(value: object) -> bool:
             for x in value
         )
     )
-
-
-def _api_key(entry: ResolvedEntry) -> str | None:
-    """Read at call time (a rotated key needs no restart); the error names
-    the variable, never a value."""
-    if entry.api_key_env is None:
-        return None
-    key = os.environ.get(entry.api_key_env, "").strip()
-    if not key:
-        raise config_error(
-            f"alias {entry.alias!r} needs an API key in environment variable "
-            f"{entry.api_key_env}, which is not set (or empty) on this worker"
-        )
-    return key
 
 
 def _request_id() -> str:
