@@ -30,32 +30,25 @@ from activities.gateway.types import (
     ModelCallInput,
     ModelCallResult,
 )
+from activities.http_client import OwnsHttpClient
 from activities.logging import activity_logger
 
 LOGGER_NAME = "chorus.gateway"
 
 
-class ModelGateway:
+class ModelGateway(OwnsHttpClient):
     """Calls models by alias. One instance per worker process."""
 
     def __init__(self, registry: ModelRegistry, http: httpx.AsyncClient | None = None) -> None:
-        self.registry = registry
-        self._owns_http = http is None
-        # No client-level retries or redirects: Temporal owns retries, and a
-        # redirect from a model API means a misconfigured base URL.
-        self._http = http or httpx.AsyncClient(
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        super().__init__(
+            http, limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
         )
+        self.registry = registry
 
     @property
     def activities(self) -> Sequence[Callable[..., Any]]:
         """The bound activity methods to register on a worker."""
         return [self.call_model, self.describe_models]
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
 
     # -- activities -------------------------------------------------------
 

@@ -20,6 +20,7 @@ from activities.gateway.api_keys import read_api_key
 from activities.gateway.errors import config_error, malformed_response
 from activities.gateway.providers.base import REQUEST_ID_HEADER, endpoint, post_json
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
+from activities.http_client import OwnsHttpClient
 
 Embedder = Callable[[str, list[str]], Awaitable[list[list[float]]]]
 """`await embedder(alias, texts)` → one vector per text, in order."""
@@ -32,19 +33,13 @@ EMBEDDING_PROVIDERS = frozenset({"openai", "simulator"})
 """Providers with an OpenAI-compatible embeddings endpoint (Anthropic has none)."""
 
 
-class RegistryEmbedder:
+class RegistryEmbedder(OwnsHttpClient):
     """Embeds texts with the model a registry alias names. One per worker
     process; it owns a pooled httpx client unless one is given."""
 
     def __init__(self, registry: ModelRegistry, http: httpx.AsyncClient | None = None) -> None:
+        super().__init__(http)
         self.registry = registry
-        self._owns_http = http is None
-        # No client retries or redirects: Temporal owns retries.
-        self._http = http or httpx.AsyncClient(follow_redirects=False)
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
 
     def check_alias(self, alias: str) -> ResolvedEntry:
         """The alias's entry, or a non-retryable configuration error naming

@@ -24,6 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.gateway.heartbeat import heartbeat_interval, heartbeating
+from activities.http_client import OwnsHttpClient
 from activities.logging import activity_logger
 from activities.tools.base import Tool
 from activities.tools.errors import (
@@ -65,26 +66,17 @@ _OWN_ERROR_TYPES = frozenset(
 )
 
 
-class ToolActivities:
+class ToolActivities(OwnsHttpClient):
     """Runs tools by name. One instance per worker process."""
 
     def __init__(self, registry: ToolRegistry, http: httpx.AsyncClient | None = None) -> None:
+        super().__init__(http)
         self.registry = registry
-        self._owns_http = http is None
-        # No client-level retries or redirects: Temporal owns retries.
-        self._http = http or httpx.AsyncClient(
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
 
     @property
     def activities(self) -> Sequence[Callable[..., Any]]:
         """The bound activity methods to register on a worker."""
         return [self.run_tool, self.describe_tools]
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
 
     # -- activities -------------------------------------------------------
 
