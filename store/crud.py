@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import desc, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, func, select
 
 from activities.records.types import ApprovalAuditInput, RunRecordInput
+from store.engine import backend_insert
 from store.errors import (
     ChainFileError,
     ConcurrentPublishError,
@@ -74,16 +74,6 @@ def hash_json(value: Any) -> str:
 def spec_hash(spec: ChainSpec) -> str:
     """Hash of what a spec means, whatever version number it carries."""
     return hash_json(spec.model_dump(mode="json", exclude={"version"}))
-
-
-def _insert(session: Session, model: type[SQLModel]) -> postgresql.Insert | sqlite.Insert:
-    """INSERT for the session's backend, which has `on_conflict_do_*`."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model)
-    if dialect == "sqlite":
-        return sqlite.insert(model)
-    raise NotImplementedError(f"the store supports sqlite and postgresql, not {dialect}")
 
 
 def _values(row: SQLModel, *, skip: Collection[str] = ()) -> dict[str, Any]:
@@ -146,7 +136,7 @@ def publish_chain(session: Session, *, spec: ChainSpec, created_by: str) -> Publ
             spec_hash=new_hash,
         )
         statement = (
-            _insert(session, ChainVersion)
+            backend_insert(session, ChainVersion)
             .values(**_values(row, skip={"id"}))
             .on_conflict_do_nothing(index_elements=["name", "version"])
             .returning(col(ChainVersion.id))
@@ -272,7 +262,7 @@ def create_run_stub(
         created_by=created_by,
     )
     statement = (
-        _insert(session, RunRecord)
+        backend_insert(session, RunRecord)
         .values(**_values(row))
         .on_conflict_do_nothing(index_elements=["run_id"])
         .returning(col(RunRecord.run_id))
@@ -323,7 +313,7 @@ def upsert_run_record(session: Session, *, record: RunRecordInput) -> RunRecord:
     """
     table = RunRecord.__table__  # type: ignore[attr-defined]
     values = record.model_dump()
-    statement = _insert(session, RunRecord).values(**values)
+    statement = backend_insert(session, RunRecord).values(**values)
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
         index_elements=["run_id"],
@@ -344,7 +334,7 @@ def insert_approval_audit(session: Session, *, entry: ApprovalAuditInput) -> App
     (run_id, approval_id, sequence) again returns the row already there,
     also when two writers race (the unique constraint decides)."""
     statement = (
-        _insert(session, ApprovalAudit)
+        backend_insert(session, ApprovalAudit)
         .values(**entry.model_dump())
         .on_conflict_do_nothing(index_elements=["run_id", "approval_id", "sequence"])
     )
@@ -421,7 +411,7 @@ def create_api_key(
         key_hash=hash_api_key(plaintext),
     )
     statement = (
-        _insert(session, ApiKey)
+        backend_insert(session, ApiKey)
         .values(**_values(row, skip={"id"}))
         .on_conflict_do_nothing(
             index_elements=["name"], index_where=col(ApiKey.revoked_at).is_(None)

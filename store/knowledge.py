@@ -30,12 +30,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, Session, SQLModel, col, delete, func, select, update
 
 from activities.retrieval.types import Passage
 from store.chunking import chunk_document, is_markdown, markdown_title
+from store.engine import backend_insert
 from store.errors import StoreError
 from store.models import UTCDateTime, utcnow
 
@@ -312,15 +312,6 @@ def content_hash(text: str, title: str | None) -> str:
     return digest.hexdigest()
 
 
-def _insert(session: Session, model: type[SQLModel]) -> postgresql.Insert | sqlite.Insert:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model)
-    if dialect == "sqlite":
-        return sqlite.insert(model)
-    raise NotImplementedError(f"the store supports sqlite and postgresql, not {dialect}")
-
-
 def _unit(vector: Sequence[float]) -> list[float]:
     values = [float(x) for x in vector]
     if not values or not all(math.isfinite(x) for x in values):
@@ -369,7 +360,7 @@ def ensure_collection(
     """
     check_collection_name(name)
     session.exec(
-        _insert(session, KnowledgeCollection)
+        backend_insert(session, KnowledgeCollection)
         .values(name=name, embedding_alias=embedding_alias, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["name"])
     )
@@ -509,7 +500,7 @@ def ingest_document(
         "created_at": now,
         "updated_at": now,
     }
-    insert = _insert(session, KnowledgeDocument).values(**values)
+    insert = backend_insert(session, KnowledgeDocument).values(**values)
     # One statement, so two writers ingesting the same name end with one row;
     # the row lock it takes (PostgreSQL) or the write lock (SQLite) orders
     # their chunk replacements.
