@@ -15,7 +15,6 @@ import asyncio
 from pydantic import ValidationError
 from temporalio.client import (
     Client,
-    WorkflowExecutionStatus,
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
     WorkflowUpdateFailedError,
@@ -30,12 +29,17 @@ from api.problems import (
     Conflict,
     Forbidden,
     NotFound,
-    RunNotFound,
     RunNotRunning,
     Unprocessable,
     UpstreamTimeout,
 )
-from api.runs import QUERY_TIMEOUT, RPC_TIMEOUT, approval_view, temporal_problem
+from api.runs import (
+    QUERY_TIMEOUT,
+    RPC_TIMEOUT,
+    approval_view,
+    describe_running,
+    temporal_problem,
+)
 from api.schemas import ApprovalList, ApprovalView, DecisionRequest, DecisionResult
 from workflows.search_attributes import CHAIN_KEY, STATUS_KEY
 from workflows.types import (
@@ -128,21 +132,8 @@ async def decide(
     principal: Principal,
 ) -> DecisionResult:
     """Send the reviewer's decision as the `decide` Update and return its outcome."""
+    await describe_running(client, run_id, closed=": its approvals are closed")
     handle = client.get_workflow_handle(run_id)
-    try:
-        description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise RunNotFound(f"no run with id {run_id!r}", details={"run_id": run_id}) from exc
-        raise temporal_problem(exc, f"describing run {run_id!r}") from exc
-    if description.workflow_type != WORKFLOW_NAME:
-        raise RunNotFound(f"no run with id {run_id!r}", details={"run_id": run_id})
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        status = description.status.name.lower() if description.status else "unknown"
-        raise RunNotRunning(
-            f"run {run_id!r} is not running (status: {status}): its approvals are closed",
-            details={"run_id": run_id, "status": status},
-        )
     try:
         decision = ApprovalDecision(
             approval_id=approval_id,

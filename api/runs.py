@@ -351,6 +351,26 @@ async def _describe(client: Client, run_id: str) -> WorkflowExecutionDescription
     return description if description.workflow_type == WORKFLOW_NAME else None
 
 
+async def describe_running(
+    client: Client, run_id: str, *, closed: str
+) -> WorkflowExecutionDescription:
+    """Temporal's description of a run that must still be running.
+
+    RunNotFound when Temporal has no Chorus run by that id; RunNotRunning,
+    naming the run's status followed by `closed` (what that means for the
+    request), when it has ended."""
+    description = await _describe(client, run_id)
+    if description is None:
+        raise RunNotFound(f"no run with id {run_id!r}", details={"run_id": run_id})
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        status = description.status.name.lower() if description.status else "unknown"
+        raise RunNotRunning(
+            f"run {run_id!r} is not running (status: {status}){closed}",
+            details={"run_id": run_id, "status": status},
+        )
+    return description
+
+
 def approval_view(run_id: str, chain: str | None, approval: ApprovalState) -> ApprovalView:
     return ApprovalView(run_id=run_id, chain=chain, **approval.model_dump(exclude={"decisions"}))
 
@@ -501,15 +521,7 @@ def list_run_summaries(
 
 async def cancel_run(client: Client, run_id: str) -> None:
     """Ask Temporal to cancel a running run; 409 when it has already closed."""
-    description = await _describe(client, run_id)
-    if description is None:
-        raise RunNotFound(f"no run with id {run_id!r}", details={"run_id": run_id})
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        status = description.status.name.lower() if description.status else "unknown"
-        raise RunNotRunning(
-            f"run {run_id!r} is not running (status: {status}); nothing to cancel",
-            details={"run_id": run_id, "status": status},
-        )
+    description = await describe_running(client, run_id, closed="; nothing to cancel")
     try:
         await client.get_workflow_handle(run_id, run_id=description.run_id).cancel(
             rpc_timeout=RPC_TIMEOUT
