@@ -22,7 +22,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from store.engine import make_engine
+from store.engine import create_all, make_engine
 
 POSTGRES_URL = os.environ.get(
     "CHORUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -74,3 +74,14 @@ def empty_database(
         return
     with postgres_schema(request.getfixturevalue("postgres_admin"), schema_prefix) as url:
         yield url
+
+
+@contextmanager
+def engine_with_tables(database_url: str) -> Iterator[Engine]:
+    """An engine on `database_url` with every Chorus table created; disposed on exit."""
+    engine = make_engine(database_url)
+    create_all(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

@@ -19,9 +19,8 @@ import yaml
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from store.engine import create_all, make_engine
 from store.knowledge import IngestResult, ingest_document
-from tests.pg import BACKENDS, empty_database
+from tests.pg import BACKENDS, empty_database, engine_with_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 HELP_CENTER = ROOT / "chains" / "knowledge" / "help_center"
@@ -45,12 +44,8 @@ def kb_database_url(
 
 @pytest.fixture(scope="module")
 def kb_engine(kb_database_url: str) -> Iterator[Engine]:
-    engine = make_engine(kb_database_url)
-    create_all(engine)
-    try:
+    with engine_with_tables(kb_database_url) as engine:
         yield engine
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture

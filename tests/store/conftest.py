@@ -17,8 +17,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from activities.records.types import ApprovalAuditInput, RunRecordInput
-from store.engine import create_all, make_engine
-from tests.pg import BACKENDS, empty_database
+from tests.pg import BACKENDS, empty_database, engine_with_tables
 from workflows.spec import ChainSpec
 
 
@@ -37,12 +36,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     """An engine on the test's database, tables created."""
-    engine = make_engine(database_url)
-    create_all(engine)
-    try:
+    with engine_with_tables(database_url) as engine:
         yield engine
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
