@@ -526,12 +526,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    """The exceptions inside a (nested) exception group."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
 def ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b > 0 else None
 
 
 async def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    # SIGTERM stops the benchmark as Ctrl-C does: the task is cancelled and
+    # the cleanup below stops the workers and the dev server.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     config = default_simulator_config()
     config.models = {
         name: model.model_copy(update={"latency_ms": 0}) for name, model in config.models.items()
@@ -637,7 +650,17 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
         sys.exit(130)
+    except asyncio.CancelledError:
+        print("terminated; everything the benchmark started is stopped", file=sys.stderr)
+        sys.exit(143)
     except BenchError as exc:
         print(f"bench/waiting.py: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except ExceptionGroup as group:  # from the task groups that start and decide runs
+        failures, others = group.split(BenchError)
+        if failures is None or others is not None:
+            raise
+        for failure in leaves(failures):
+            print(f"bench/waiting.py: {failure}", file=sys.stderr)
         sys.exit(1)
     print(json.dumps(result))
