@@ -111,7 +111,8 @@ def create_all(engine: Engine) -> None:
     """
     # Importing the models registers their tables on SQLModel.metadata.
     import store.knowledge
-    import store.models  # noqa: F401
+    import store.models
+    import store.reply_journal  # noqa: F401
 
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:

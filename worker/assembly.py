@@ -85,12 +85,13 @@ class ActivityHost:
 
     def __init__(self, *, registry: ModelRegistry, engine: Engine, tools: ToolRegistry) -> None:
         from activities.gateway.activities import ModelGateway
+        from activities.gateway.journal import ReplyJournal
         from activities.records.activities import RecordActivities
         from activities.retrieval.activities import RetrievalActivities
         from activities.retrieval.embeddings import RegistryEmbedder
         from activities.tools.activities import ToolActivities
 
-        self.gateway = ModelGateway(registry)
+        self.gateway = ModelGateway(registry, journal=ReplyJournal(engine))
         self.records = RecordActivities(engine)
         self.embedder = RegistryEmbedder(registry)
         self.retrieval = RetrievalActivities(engine, self.embedder)

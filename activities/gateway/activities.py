@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.gateway.api_keys import read_api_key
 from activities.gateway.errors import config_error, content_refused
 from activities.gateway.heartbeat import heartbeat_interval, heartbeating
+from activities.gateway.journal import ReplyJournal
 from activities.gateway.providers import adapter_for
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
 from activities.gateway.schema_check import InvalidSchemaError, check_json_output, check_schema
@@ -39,11 +40,18 @@ LOGGER_NAME = "chorus.gateway"
 class ModelGateway(OwnsHttpClient):
     """Calls models by alias. One instance per worker process."""
 
-    def __init__(self, registry: ModelRegistry, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        http: httpx.AsyncClient | None = None,
+        journal: ReplyJournal | None = None,
+    ) -> None:
         super().__init__(
             http, limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
         )
         self.registry = registry
+        self.journal = journal
+        """Where completed replies are kept so a retry never pays twice (None: off)."""
 
     @property
     def activities(self) -> Sequence[Callable[..., Any]]:
@@ -79,6 +87,13 @@ class ModelGateway(OwnsHttpClient):
                 raise config_error(f"step {req.step!r} on alias {req.alias!r}: {exc}") from None
         adapter = adapter_for(entry.provider)
         request_id = f"{info.workflow_id}/{info.activity_id}"
+        if self.journal is not None and info.attempt > 1:
+            # An earlier attempt may have been answered (and billed) before its
+            # worker died or missed a heartbeat: reuse that answer.
+            paid = await self.journal.get(request_id)
+            if paid is not None:
+                log.info("model_call.reused", request_id=request_id, cost_usd=paid.cost_usd)
+                return paid
 
         started = time.perf_counter()
         try:
@@ -125,7 +140,7 @@ class ModelGateway(OwnsHttpClient):
             tools_offered=len(req.tools or ()),
             tool_calls=len(reply.tool_calls),
         )
-        return ModelCallResult(
+        result = ModelCallResult(
             alias=entry.alias,
             provider=adapter.name,
             model=reply.model,
@@ -138,6 +153,9 @@ class ModelGateway(OwnsHttpClient):
             cost_usd=cost,
             latency_ms=latency_ms,
         )
+        if self.journal is not None:
+            await self.journal.put(request_id, result)
+        return result
 
     @activity.defn(name=DESCRIBE_MODELS)
     async def describe_models(self, req: DescribeModelsInput) -> DescribeModelsResult:

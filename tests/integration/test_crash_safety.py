@@ -108,7 +108,7 @@ async def test_sigkilled_workers_lose_nothing_and_pay_nothing_twice(
             result_type=ChainResult,
         )
         in_flight = await sim.wait_for_calls(
-            2, request_id_prefix=workflow_id, include_pending=True, timeout_s=30
+            2, request_id_prefix=workflow_id, include_pending=True, timeout_s=90
         )
         assert in_flight[1].outcome == "pending" and "Step two" in in_flight[1].prompt
         await first.kill()
@@ -116,7 +116,7 @@ async def test_sigkilled_workers_lose_nothing_and_pay_nothing_twice(
         second = await WorkerProcess(worker_env, log).start()
         workers.append(second)
         # Kill the replacement too, as soon as s2 has completed: between steps.
-        deadline = asyncio.get_running_loop().time() + 60
+        deadline = asyncio.get_running_loop().time() + 90
         while not any(
             c.outcome == "completed" and "Step two" in c.prompt
             for c in await sim.calls(workflow_id)
@@ -127,7 +127,7 @@ async def test_sigkilled_workers_lose_nothing_and_pay_nothing_twice(
 
         third = await WorkerProcess(worker_env, log).start()
         workers.append(third)
-        result = await asyncio.wait_for(handle.result(), 90)
+        result = await asyncio.wait_for(handle.result(), 120)
     finally:
         for process in workers:
             await process.stop()
