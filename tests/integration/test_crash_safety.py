@@ -20,7 +20,7 @@ from worker.simulator.control import SimulatorControl
 from worker.simulator.models import Fault
 from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
 
 class WorkerProcess:
