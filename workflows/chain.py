@@ -326,24 +326,17 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
         self._step_defs[step.name] = step
         self._current.append(step.name)
         try:
-            if isinstance(step, ModelStep):
-                await self._run_model_step(step, context, record)
-            elif isinstance(step, RouteStep):
-                await self._run_route_step(step, context, record)
-            elif isinstance(step, ParallelStep):
-                await self._run_parallel_step(step, context, record)
-            elif isinstance(step, ApprovalStep):
-                await self._run_approval_step(step, context, record)
-            elif isinstance(step, RetrieveStep):
-                await self._run_retrieve_step(step, context, record)
-            elif isinstance(step, ToolStep):
-                await self._run_tool_step(step, context, record)
-            elif isinstance(step, GuardStep):
-                await self._run_guard_step(step, context, record)
-            elif isinstance(step, AgentStep):
-                await self._run_agent_step(step, context, record)
-            else:  # pragma: no cover - the union is closed by validation
-                raise ChainFailure("UnknownStepKind", f"step {step.name}: unknown kind")
+            runners: dict[type, Any] = {
+                ModelStep: self._run_model_step,
+                RouteStep: self._run_route_step,
+                ParallelStep: self._run_parallel_step,
+                ApprovalStep: self._run_approval_step,
+                RetrieveStep: self._run_retrieve_step,
+                ToolStep: self._run_tool_step,
+                GuardStep: self._run_guard_step,
+                AgentStep: self._run_agent_step,
+            }
+            await runners[type(step)](step, context, record)
         except ChainFailure as failure:
             record.status = "rejected" if isinstance(failure, ChainRejected) else "failed"
             record.error = str(failure)
