@@ -43,6 +43,7 @@ from api.runs import (
 from api.schemas import ApprovalList, ApprovalView, DecisionRequest, DecisionResult
 from workflows.search_attributes import CHAIN_KEY, STATUS_KEY
 from workflows.types import (
+    AGENT_WORKFLOW_NAME,
     DECIDE,
     PENDING_APPROVALS_QUERY,
     WORKFLOW_NAME,
@@ -77,8 +78,10 @@ def awaiting_query(task_queue: str, chain: str | None) -> str:
     API does not know. `chain` is pattern-checked by the route and the task
     queue comes from settings, so neither can break out of the quotes.
     """
+    # Agents' child workflows wait for approvals of their tool calls too.
     query = (
-        f"WorkflowType = '{WORKFLOW_NAME}' AND ExecutionStatus = 'Running' "
+        f"WorkflowType IN ('{WORKFLOW_NAME}', '{AGENT_WORKFLOW_NAME}') "
+        "AND ExecutionStatus = 'Running' "
         f"AND TaskQueue = '{task_queue}' AND {STATUS_KEY.name} = 'awaiting_approval'"
     )
     if chain is not None:
@@ -132,7 +135,13 @@ async def decide(
     principal: Principal,
 ) -> DecisionResult:
     """Send the reviewer's decision as the `decide` Update and return its outcome."""
-    await describe_running(client, run_id, closed=": its approvals are closed")
+    # An agent's child workflow (`<run id>--<step>`) takes decisions too.
+    await describe_running(
+        client,
+        run_id,
+        closed=": its approvals are closed",
+        types=(WORKFLOW_NAME, AGENT_WORKFLOW_NAME),
+    )
     handle = client.get_workflow_handle(run_id)
     try:
         decision = ApprovalDecision(

@@ -341,25 +341,27 @@ class RunStarter:
 # -- read ------------------------------------------------------------------------------
 
 
-async def _describe(client: Client, run_id: str) -> WorkflowExecutionDescription | None:
+async def _describe(
+    client: Client, run_id: str, types: tuple[str, ...] = (WORKFLOW_NAME,)
+) -> WorkflowExecutionDescription | None:
     try:
         description = await client.get_workflow_handle(run_id).describe(rpc_timeout=RPC_TIMEOUT)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise temporal_problem(exc, f"describing run {run_id!r}") from exc
-    return description if description.workflow_type == WORKFLOW_NAME else None
+    return description if description.workflow_type in types else None
 
 
 async def describe_running(
-    client: Client, run_id: str, *, closed: str
+    client: Client, run_id: str, *, closed: str, types: tuple[str, ...] = (WORKFLOW_NAME,)
 ) -> WorkflowExecutionDescription:
     """Temporal's description of a run that must still be running.
 
     RunNotFound when Temporal has no Chorus run by that id; RunNotRunning,
     naming the run's status followed by `closed` (what that means for the
     request), when it has ended."""
-    description = await _describe(client, run_id)
+    description = await _describe(client, run_id, types)
     if description is None:
         raise RunNotFound(f"no run with id {run_id!r}", details={"run_id": run_id})
     if description.status != WorkflowExecutionStatus.RUNNING:

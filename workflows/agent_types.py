@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field
 from activities.gateway.types import ChatMessage, ModelInfo, TokenUsage
 from activities.tools.types import ToolInfo
 from workflows.spec import AgentStep, RetrySpec
-from workflows.types import ModelCallRecord
+from workflows.types import AGENT_WORKFLOW_NAME, ModelCallRecord
 
-AGENT_WORKFLOW_NAME = "ChorusAgentWorkflow"
+__all__ = ["AGENT_WORKFLOW_NAME", "AgentInput", "AgentResult", "AgentToolCall", "AgentTurn"]
+
 
 ToolOutcome = Literal["ok", "error", "rejected", "not_allowed"]
 

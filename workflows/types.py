@@ -15,6 +15,8 @@ from activities.gateway.types import TokenUsage
 from workflows.spec import ChainSpec
 
 WORKFLOW_NAME = "ChainWorkflow"
+AGENT_WORKFLOW_NAME = "ChorusAgentWorkflow"
+"""An agent step's child workflow; it can wait for approvals too."""
 STATE_QUERY = "state"
 
 DECIDE = "decide"
