@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from temporalio.api.enums.v1 import EventType
 
 from tests.integration.conftest import FAST_RETRY, MODELS_FILE, ROOT, load_spec
 from worker.simulator.control import SimulatorControl
@@ -74,6 +75,15 @@ def worker_env(
     }
 
 
+async def models_completed(handle: Any) -> int:
+    """Model calls Temporal has recorded as completed for this run."""
+    count = 0
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            count += 1
+    return count
+
+
 async def test_sigkilled_workers_lose_nothing_and_pay_nothing_twice(
     temporal_env: Any, sim: SimulatorControl, registry: Any, worker_env: dict[str, str],
     task_queue: str, tmp_path: Path,
@@ -93,8 +103,16 @@ async def test_sigkilled_workers_lose_nothing_and_pay_nothing_twice(
         },
         registry,
     )
-    # The first attempt of s2 hangs in the provider: the worker dies mid-call.
-    await sim.add_faults(Fault(kind="slow", match="Step two", delay_s=60, times=1))
+    # The first attempts of s2 and s3 hang in the provider, so each kill lands
+    # while a call is outstanding (the provider has not answered) or after
+    # Temporal recorded the step, never in the instant between a provider's
+    # answer and the worker recording it: that window is what the gateway's
+    # reply journal narrows (tests/activities/test_reply_journal.py), and no
+    # client can close it without the provider's help.
+    await sim.add_faults(
+        Fault(kind="slow", match="Step two", delay_s=60, times=1),
+        Fault(kind="slow", match="Step three", delay_s=60, times=1),
+    )
     workflow_id = f"crash-{uuid.uuid4()}"
     log = tmp_path / "workers.log"
     first = await WorkerProcess(worker_env, log).start()
@@ -115,14 +133,17 @@ async def test_sigkilled_workers_lose_nothing_and_pay_nothing_twice(
 
         second = await WorkerProcess(worker_env, log).start()
         workers.append(second)
-        # Kill the replacement too, as soon as s2 has completed: between steps.
+        # Kill the replacement too once Temporal has recorded s2 and moved on:
+        # the run is between s2 and s3 (s3's first call is outstanding).
         deadline = asyncio.get_running_loop().time() + 90
-        while not any(
-            c.outcome == "completed" and "Step two" in c.prompt
-            for c in await sim.calls(workflow_id)
+        while not (
+            await models_completed(handle) >= 2
+            and any(
+                "Step three" in c.prompt for c in await sim.calls(workflow_id, include_pending=True)
+            )
         ):
             assert asyncio.get_running_loop().time() < deadline, log.read_text()[-3000:]
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
         await second.kill()
 
         third = await WorkerProcess(worker_env, log).start()
@@ -138,7 +159,8 @@ async def test_sigkilled_workers_lose_nothing_and_pay_nothing_twice(
     completed = Counter(c.request_id for c in calls if c.outcome == "completed")
     assert len(completed) == 3, calls
     assert set(completed.values()) == {1}, f"a completed call was made twice: {completed}"
-    # The call cut off by the first kill was never billed: the simulator saw the
+    # The calls cut off by the kills were never billed: the simulator saw the
     # client go away before it answered.
     assert next(c.outcome for c in calls if "Step two" in c.prompt) == "aborted"
+    assert next(c.outcome for c in calls if "Step three" in c.prompt) == "aborted"
     assert result.usage.per_model["cheap"].calls == 3
