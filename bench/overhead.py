@@ -30,13 +30,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.gateway.activities import ModelGateway
 from activities.gateway.registry import ModelRegistry
-from activities.records.activities import RecordActivities
+from activities.tools.registry import ToolRegistry
 from bench.raw_activities import RawActivities
 from bench.raw_workflow import RawInput, RawWorkflow
 from store.engine import create_all, make_engine
-from worker.assembly import create_worker, sandbox_runner
+from worker.assembly import ActivityHost, create_worker, sandbox_runner
 from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
 from worker.logging import configure_logging
 from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings
@@ -110,18 +109,19 @@ async def main() -> None:
         registry = ModelRegistry.from_file(
             ROOT / "chains" / "models.yaml", simulator_base_url=sim.openai_base_url
         )
-        gateway = ModelGateway(registry)
         # The run index and audit log go to a throwaway SQLite file.
         store_dir = Path(tempfile.mkdtemp(prefix="chorus-"))
         engine = make_engine(f"sqlite:///{store_dir / 'chorus.db'}")
         create_all(engine)
-        records = RecordActivities(engine)
+        # The production assembly: model calls (with the reply journal), run
+        # index and audit writes, tools and retrieval.
+        host = ActivityHost(registry=registry, engine=engine, tools=ToolRegistry.builtin())
         raw = RawActivities()
         queue_chorus, queue_raw = f"bench-chorus-{uuid.uuid4()}", f"bench-raw-{uuid.uuid4()}"
         chorus_worker = create_worker(
             env.client,
             task_queue=queue_chorus,
-            activities=[*gateway.activities, *records.activities],
+            activities=host.activities,
         )
         raw_worker = Worker(
             env.client,
@@ -168,7 +168,7 @@ async def main() -> None:
                         f"chorus {chorus_step:.1f} ms/step, direct {direct_step:.2f} ms/step"
                     )
         finally:
-            await gateway.aclose()
+            await host.aclose()
             await raw.aclose()
             await env.shutdown()
 
