@@ -26,11 +26,15 @@ RUN touch README.md && /opt/chorus/bin/pip install .
 # Then the package itself: a regular (not editable) install without the dev
 # extras, so the runtime image carries no test tools and no loose sources.
 COPY README.md ./
+COPY core/ core/
+COPY store/ store/
 COPY workflows/ workflows/
 COPY activities/ activities/
+COPY runs/ runs/
 COPY worker/ worker/
 COPY api/ api/
-COPY store/ store/
+COPY cli/ cli/
+COPY simulator/ simulator/
 RUN rm -rf build ./*.egg-info \
  && /opt/chorus/bin/pip install --no-deps --force-reinstall . \
  && /opt/chorus/bin/chorus --help > /dev/null

@@ -1,6 +1,6 @@
 # Chorus: two commands to try it, one to test it.
 #   make demo   set up .venv and run the flagship chain on the embedded stack
-#   make test   lint, then the whole test suite (real Temporal, real simulator)
+#   make test   lint and import contracts, then the whole test suite (real Temporal, real simulator)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -22,11 +22,13 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 fmt: venv
 	$(BIN)/ruff check --fix .

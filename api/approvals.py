@@ -41,7 +41,7 @@ from api.runs import (
     temporal_problem,
 )
 from api.schemas import ApprovalList, ApprovalView, DecisionRequest, DecisionResult
-from workflows.search_attributes import CHAIN_KEY, STATUS_KEY
+from core.search_attributes import CHAIN_KEY, STATUS_KEY
 from workflows.types import (
     AGENT_WORKFLOW_NAME,
     DECIDE,

@@ -15,8 +15,8 @@ from sqlmodel import Session
 
 from api.problems import ChainNotFound, InvalidChainSpec, UnsupportedMediaType
 from api.schemas import ChainSummary, ChainVersionPublic
+from core.chain_spec import ChainSpec
 from store import ChainVersion, get_chain_version, list_chain_versions, list_chains, publish_chain
-from workflows.spec import ChainSpec
 from workflows.validate import (
     DOCUMENT,
     ChainSpecError,

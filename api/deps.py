@@ -21,8 +21,8 @@ from temporalio.client import Client
 from api.errors import http_error
 from api.problems import ApiProblem
 from api.state import ApiState
+from core.settings import Settings
 from store import verify_api_key
-from worker.settings import Settings
 
 BOOTSTRAP_ADMIN = "bootstrap-admin"
 ROLES = ("service", "reviewer", "admin")

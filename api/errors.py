@@ -19,7 +19,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import problems
-from worker.logging import get_logger
+from core.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -58,6 +58,8 @@ from api.schemas import (
     RunStatus,
     RunSummary,
 )
+from core.search_attributes import CHAIN_KEY, STATUS_KEY
+from core.settings import Settings
 from store import (
     ChainVersion,
     RunExistsError,
@@ -68,8 +70,6 @@ from store import (
     hash_json,
     list_runs,
 )
-from worker.settings import Settings
-from workflows.search_attributes import CHAIN_KEY, STATUS_KEY
 from workflows.types import (
     PENDING_APPROVALS_QUERY,
     STATE_QUERY,

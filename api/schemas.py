@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from workflows.spec import ChainSpec
+from core.chain_spec import ChainSpec
 from workflows.types import DecisionKind, DecisionOutcome, StepRecord, UsageSummary
 
 CHAIN_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"

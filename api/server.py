@@ -10,10 +10,10 @@ from __future__ import annotations
 import uvicorn
 
 from api.app import create_app
-from api.state import read_model_aliases
-from worker.logging import get_logger
-from worker.settings import Settings
-from worker.uvicorn_thread import BackgroundServer, bind_socket, run_until_stopped
+from core.logging import get_logger
+from core.settings import Settings
+from core.uvicorn_thread import BackgroundServer, bind_socket, run_until_stopped
+from runs.catalog import read_model_aliases
 
 log = get_logger(__name__)
 

@@ -14,39 +14,22 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
 from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
 from api.problems import DatabaseUnavailable, TemporalUnavailable
-from store import create_all, make_engine, session_scope, sync_chain_dir
-from worker.logging import get_logger
-from worker.settings import Settings
-from worker.temporal_client import TemporalConnectError, connect
+from core.logging import get_logger
+from core.settings import Settings
+from core.temporal import TemporalConnectError, connect
+from runs.catalog import sync_chain_dir
+from store import create_all, make_engine, session_scope
 
 log = get_logger(__name__)
 
 TEMPORAL_CONNECT_TIMEOUT_S = 5.0
 CHAINS_DIR_AUTHOR = "chains-dir"
-
-
-def read_model_aliases(models_file: Path) -> set[str]:
-    """The aliases of the model registry file (`models:` keys).
-
-    Only the names: the API checks that a chain names known aliases, and
-    loading the registry proper (prices, providers) is the worker's business.
-    """
-    try:
-        data = yaml.safe_load(models_file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read the model registry {models_file}: {exc}") from exc
-    models = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(models, dict):
-        raise ValueError(f"model registry {models_file} has no `models:` mapping")
-    return {str(alias) for alias in models}
 
 
 class Database:

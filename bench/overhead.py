@@ -31,17 +31,18 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.gateway.registry import ModelRegistry
-from activities.tools.registry import ToolRegistry
+from activities.tools.defaults import builtin_registry
 from bench.raw_activities import RawActivities
 from bench.raw_workflow import RawInput, RawWorkflow
-from store.engine import create_all, make_engine
+from cli.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
+from core.chain_spec import ChainSpec
+from core.logging import configure_logging
+from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings
+from simulator.models import default_simulator_config
+from simulator.server import SimulatorServer
+from store.engine import make_engine
+from store.schema import create_all
 from worker.assembly import ActivityHost, create_worker, sandbox_runner
-from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
-from worker.logging import configure_logging
-from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings
-from worker.simulator.models import default_simulator_config
-from worker.simulator.server import SimulatorServer
-from workflows.spec import ChainSpec
 from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +116,7 @@ async def main() -> None:
         create_all(engine)
         # The production assembly: model calls (with the reply journal), run
         # index and audit writes, tools and retrieval.
-        host = ActivityHost(registry=registry, engine=engine, tools=ToolRegistry.builtin())
+        host = ActivityHost(registry=registry, engine=engine, tools=builtin_registry())
         raw = RawActivities()
         queue_chorus, queue_raw = f"bench-chorus-{uuid.uuid4()}", f"bench-raw-{uuid.uuid4()}"
         chorus_worker = create_worker(

@@ -2,7 +2,7 @@
 
 On one Temporal dev server that it starts itself, with the simulator
 answering at zero latency, the benchmark runs two phases one after the other:
-  1. Chorus: a worker process (`python -m worker worker`) and N runs of a
+  1. Chorus: a worker process (`python -m worker`) and N runs of a
      chain that drafts with one model call, then parks on an approval. It
      measures the time from the first start until all N are parked
      (`ChorusStatus='awaiting_approval'` counted through visibility), the
@@ -54,11 +54,11 @@ from bench.raw_signal_workflow import (
     RawDecision,
     RawSignalInput,
 )
-from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
-from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings
-from worker.simulator.models import default_simulator_config
-from worker.simulator.server import SimulatorServer
-from workflows.spec import ChainSpec
+from cli.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
+from core.chain_spec import ChainSpec
+from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings
+from simulator.models import default_simulator_config
+from simulator.server import SimulatorServer
 from workflows.types import (
     DECIDE,
     PENDING_APPROVALS_QUERY,
@@ -254,7 +254,7 @@ def chorus_worker(
         }
     )
     env.pop("DATABASE_URL", None)
-    argv = [sys.executable, "-m", "worker", "worker"]
+    argv = [sys.executable, "-m", "worker"]
     return WorkerProcess("chorus", argv, env, tmp / "chorus-worker.log")
 
 

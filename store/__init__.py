@@ -25,13 +25,11 @@ from store.crud import (
     publish_chain_version,
     revoke_api_key,
     spec_hash,
-    sync_chain_dir,
     upsert_run_record,
     verify_api_key,
 )
-from store.engine import create_all, make_engine, session_scope
+from store.engine import make_engine, session_scope
 from store.errors import (
-    ChainFileError,
     ConcurrentPublishError,
     DuplicateKeyNameError,
     InvalidApprovalRoleError,
@@ -54,6 +52,7 @@ from store.models import (
     RunRecord,
     RunRecordPublic,
 )
+from store.schema import create_all
 
 __all__ = [
     "API_KEY_ROLES",
@@ -63,7 +62,6 @@ __all__ = [
     "ApiKeyPublic",
     "ApprovalAudit",
     "ApprovalAuditPublic",
-    "ChainFileError",
     "ChainVersion",
     "ChainVersionPublic",
     "ConcurrentPublishError",
@@ -96,7 +94,6 @@ __all__ = [
     "revoke_api_key",
     "session_scope",
     "spec_hash",
-    "sync_chain_dir",
     "upsert_run_record",
     "verify_api_key",
 ]

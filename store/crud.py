@@ -18,16 +18,15 @@ import re
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import desc, update
 from sqlmodel import Session, SQLModel, col, func, select
 
-from activities.records.types import ApprovalAuditInput, RunRecordInput
+from core.chain_spec import ChainSpec
+from core.records import ApprovalAuditInput, RunRecordInput
 from store.engine import backend_insert
 from store.errors import (
-    ChainFileError,
     ConcurrentPublishError,
     DuplicateKeyNameError,
     InvalidApprovalRoleError,
@@ -43,7 +42,6 @@ from store.models import (
     RunRecord,
     utcnow,
 )
-from workflows.spec import ChainSpec
 
 API_KEY_PREFIX = "chorus_"
 KEY_PREFIX_LENGTH = 12
@@ -198,47 +196,6 @@ def list_chains(session: Session) -> list[ChainVersion]:
         .order_by(col(ChainVersion.name))
     )
     return list(session.exec(statement).all())
-
-
-def chain_files(chains_dir: Path) -> list[Path]:
-    """The chain specs of a directory: its YAML files but the model registry."""
-    return sorted(
-        path
-        for path in chains_dir.iterdir()
-        if path.is_file() and path.suffix in (".yaml", ".yml") and path.stem != "models"
-    )
-
-
-def sync_chain_dir(
-    session: Session,
-    *,
-    chains_dir: Path,
-    known_aliases: Collection[str],
-    created_by: str = "chains-dir",
-) -> list[ChainVersion]:
-    """Publish every chain file of a directory (models.yaml aside), so the
-    shipped chains are there in a fresh database; unchanged files publish
-    nothing new. Every file is validated first: one bad file raises
-    ChainFileError and nothing is published."""
-    from workflows.validate import ChainSpecError, load_chain_yaml
-
-    if not chains_dir.is_dir():
-        raise ChainFileError(chains_dir, "is not a directory")
-    specs: list[ChainSpec] = []
-    for path in chain_files(chains_dir):
-        try:
-            specs.append(load_chain_yaml(path.read_text(encoding="utf-8"), known_aliases))
-        except OSError as exc:
-            raise ChainFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
-        except ChainSpecError as exc:
-            raise ChainFileError(path, str(exc)) from exc
-    names = [spec.name for spec in specs]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ChainFileError(
-            chains_dir, f"several files define the chain(s) {', '.join(duplicates)}"
-        )
-    return [publish_chain_version(session, spec=spec, created_by=created_by) for spec in specs]
 
 
 # -- run index --------------------------------------------------------------------------

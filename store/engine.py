@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -29,10 +29,6 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 POSTGRES_CONNECT_TIMEOUT_S = 10
 """Default psycopg connect timeout, so a down database fails a readiness check
 in seconds rather than hanging (a `connect_timeout` in the URL wins)."""
-
-_CREATE_ALL_LOCK_KEY = 0x43686F72
-"""PostgreSQL advisory lock taken around `create_all`, so an API and a worker
-starting at once do not both try to create the same table."""
 
 
 class UnsupportedDatabaseError(ValueError):
@@ -105,32 +101,6 @@ def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: 
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     finally:
         cursor.close()
-
-
-def create_all(engine: Engine) -> None:
-    """Create every missing table and index; a no-op when they exist.
-
-    Safe to call from several processes starting at once: PostgreSQL
-    serializes the callers with an advisory lock; on SQLite a lost race
-    ("table ... already exists") is retried, which then finds the table.
-    """
-    # Importing the models registers their tables on SQLModel.metadata.
-    import store.knowledge
-    import store.models
-    import store.reply_journal  # noqa: F401
-
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(select(func.pg_advisory_xact_lock(_CREATE_ALL_LOCK_KEY)))
-            SQLModel.metadata.create_all(conn)
-        return
-    for attempt in range(3):
-        try:
-            SQLModel.metadata.create_all(engine)
-            return
-        except OperationalError as exc:
-            if "already exists" not in str(exc) or attempt == 2:
-                raise
 
 
 @contextlib.contextmanager

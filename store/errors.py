@@ -4,7 +4,6 @@ can hand it to the caller as is (the API maps types to HTTP statuses)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from store.engine import UnsupportedDatabaseError
@@ -13,7 +12,6 @@ if TYPE_CHECKING:
     from store.models import RunRecord
 
 __all__ = [
-    "ChainFileError",
     "ConcurrentPublishError",
     "DuplicateKeyNameError",
     "InvalidApprovalRoleError",
@@ -71,13 +69,3 @@ class InvalidKeyNameError(StoreError, ValueError):
 class ConcurrentPublishError(StoreError):
     """Other publishers of the same chain kept winning the race for the next
     version number; retrying the publish is safe."""
-
-
-class ChainFileError(StoreError):
-    """A chain file in the chains directory is unreadable or invalid; nothing
-    from that directory was published."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"chain file {path}: {reason}")

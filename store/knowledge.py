@@ -33,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, Session, SQLModel, col, delete, func, select, update
 
-from activities.retrieval.types import Passage
+from core.passages import Passage
 from store.chunking import chunk_document, is_markdown, markdown_title
 from store.engine import backend_insert
 from store.errors import StoreError

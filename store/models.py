@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from workflows.spec import ChainSpec
+from core.chain_spec import ChainSpec
 
 ApiKeyRole = Literal["service", "reviewer", "admin"]
 API_KEY_ROLES: tuple[ApiKeyRole, ...] = ("service", "reviewer", "admin")

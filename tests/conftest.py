@@ -16,8 +16,8 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
-from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG
+from cli.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
+from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from activities.gateway.registry import ModelRegistry
+    from simulator.control import SimulatorControl
+    from simulator.server import SimulatorServer
     from worker.assembly import ActivityHost
-    from worker.simulator.control import SimulatorControl
-    from worker.simulator.server import SimulatorServer
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +54,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 def simulator() -> Iterator[SimulatorServer]:
     """The model simulator on a free port for the whole session."""
     try:
-        from worker.simulator.server import SimulatorServer
+        from simulator.server import SimulatorServer
     except ImportError as exc:  # fail loudly: a skipped suite would hide it
         raise RuntimeError(f"the simulator is not importable yet: {exc}") from exc
     with SimulatorServer() as server:
@@ -64,7 +64,7 @@ def simulator() -> Iterator[SimulatorServer]:
 @pytest.fixture(scope="session")
 async def _sim_control(simulator: SimulatorServer) -> AsyncIterator[SimulatorControl]:
     # One client for the session: a new httpx client costs ~0.2 s of TLS setup.
-    from worker.simulator.control import SimulatorControl
+    from simulator.control import SimulatorControl
 
     async with SimulatorControl(simulator.url) as control:
         yield control
@@ -81,7 +81,8 @@ async def sim(_sim_control: SimulatorControl) -> SimulatorControl:
 @pytest.fixture(scope="session")
 def store_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     """The application database the session's workers write to (SQLite file)."""
-    from store.engine import create_all, make_engine
+    from store.engine import make_engine
+    from store.schema import create_all
 
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('store') / 'chorus.db'}")
     create_all(engine)
@@ -116,7 +117,7 @@ def task_queue() -> str:
 def activity_host(registry: ModelRegistry, engine: Engine, desk: Any = None) -> ActivityHost:
     """Every Chorus activity over the session simulator and `engine`; tools
     over `desk` (a fresh sample order desk when None)."""
-    from activities.tools.registry import ToolRegistry
+    from activities.tools.defaults import default_registry
     from worker.assembly import ActivityHost
 
-    return ActivityHost(registry=registry, engine=engine, tools=ToolRegistry.default(desk=desk))
+    return ActivityHost(registry=registry, engine=engine, tools=default_registry(desk=desk))

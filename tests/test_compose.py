@@ -34,10 +34,10 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.testing import WorkflowEnvironment
 
-from worker.devstack import find_temporal_binary, search_attribute_args
+from cli.devstack import find_temporal_binary, search_attribute_args
 
 if TYPE_CHECKING:
-    from worker.simulator.server import SimulatorServer
+    from simulator.server import SimulatorServer
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -129,7 +129,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def chorus_commands() -> set[str]:
-    from worker.cli import app
+    from cli.app import app
 
     return set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
@@ -398,7 +398,7 @@ def test_dockerfile_entrypoint_is_the_chorus_console_script() -> None:
     assert entrypoints == [["chorus"]]
     assert "chorus" in scripts
     module, _, attr = scripts["chorus"].partition(":")
-    assert (module, attr) == ("worker.cli", "app")
+    assert (module, attr) == ("cli.app", "app")
     cmd = [json.loads(arg) for word, arg in instructions if word == "CMD"][-1]
     assert cmd[0] in chorus_commands()
 
@@ -465,9 +465,7 @@ def test_installed_package_carries_its_data_files() -> None:
             if not any(fnmatch(path.name, glob) for glob in package_data.get(package, [])):
                 missing.append(str(path.relative_to(ROOT)))
     assert not missing, f"not declared in [tool.setuptools.package-data]: {missing}"
-    assert any(
-        fnmatch("default_models.yaml", glob) for glob in package_data.get("worker.simulator", [])
-    )
+    assert any(fnmatch("default_models.yaml", glob) for glob in package_data.get("simulator", []))
 
 
 # ------------------------------------------- the mounted scripts, run for real

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from activities.gateway.registry import ModelRegistry
     from activities.tools.registry import ToolRegistry
-    from worker.settings import Settings
+    from core.settings import Settings
 
 WORKFLOWS: Sequence[type] = (ChainWorkflow, AgentWorkflow)
 
@@ -36,11 +36,11 @@ PASSTHROUGH_MODULES = (
     "pydantic",
     "pydantic_core",
     "activities.gateway.types",
-    "workflows.spec",
+    "core.chain_spec",
     "workflows.types",
     "workflows.budget",
     "workflows.templating",
-    "workflows.search_attributes",
+    "core.search_attributes",
     # Guards validate JSON schemas inside workflows: jsonschema and what it
     # imports (re-importing them per run costs ~0.3 s of worker CPU).
     "workflows.guards",
@@ -102,15 +102,16 @@ class ActivityHost:
         """Check the configuration now (registry, database, tools file), not
         when the first run meets it."""
         from activities.gateway.registry import ModelRegistry
-        from activities.tools.registry import ToolRegistry
-        from store.engine import create_all, make_engine
+        from activities.tools.defaults import default_registry
+        from store.engine import make_engine
+        from store.schema import create_all
 
         registry = ModelRegistry.from_file(
             settings.models_file, simulator_base_url=settings.simulator_base_url
         )
         engine = make_engine(settings.effective_database_url)
         create_all(engine)
-        return cls(registry=registry, engine=engine, tools=ToolRegistry.default(settings))
+        return cls(registry=registry, engine=engine, tools=default_registry(settings))
 
     @property
     def activities(self) -> list[Callable[..., Any]]:
@@ -153,7 +154,7 @@ async def hosted_worker(
 async def run_worker(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then drain and close cleanly (an
     abrupt exit with SDK threads alive can abort the interpreter)."""
-    from worker.temporal_client import connect
+    from core.temporal import connect
 
     client = await connect(settings)
     host = ActivityHost.from_settings(settings)

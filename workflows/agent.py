@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.gateway.types import ChatMessage, TokenUsage, ToolCall, ToolSpec
+    from core.search_attributes import CHAIN_KEY, STATUS_KEY
     from workflows.agent_types import (
         AGENT_WORKFLOW_NAME,
         AgentInput,
@@ -29,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.budget import Budget
     from workflows.failures import ChainFailure, describe_activity_error
     from workflows.model_calls import CallOptions, ModelCaller
-    from workflows.search_attributes import CHAIN_KEY, STATUS_KEY
     from workflows.tool_calls import run_tool
     from workflows.types import StepRecord
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from activities.gateway.types import ChatMessage, ModelInfo, TokenUsage
 from activities.tools.types import ToolInfo
-from workflows.spec import AgentStep, RetrySpec
+from core.chain_spec import AgentStep, RetrySpec
 from workflows.types import AGENT_WORKFLOW_NAME, ModelCallRecord
 
 __all__ = ["AGENT_WORKFLOW_NAME", "AgentInput", "AgentResult", "AgentToolCall", "AgentTurn"]

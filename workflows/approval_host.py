@@ -14,7 +14,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.records.types import RECORD_APPROVAL, ApprovalAuditInput
+    from core.records import RECORD_APPROVAL, ApprovalAuditInput
     from workflows.approvals import ApprovalDesk, AuditEntry, DecisionRejected
     from workflows.types import (
         DECIDE,

@@ -27,21 +27,8 @@ with workflow.unsafe.imports_passed_through():
         DescribeModelsResult,
         ModelCallResult,
     )
-    from activities.records.types import RECORD_RUN, RunRecordInput
     from activities.tools.types import ToolInfo
-    from workflows import templating
-    from workflows.approval_host import ApprovalHost, ApprovalRequest, rejection_message
-    from workflows.budget import Budget, BudgetExceededError
-    from workflows.chain_actions import ActionStepsMixin
-    from workflows.failures import (
-        ChainFailure,
-        ChainRejected,
-        describe_activity_error,
-        is_budget_failure,
-    )
-    from workflows.model_calls import CallOptions, ModelCaller
-    from workflows.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
-    from workflows.spec import (
+    from core.chain_spec import (
         AgentStep,
         ApprovalStep,
         ChainSpec,
@@ -56,6 +43,19 @@ with workflow.unsafe.imports_passed_through():
         iter_aliases,
         iter_tools,
     )
+    from core.records import RECORD_RUN, RunRecordInput
+    from core.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
+    from workflows import templating
+    from workflows.approval_host import ApprovalHost, ApprovalRequest, rejection_message
+    from workflows.budget import Budget, BudgetExceededError
+    from workflows.chain_actions import ActionStepsMixin
+    from workflows.failures import (
+        ChainFailure,
+        ChainRejected,
+        describe_activity_error,
+        is_budget_failure,
+    )
+    from workflows.model_calls import CallOptions, ModelCaller
     from workflows.tool_calls import describe_tools
     from workflows.types import (
         STATE_QUERY,

@@ -19,11 +19,11 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.gateway.types import ChatMessage
     from activities.retrieval.types import RETRIEVE, RetrieveInput, RetrieveResult
+    from core.chain_spec import AgentStep, GuardStep, ModelStep, RetrieveStep, ToolStep
     from workflows import guards
     from workflows.agent_types import AGENT_WORKFLOW_NAME, AgentInput, AgentResult
     from workflows.approval_host import ApprovalRequest, rejection_message
     from workflows.failures import ChainFailure, ChainRejected, describe_activity_error
-    from workflows.spec import AgentStep, GuardStep, ModelStep, RetrieveStep, ToolStep
     from workflows.tool_calls import run_tool
     from workflows.types import StepRecord
 
@@ -37,9 +37,9 @@ class ActionStepsMixin:
 
     if TYPE_CHECKING:  # provided by ChainWorkflow
         from activities.tools.types import ToolInfo
+        from core.chain_spec import ChainSpec, Step
         from workflows.budget import Budget
         from workflows.model_calls import ModelCaller
-        from workflows.spec import ChainSpec, Step
 
         _spec: ChainSpec | None
         _records: dict[str, StepRecord]

@@ -27,7 +27,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel
 from referencing import Registry
 
-from workflows.spec import GuardRules
+from core.chain_spec import GuardRules
 
 __all__ = [
     "MAX_CHECKED_CHARS",

@@ -22,9 +22,9 @@ with workflow.unsafe.imports_passed_through():
         ModelInfo,
         ToolSpec,
     )
+    from core.chain_spec import RetrySpec
     from workflows.budget import Budget, BudgetExceededError, estimate_prompt_tokens
     from workflows.failures import ChainFailure, billed_usage, describe_activity_error
-    from workflows.spec import RetrySpec
     from workflows.types import ModelCallRecord, StepRecord
 
 TIMEOUT_MARGIN_S = 5.0

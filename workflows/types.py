@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from activities.gateway.types import TokenUsage
-from workflows.spec import ChainSpec
+from core.chain_spec import ChainSpec
 
 WORKFLOW_NAME = "ChainWorkflow"
 AGENT_WORKFLOW_NAME = "ChorusAgentWorkflow"

@@ -23,8 +23,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ValidationError
 
-from workflows import guards, templating
-from workflows.spec import (
+from core.chain_spec import (
     STEP_NAME_PATTERN,
     AgentStep,
     ApprovalStep,
@@ -37,6 +36,7 @@ from workflows.spec import (
     Step,
     ToolStep,
 )
+from workflows import guards, templating
 
 __all__ = [
     "ChainSpecError",

@@ -18,7 +18,7 @@ import structlog
 from sqlalchemy import Engine
 from temporalio import activity
 
-from activities.records.types import (
+from core.records import (
     RECORD_APPROVAL,
     RECORD_RUN,
     ApprovalAuditInput,

@@ -7,7 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from core.passages import Passage
+
 RETRIEVE = "chorus.retrieve"
+
+__all__ = ["RETRIEVE", "Passage", "RetrievalErrorType", "RetrieveInput", "RetrieveResult"]
 
 
 class RetrieveInput(BaseModel):
@@ -15,18 +19,6 @@ class RetrieveInput(BaseModel):
     query: str
     top_k: int = Field(default=5, ge=1, le=50)
     step: str = ""
-
-
-class Passage(BaseModel):
-    id: str
-    """Citation id: `<document name>#<chunk position>`, e.g. `refunds.md#2`."""
-    document: str
-    source: str
-    """Where the document came from (path or URL given at ingest)."""
-    title: str | None = None
-    position: int
-    text: str
-    score: float
 
 
 class RetrieveResult(BaseModel):

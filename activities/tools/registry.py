@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from activities.tools.base import Tool
 from activities.tools.errors import ToolDefinitionError
@@ -25,20 +25,7 @@ from activities.tools.http_tools import load_http_tools
 from activities.tools.python_tools import PythonTool
 from activities.tools.types import ToolInfo
 
-if TYPE_CHECKING:
-    from activities.tools.builtin import OrderDesk
-
 F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_TOOLS_PATH = Path(__file__).resolve().parents[2] / "chains" / "tools" / "http.yaml"
-"""The HTTP tools file shipped with the project (a source checkout or editable install)."""
-
-
-class ToolsSettings(Protocol):
-    """What `ToolRegistry.default` reads from the worker's settings."""
-
-    @property
-    def tools_file(self) -> Path | None: ...
 
 
 class ToolRegistry:
@@ -48,29 +35,6 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = {}
         for tool in tools:
             self.add(tool)
-
-    @classmethod
-    def builtin(cls, desk: OrderDesk | None = None) -> ToolRegistry:
-        """The builtin Python tools over the sample order desk (`desk`, or a
-        fresh in-memory one)."""
-        from activities.tools.builtin import OrderDesk, register_builtin_tools
-
-        registry = cls()
-        register_builtin_tools(registry, desk if desk is not None else OrderDesk())
-        return registry
-
-    @classmethod
-    def default(
-        cls, settings: ToolsSettings | None = None, *, desk: OrderDesk | None = None
-    ) -> ToolRegistry:
-        """What a worker hosts: the builtin tools plus the HTTP tools of
-        `settings.tools_file` (the shipped file without settings; none when
-        the setting is None). A bad file raises ToolDefinitionError."""
-        registry = cls.builtin(desk)
-        tools_file = DEFAULT_TOOLS_PATH if settings is None else settings.tools_file
-        if tools_file is not None:
-            registry.load_http_file(tools_file)
-        return registry
 
     # -- adding tools -------------------------------------------------------
 

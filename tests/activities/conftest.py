@@ -15,7 +15,7 @@ import pytest
 
 from activities.gateway.activities import ModelGateway
 from activities.gateway.registry import ModelRegistry
-from worker.simulator.server import SimulatorServer
+from simulator.server import SimulatorServer
 
 OPENAI_KEY_ENV = "CHORUS_TEST_OPENAI_KEY"
 ANTHROPIC_KEY_ENV = "CHORUS_TEST_ANTHROPIC_KEY"

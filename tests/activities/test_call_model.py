@@ -24,9 +24,9 @@ from activities.gateway.types import (
     TokenUsage,
 )
 from activities.gateway.types import ProviderErrorType as T
+from simulator.control import SimulatorControl
+from simulator.models import Fault, Rule
 from tests.activities.conftest import ANTHROPIC_KEY_ENV, OPENAI_KEY_ENV
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Fault, Rule
 
 SCHEMA = {
     "type": "object",

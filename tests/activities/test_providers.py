@@ -17,9 +17,9 @@ from activities.gateway.providers.openai import parse_reply as parse_openai_repl
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
 from activities.gateway.types import ChatMessage, ModelCallInput, TokenUsage
 from activities.gateway.types import ProviderErrorType as T
+from simulator.control import SimulatorControl
+from simulator.models import Fault, Rule
 from tests.activities.conftest import SentRequests
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Fault, Rule
 
 SCHEMA = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]}
 

@@ -12,10 +12,11 @@ from sqlalchemy import Engine
 from activities.gateway.activities import ModelGateway
 from activities.gateway.journal import ReplyJournal
 from activities.gateway.registry import ModelRegistry
-from store.engine import create_all, make_engine, session_scope
+from simulator.control import SimulatorControl
+from store.engine import make_engine, session_scope
 from store.reply_journal import get_reply
+from store.schema import create_all
 from tests.activities.test_call_model import Env, ask
-from worker.simulator.control import SimulatorControl
 
 
 def journal_engine(tmp_path: Path) -> Engine:

@@ -31,9 +31,9 @@ from activities.gateway.types import (
     ToolSpec,
 )
 from activities.gateway.types import ProviderErrorType as T
+from simulator.control import SimulatorControl
+from simulator.models import Rule, ToolCallSpec, ToolResultSeen
 from tests.activities.conftest import SentRequests
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Rule, ToolCallSpec, ToolResultSeen
 
 ORDER_PARAMS = {
     "type": "object",

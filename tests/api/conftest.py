@@ -27,11 +27,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.gateway.registry import ModelRegistry
 from api.server import ApiServer
+from core.settings import Settings
 from store import make_engine
 from tests.conftest import activity_host
 from tests.pg import BACKENDS, empty_database
 from worker.assembly import hosted_worker
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "test-bootstrap-admin-key-0123456789"

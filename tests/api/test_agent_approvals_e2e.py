@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from simulator.control import SimulatorControl
+from simulator.models import Rule, ToolCallSpec
 from tests.api.conftest import Keys, admin, bearer
 from tests.api.test_approvals_e2e import closed_run, decide, pending_for, start
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Rule, ToolCallSpec
 
 pytestmark = pytest.mark.usefixtures("api_worker")
 

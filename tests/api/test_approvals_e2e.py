@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import Engine
 from temporalio.testing import WorkflowEnvironment
 
+from simulator.control import SimulatorControl
+from simulator.models import Rule
 from store import list_approval_audit, session_scope
 from tests.api.conftest import Keys, admin, assert_error, bearer, wait_for
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Rule
 
 DRAFT = "Thanks for writing in: your parcel left our warehouse this morning."
 MESSAGE = "Where is my parcel?"

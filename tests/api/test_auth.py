@@ -7,8 +7,8 @@ import uuid
 import httpx
 import pytest
 
+from core.settings import Settings
 from tests.api.conftest import ADMIN_KEY, Keys, admin, assert_error, bearer
-from worker.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("api")
 

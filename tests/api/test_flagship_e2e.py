@@ -7,11 +7,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from simulator.control import SimulatorControl
 from store.sample_knowledge import SAMPLE_COLLECTIONS
 from tests.api.conftest import Keys, bearer
 from tests.api.test_approvals_e2e import closed_run, decide, pending_for, start
 from tests.integration.test_support_triage import classified
-from worker.simulator.control import SimulatorControl
 
 pytestmark = pytest.mark.usefixtures("api_worker")
 

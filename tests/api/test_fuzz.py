@@ -22,8 +22,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.server import ApiServer
+from core.settings import Settings
 from tests.api.conftest import admin, api_settings, temporal_address
-from worker.settings import Settings
 
 MAX_EXAMPLES = 25
 

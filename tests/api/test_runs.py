@@ -18,6 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.runs import input_hash_of
 from api.schemas import RunCreate
+from simulator.control import SimulatorControl
+from simulator.models import Fault, Rule
 from store import create_run_stub, get_run, session_scope
 from tests.api.conftest import (
     Keys,
@@ -27,8 +29,6 @@ from tests.api.conftest import (
     count_workflows,
     wait_for,
 )
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Fault, Rule
 
 pytestmark = pytest.mark.usefixtures("api_worker")
 

@@ -26,16 +26,17 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.gateway.registry import ModelRegistry
-from store.engine import create_all, make_engine
+from cli.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
+from core.chain_spec import ChainSpec
+from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG
+from simulator.control import SimulatorControl
+from simulator.models import Fault, Rule, ToolCallSpec
+from simulator.server import SimulatorServer
+from store.engine import make_engine
 from store.sample_knowledge import ingest_sample_knowledge
+from store.schema import create_all
 from tests.conftest import activity_host
 from worker.assembly import hosted_worker
-from worker.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
-from worker.settings import DEFAULT_DEV_DYNAMIC_CONFIG
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Fault, Rule, ToolCallSpec
-from worker.simulator.server import SimulatorServer
-from workflows.spec import ChainSpec
 from workflows.types import (
     DECIDE,
     PENDING_APPROVALS_QUERY,
@@ -291,7 +292,7 @@ async def _record(
 
 
 def _agent_steps(spec: ChainSpec) -> list[str]:
-    from workflows.spec import AgentStep, iter_model_steps
+    from core.chain_spec import AgentStep, iter_model_steps
 
     return [s.name for s in iter_model_steps(spec.steps) if isinstance(s, AgentStep)]
 

@@ -12,9 +12,9 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
 from activities.gateway.registry import ModelRegistry
+from core.chain_spec import ChainSpec
 from tests.conftest import activity_host
 from worker.assembly import hosted_worker
-from workflows.spec import ChainSpec
 from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
 from workflows.validate import check_chain, parse_chain, parse_chain_yaml
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
+from simulator.control import SimulatorControl
+from simulator.models import Rule, ToolCallSpec
 from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec, shipped_chain
 from tests.integration.test_approvals import decide
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Rule, ToolCallSpec
 from workflows.types import PENDING_APPROVALS_QUERY, ApprovalState
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from cli.devstack import DevStack
+from runs.catalog import load_chain
+from simulator.control import SimulatorControl
+from simulator.models import Rule
+from tests.cli.test_devstack import gone, stack_settings
 from tests.integration.test_approvals import DRAFT, decide, wait_pending
-from tests.worker.test_devstack import gone, stack_settings
-from worker.chain_catalog import load_chain
-from worker.devstack import DevStack
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Rule
 from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
 
 pytestmark = pytest.mark.slow

@@ -17,12 +17,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from core.temporal import register_search_attributes
 from store import crud
-from store.engine import create_all, make_engine, session_scope
+from store.engine import make_engine, session_scope
+from store.schema import create_all
 from tests.conftest import activity_host
 from tests.integration.conftest import load_spec
 from worker.assembly import hosted_worker
-from worker.temporal_client import register_search_attributes
 from workflows.types import (
     DECIDE,
     PENDING_APPROVALS_QUERY,

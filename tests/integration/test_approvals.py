@@ -10,11 +10,11 @@ import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, CancelledError
 
+from simulator.control import SimulatorControl
+from simulator.models import Fault, Rule
 from store import crud
 from store.engine import session_scope
 from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec, shipped_chain
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Fault, Rule
 from workflows.types import (
     DECIDE,
     PENDING_APPROVALS_QUERY,

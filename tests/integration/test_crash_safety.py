@@ -16,16 +16,16 @@ import pytest
 import yaml
 from temporalio.api.enums.v1 import EventType
 
+from simulator.control import SimulatorControl
+from simulator.models import Fault
 from tests.integration.conftest import FAST_RETRY, MODELS_FILE, ROOT, load_spec
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Fault
 from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
 
 class WorkerProcess:
-    """`python -m worker worker` as a separate OS process, so it can be SIGKILLed."""
+    """`python -m worker` as a separate OS process, so it can be SIGKILLed."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env, self.log = env, log
@@ -34,7 +34,7 @@ class WorkerProcess:
     async def start(self) -> WorkerProcess:
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "worker", "worker",
+                sys.executable, "-m", "worker",
                 cwd=ROOT, env=self.env, stdout=out, stderr=out,
             )  # fmt: skip
         return self

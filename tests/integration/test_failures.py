@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from simulator.control import SimulatorControl
+from simulator.models import Fault
 from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Fault
 
 
 def one_step(registry, *, fallbacks: list[str] | None = None, retry: dict | None = None):
@@ -102,7 +102,7 @@ async def test_every_alias_failing_names_each_alias_and_error(
 
 
 async def test_refusal_moves_to_next_fallback(runner: ChainRunner, sim, registry) -> None:
-    from worker.simulator.models import Rule
+    from simulator.models import Rule
 
     await sim.add_rules(Rule(model="sim-mini", refusal=True))
 

@@ -13,11 +13,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.gateway.registry import ModelRegistry
+from simulator.control import SimulatorControl
+from simulator.models import Fault
 from tests.conftest import activity_host
 from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec
 from worker.assembly import hosted_worker
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Fault
 from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult, RunState
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from simulator.control import SimulatorControl
+from simulator.models import Rule
 from tests.integration.conftest import ChainRunner, shipped_chain
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Rule
 
 CHEAP = (0.15, 0.60)
 STRONG = (3.00, 15.00)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from simulator.control import SimulatorControl
+from simulator.models import Rule
 from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Rule
 
 VERDICT_SCHEMA = {
     "type": "object",

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from simulator.control import SimulatorControl
+from simulator.models import Rule
 from tests.integration.conftest import ChainRunner, shipped_chain
 from tests.integration.test_approvals import decide, wait_pending
 from tests.integration.test_tools_retrieval_guards import knowledge  # noqa: F401 (fixture)
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Rule
 
 
 def classified(ticket: str, category: str, complexity: str, confidence: float = 0.93) -> Rule:

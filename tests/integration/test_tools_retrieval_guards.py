@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
+from simulator.control import SimulatorControl
+from simulator.models import Rule
 from store.engine import session_scope
 from store.knowledge import search
 from store.sample_knowledge import ingest_sample_knowledge
 from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec
 from tests.integration.test_approvals import decide, wait_pending
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Rule
 
 
 @pytest.fixture(scope="session")

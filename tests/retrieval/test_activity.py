@@ -17,16 +17,17 @@ from activities.gateway.registry import ModelRegistry
 from activities.retrieval.activities import INVALID_QUERY, RetrievalActivities
 from activities.retrieval.embeddings import RegistryEmbedder
 from activities.retrieval.types import RetrievalErrorType, RetrieveInput, RetrieveResult
-from store.engine import create_all, make_engine, session_scope
+from simulator.control import SimulatorControl
+from simulator.models import Fault
+from store.engine import make_engine, session_scope
 from store.knowledge import (
     chunks_missing_embeddings,
     ensure_collection,
     ingest_document,
     list_collections,
 )
+from store.schema import create_all
 from tests.retrieval.conftest import COLLECTION, HELP_CENTER, ingest_help_center, qa_pairs
-from worker.simulator.control import SimulatorControl
-from worker.simulator.models import Fault
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from store.engine import make_engine, session_scope
 from store.knowledge import get_collection, list_documents, search
-from tests.cli import database_env, invoke
+from tests.cli_runner import database_env, invoke
 from tests.retrieval.conftest import HELP_CENTER, ROOT
 
 

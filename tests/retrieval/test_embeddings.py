@@ -14,9 +14,9 @@ from temporalio.exceptions import ApplicationError
 from activities.gateway.registry import ModelRegistry
 from activities.gateway.types import ProviderErrorType
 from activities.retrieval.embeddings import MAX_BATCH, RegistryEmbedder, parse_embeddings
-from worker.simulator.control import SimulatorControl
-from worker.simulator.embeddings import embed as sim_embed
-from worker.simulator.models import Fault
+from simulator.control import SimulatorControl
+from simulator.embeddings import embed as sim_embed
+from simulator.models import Fault
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from activities.records.types import ApprovalAuditInput, RunRecordInput
+from core.chain_spec import ChainSpec
+from core.records import ApprovalAuditInput, RunRecordInput
 from tests.pg import BACKENDS, empty_database, engine_with_tables
-from workflows.spec import ChainSpec
 
 
 @pytest.fixture(params=BACKENDS)

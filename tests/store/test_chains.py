@@ -13,6 +13,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from activities.gateway.registry import ModelRegistry
+from core.chain_spec import ChainSpec
+from runs.catalog import ChainFileError, sync_chain_dir
 from store.crud import (
     get_chain_version,
     hash_json,
@@ -21,12 +23,9 @@ from store.crud import (
     publish_chain,
     publish_chain_version,
     spec_hash,
-    sync_chain_dir,
 )
 from store.engine import session_scope
-from store.errors import ChainFileError
 from tests.store.conftest import make_spec
-from workflows.spec import ChainSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAINS_DIR = ROOT / "chains"

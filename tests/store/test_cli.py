@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from store.crud import get_chain_version, verify_api_key
 from store.engine import make_engine, session_scope
-from tests.cli import database_env, invoke
+from tests.cli_runner import database_env, invoke
 from tests.store.conftest import make_spec
 
 

@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 from sqlmodel import select
 
+from core.settings import Settings
 from store.crud import create_api_key
-from store.engine import UnsupportedDatabaseError, create_all, make_engine, session_scope
+from store.engine import UnsupportedDatabaseError, make_engine, session_scope
 from store.models import ApiKey
-from worker.settings import Settings
+from store.schema import create_all
 
 TABLES = {"chain_versions", "runs", "approval_audit", "api_keys"}
 

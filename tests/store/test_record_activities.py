@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.records.activities import RecordActivities
-from activities.records.types import RECORD_APPROVAL, RECORD_RUN
+from core.records import RECORD_APPROVAL, RECORD_RUN
 from store.crud import get_run, list_approval_audit
 from store.engine import make_engine, session_scope
 from store.models import RunRecord

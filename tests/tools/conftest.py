@@ -22,7 +22,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.tools.activities import ToolActivities
 from activities.tools.builtin import OrderDesk
-from activities.tools.registry import ToolRegistry
+from activities.tools.defaults import builtin_registry
 from activities.tools.types import RUN_TOOL, ToolCallInput, ToolCallResult
 
 
@@ -211,4 +211,4 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def builtin(desk: OrderDesk, http: httpx.AsyncClient) -> ToolActivities:
     """Activities over the builtin tools only (no HTTP tools file)."""
-    return ToolActivities(ToolRegistry.builtin(desk), http)
+    return ToolActivities(builtin_registry(desk), http)

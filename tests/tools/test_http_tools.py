@@ -15,12 +15,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from activities.tools.activities import ToolActivities
+from activities.tools.defaults import DEFAULT_TOOLS_PATH, builtin_registry, default_registry
 from activities.tools.errors import ToolDefinitionError
 from activities.tools.http_tools import http_error, http_tools_from_dict, load_http_tools
-from activities.tools.registry import DEFAULT_TOOLS_PATH, ToolRegistry
+from activities.tools.registry import ToolRegistry
 from activities.tools.types import ToolErrorType
+from core.settings import Settings
 from tests.tools.conftest import ToolEnv, ToolService
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_ENV = "CHORUS_TEST_TOOL_TOKEN"
@@ -197,7 +198,7 @@ async def test_the_shipped_file_runs_against_a_service(
     monkeypatch.setenv("CARRIER_API_TOKEN", service.token)
     monkeypatch.setenv("INVENTORY_API_URL", service.url + "/")
     monkeypatch.setenv("INVENTORY_API_KEY", service.api_key)
-    registry = ToolRegistry.default(Settings(tools_file=ROOT / "chains/tools/http.yaml"))
+    registry = default_registry(Settings(tools_file=ROOT / "chains/tools/http.yaml"))
     acts = ToolActivities(registry, http)
 
     tracked = await env.run(acts, "carrier_status", carrier="FedEx", tracking_number="771234567890")
@@ -238,13 +239,13 @@ async def test_the_shipped_file_runs_against_a_service(
 
 
 def test_default_registry_has_builtin_and_shipped_tools() -> None:
-    registry = ToolRegistry.default()
+    registry = default_registry()
     assert DEFAULT_TOOLS_PATH.is_file()
     assert {"lookup_order", "issue_refund", "carrier_status", "send_replacement"} <= set(
         registry.names
     )
     assert Settings().tools_file == Path("chains/tools/http.yaml")
-    builtin_only = ToolRegistry.default(SimpleNamespace(tools_file=None))
+    builtin_only = default_registry(SimpleNamespace(tools_file=None))
     assert "carrier_status" not in builtin_only and "lookup_order" in builtin_only
 
 
@@ -363,7 +364,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
     clash = tmp_path / "clash.yaml"
     clash.write_text("tools:\n  lookup_order: {description: d, url: 'http://h'}\n")
     with pytest.raises(ToolDefinitionError, match="lookup_order, already registered"):
-        ToolRegistry.builtin().load_http_file(clash)
+        builtin_registry().load_http_file(clash)
 
 
 def test_method_decides_idempotency_unless_the_file_says() -> None:

@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from core.chain_spec import GuardRules
 from worker.assembly import PASSTHROUGH_MODULES, sandbox_runner
 from workflows.guards import (
     MAX_CHECKED_CHARS,
@@ -30,7 +31,6 @@ from workflows.guards import (
     redact_pii,
     retrieved_ids_of,
 )
-from workflows.spec import GuardRules
 
 RETRIEVED = ["refunds.md#2", "shipping.md#0", "Refund policy.md#4"]
 ORDER_SCHEMA = {

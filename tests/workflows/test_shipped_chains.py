@@ -10,7 +10,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from workflows.spec import ChainSpec, ModelStep, ParallelStep, RouteStep
+from core.chain_spec import ChainSpec, ModelStep, ParallelStep, RouteStep
 from workflows.templating import evaluate_bool, render
 from workflows.validate import iter_steps, parse_chain_yaml, validate_chain, validate_input
 

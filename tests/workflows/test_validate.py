@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from workflows.spec import ModelStep, ParallelStep, RouteStep, ToolStep
+from core.chain_spec import ModelStep, ParallelStep, RouteStep, ToolStep
 from workflows.validate import (
     DOCUMENT,
     ChainSpecError,

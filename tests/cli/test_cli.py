@@ -1,0 +1,113 @@
+"""The `chorus` CLI: bad chains and inputs start nothing; runs report their
+outcome through the exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from simulator.models import Fault
+from tests.cli_runner import invoke
+from tests.conftest import activity_host
+from tests.integration.conftest import ROOT
+from tests.workflows.test_validate import BAD_SPECS
+from worker.assembly import hosted_worker
+
+
+@pytest.fixture
+def cli_env(temporal_env: Any, simulator: Any, task_queue: str) -> dict[str, str]:
+    return {
+        "CHORUS_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "CHORUS_TASK_QUEUE": task_queue,
+        "CHORUS_SIMULATOR_PORT": str(simulator.port),
+        "CHORUS_LOG_FORMAT": "json",
+    }
+
+
+async def count_runs(client: Any) -> int:
+    return (await client.count_workflows()).count
+
+
+async def test_every_bad_chain_is_rejected_with_its_path_and_starts_nothing(
+    temporal_env: Any, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    before = await count_runs(temporal_env.client)
+    for case, spec, path, phrase in BAD_SPECS:
+        chain_file = tmp_path / f"{case}.yaml"
+        chain_file.write_text(yaml.safe_dump(spec))
+
+        result = await asyncio.to_thread(
+            invoke, ["run", str(chain_file), "--input", '{"question": "q"}'], cli_env
+        )
+
+        assert result.exit_code == 1, (case, result.output)
+        assert path in result.output and phrase in result.output, (case, result.output)
+    assert len(BAD_SPECS) >= 10
+    await asyncio.sleep(0.5)  # visibility is eventually consistent
+    assert await count_runs(temporal_env.client) == before
+
+
+async def test_input_that_breaks_the_input_schema_starts_nothing(
+    temporal_env: Any, cli_env: dict[str, str]
+) -> None:
+    before = await count_runs(temporal_env.client)
+
+    result = await asyncio.to_thread(
+        invoke, ["run", "classify_then_answer", "--input", '{"question": ""}'], cli_env
+    )
+
+    assert result.exit_code == 1
+    assert "input.question" in result.output
+    await asyncio.sleep(0.5)
+    assert await count_runs(temporal_env.client) == before
+
+
+def test_validate_accepts_a_shipped_chain(cli_env: dict[str, str]) -> None:
+    result = invoke(["validate", "cascade_answer"], cli_env)
+
+    assert result.exit_code == 0, result.output
+    assert "cascade_answer" in result.output and "valid" in result.output
+
+
+async def run_cli(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """The real `chorus` process: its exit code is what scripts see."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", *args,
+        cwd=ROOT, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_run_prints_result_and_cost_and_fails_non_zero(
+    temporal_env: Any,
+    registry: Any,
+    sim: Any,
+    cli_env: dict[str, str],
+    task_queue: str,
+    store_engine: Any,
+) -> None:
+    host = activity_host(registry, store_engine)
+    async with hosted_worker(temporal_env.client, host, task_queue=task_queue):
+        code, out, err = await run_cli(
+            ["run", "cascade_answer", "--input", json.dumps({"question": "Opening hours?"})],
+            cli_env,
+        )
+        assert code == 0, err
+        assert "completed" in out and "usage by model" in out and "cost (USD)" in out
+
+        await sim.add_faults(Fault(kind="status", status=401, model="sim-mini", times=5))
+        code, out, err = await run_cli(
+            ["run", "cascade_answer", "--input", json.dumps({"question": "Again?"})], cli_env
+        )
+        assert code != 0
+        assert "AuthenticationFailed" in out + err
