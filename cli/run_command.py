@@ -1,0 +1,235 @@
+"""`chorus validate` and `chorus run`: check a chain, start a run, watch it
+live and report its outcome through the exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.live import Live
+from rich.text import Text
+
+from cli.chain_checks import load_checked_chain
+from cli.console import configure_logging, console, err_console, fail, load_settings, print_problems
+from cli.run_view import render_result, render_state
+from core.settings import Settings
+
+_POLL_INTERVAL_S = 0.25
+
+
+def validate(
+    chain: Annotated[str, typer.Argument(help="chain name (in CHORUS_CHAINS_DIR) or YAML path")],
+) -> None:
+    """Check a chain spec against the model registry.
+
+    Checks its shape, templates, routes and model aliases; exits 1 when
+    anything is wrong, listing each problem with its path.
+    """
+    settings = load_settings()
+    spec = load_checked_chain(chain, settings)
+    console.print(
+        f"[green]✓[/] chain [bold]{spec.name}[/] v{spec.version} is valid "
+        f"({len(spec.steps)} top-level steps)"
+    )
+
+
+def _read_input(input_json: str | None, input_file: Path | None) -> Any:
+    if input_json is not None and input_file is not None:
+        fail("give either --input or --input-file, not both")
+    if input_file is not None:
+        try:
+            text = input_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot read --input-file {input_file}: {exc}")
+        try:
+            if input_file.suffix in (".yaml", ".yml"):
+                return yaml.safe_load(text)
+            return json.loads(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            fail(f"--input-file {input_file} is not valid JSON/YAML: {exc}")
+    if input_json is None:
+        return None
+    try:
+        return json.loads(input_json)
+    except ValueError as exc:
+        fail(f"--input is not valid JSON ({exc}); quote a plain string as '\"text\"'")
+
+
+def run(
+    chain: Annotated[str, typer.Argument(help="chain name (in CHORUS_CHAINS_DIR) or YAML path")],
+    input_json: Annotated[
+        str | None, typer.Option("--input", "-i", help="run input as JSON")
+    ] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input-file", "-f", help="run input from a JSON/YAML file")
+    ] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--id", help="workflow id (default: CHAIN-<random>)")
+    ] = None,
+    max_cost: Annotated[
+        float | None, typer.Option("--max-cost", help="cap on this run's cost in USD")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="start the run and exit without waiting")
+    ] = False,
+) -> None:
+    """Run a chain and show its steps live, then its output and cost.
+
+    The chain and the input are validated before anything starts; exits
+    non-zero when the run fails.
+    """
+    settings = load_settings()
+    configure_logging(settings)
+    from workflows.validate import ChainSpecError, validate_input
+
+    spec = load_checked_chain(chain, settings)
+    value = _read_input(input_json, input_file)
+    problems = validate_input(spec, value)
+    if problems:
+        print_problems(f"input does not match chain {spec.name!r}:", ChainSpecError(problems))
+        raise typer.Exit(1)
+    workflow_id = run_id or f"{spec.name}-{uuid.uuid4().hex[:12]}"
+    code = asyncio.run(_run(settings, spec, value, workflow_id, max_cost, wait=not no_wait))
+    raise typer.Exit(code)
+
+
+async def _start_chain(
+    client: Any, settings: Settings, spec: Any, value: Any, workflow_id: str, max_cost: float | None
+) -> Any:
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    from core.search_attributes import CHAIN_KEY, STATUS_KEY
+    from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
+
+    return await client.start_workflow(
+        WORKFLOW_NAME,
+        ChainInput(spec=spec, input=value, max_cost_usd=max_cost),
+        id=workflow_id,
+        task_queue=settings.task_queue,
+        result_type=ChainResult,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(CHAIN_KEY, spec.name), SearchAttributePair(STATUS_KEY, "running")]
+        ),
+        static_summary=f"chain {spec.name} v{spec.version}",
+    )
+
+
+async def _warn_if_no_worker(client: Any, settings: Settings) -> None:
+    """A run on a queue nobody polls waits forever: say so up front."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+    from temporalio.service import RPCError
+
+    try:
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=settings.temporal_namespace,
+                task_queue=TaskQueue(name=settings.task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            ),
+            timeout=timedelta(seconds=3),
+        )
+    except RPCError:
+        return
+    if not response.pollers:
+        err_console.print(
+            f"[yellow]warning:[/] no worker polls task queue {settings.task_queue!r}; "
+            "the run waits until one does (`chorus worker` or `chorus dev`)",
+            highlight=False,
+        )
+
+
+async def _run(
+    settings: Settings,
+    spec: Any,
+    value: Any,
+    workflow_id: str,
+    max_cost: float | None,
+    *,
+    wait: bool,
+) -> int:
+    from temporalio.client import WorkflowFailureError
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from core.temporal import TemporalConnectError, connect
+
+    try:
+        client = await connect(settings)
+    except TemporalConnectError as exc:
+        fail(str(exc))
+    await _warn_if_no_worker(client, settings)
+    try:
+        handle = await _start_chain(client, settings, spec, value, workflow_id, max_cost)
+    except WorkflowAlreadyStartedError:
+        fail(f"a run with id {workflow_id!r} already exists; pick another --id")
+    ns = settings.temporal_namespace
+    ui = f"{settings.temporal_ui_url}/namespaces/{ns}/workflows/{workflow_id}"
+    err_console.print(f"started run [bold]{workflow_id}[/]  {ui}", highlight=False)
+    if not wait:
+        console.print(workflow_id)
+        return 0
+
+    try:
+        result = await _await_with_progress(handle)
+    except WorkflowFailureError as exc:
+        partial = _partial_result(exc)
+        if partial is not None:
+            render_result(partial)
+        fail(f"run {workflow_id} failed: {_failure_message(exc)}")
+    render_result(result)
+    return 0 if result.status == "completed" else 1
+
+
+async def _await_with_progress(handle: Any) -> Any:
+    """Wait for the result, showing the `state` query as a live table when
+    stdout is a terminal."""
+    result_task = asyncio.create_task(handle.result())
+    if not console.is_terminal:
+        return await result_task
+    from temporalio.client import WorkflowQueryFailedError
+    from temporalio.service import RPCError
+
+    from workflows.types import STATE_QUERY, RunState
+
+    with Live(Text("starting…"), console=console, refresh_per_second=8, transient=True) as live:
+        while not result_task.done():
+            try:
+                state = await handle.query(
+                    STATE_QUERY, result_type=RunState, rpc_timeout=timedelta(seconds=2)
+                )
+                live.update(render_state(state))
+            except (RPCError, WorkflowQueryFailedError):
+                pass  # not picked up by a worker yet: keep waiting
+            await asyncio.wait({result_task}, timeout=_POLL_INTERVAL_S)
+    return await result_task
+
+
+def _partial_result(exc: BaseException) -> Any:
+    """The partial ChainResult a failed run attaches to its ApplicationError."""
+    from temporalio.exceptions import ApplicationError
+
+    from workflows.types import ChainResult
+
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, ApplicationError) and cause.details:
+        with contextlib.suppress(ValueError, TypeError):
+            return ChainResult.model_validate(cause.details[0])
+    return None
+
+
+def _failure_message(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)
+    while cause is not None and getattr(cause, "cause", None) is not None:
+        cause = cause.cause
+    if cause is None:
+        return str(exc)
+    kind = getattr(cause, "type", None)
+    return f"{kind}: {cause}" if kind else str(cause)
