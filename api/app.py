@@ -20,10 +20,10 @@ from fastapi import FastAPI
 
 from api.body_limit import BodySizeLimitMiddleware
 from api.errors import install_error_handlers
-from api.problems import DatabaseUnavailable, TemporalUnavailable
 from api.routes import approvals, chains, health, keys, knowledge, runs
 from api.state import ApiState, Database, TemporalConnector
 from core.logging import get_logger
+from core.problems import DatabaseUnavailable, TemporalUnavailable
 from core.settings import Settings, admin_key_problem, get_settings
 from runs.catalog import read_model_aliases
 

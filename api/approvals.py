@@ -24,15 +24,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Principal
-from api.problems import (
-    ApiProblem,
-    Conflict,
-    Forbidden,
-    NotFound,
-    RunNotRunning,
-    Unprocessable,
-    UpstreamTimeout,
-)
 from api.runs import (
     QUERY_TIMEOUT,
     RPC_TIMEOUT,
@@ -41,6 +32,15 @@ from api.runs import (
     temporal_problem,
 )
 from api.schemas import ApprovalList, ApprovalView, DecisionRequest, DecisionResult
+from core.problems import (
+    ApiProblem,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RunNotRunning,
+    Unprocessable,
+    UpstreamTimeout,
+)
 from core.search_attributes import CHAIN_KEY, STATUS_KEY
 from workflows.types import (
     AGENT_WORKFLOW_NAME,

@@ -13,9 +13,9 @@ from collections.abc import Collection
 
 from sqlmodel import Session
 
-from api.problems import ChainNotFound, InvalidChainSpec, UnsupportedMediaType
 from api.schemas import ChainSummary, ChainVersionPublic
 from core.chain_spec import ChainSpec
+from core.problems import ChainNotFound, InvalidChainSpec, UnsupportedMediaType
 from store import ChainVersion, get_chain_version, list_chain_versions, list_chains, publish_chain
 from workflows.validate import (
     DOCUMENT,

@@ -19,8 +19,8 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from api.errors import http_error
-from api.problems import ApiProblem
 from api.state import ApiState
+from core.problems import ApiProblem
 from core.settings import Settings
 from store import verify_api_key
 

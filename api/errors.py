@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import problems
+from core import problems
 from core.logging import get_logger
 
 log = get_logger(__name__)

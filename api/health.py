@@ -17,9 +17,9 @@ from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.service import RPCError
 
-from api.problems import ApiProblem
 from api.schemas import CheckResult
 from api.state import ApiState
+from core.problems import ApiProblem
 
 CHECK_TIMEOUT_S = 3.0
 

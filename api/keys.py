@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from api.problems import KeyExists, KeyNotFound, Unprocessable
 from api.schemas import KeyCreate, KeyCreated, KeyPublic
+from core.problems import KeyExists, KeyNotFound, Unprocessable
 from store import (
     ApiKey,
     DuplicateKeyNameError,

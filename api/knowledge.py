@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import Session
 
 from api.errors import validation_details
-from api.problems import NotFound, Unprocessable, UnsupportedMediaType
+from core.problems import NotFound, Unprocessable, UnsupportedMediaType
 from store.knowledge import (
     DOCUMENT_NAME_PATTERN,
     EmbeddingMismatchError,

@@ -40,15 +40,6 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Principal
-from api.problems import (
-    ChainNotFound,
-    InvalidChainSpec,
-    InvalidInput,
-    RunConflict,
-    RunNotFound,
-    RunNotRunning,
-    TemporalUnavailable,
-)
 from api.schemas import (
     ApprovalView,
     RunAccepted,
@@ -57,6 +48,15 @@ from api.schemas import (
     RunError,
     RunStatus,
     RunSummary,
+)
+from core.problems import (
+    ChainNotFound,
+    InvalidChainSpec,
+    InvalidInput,
+    RunConflict,
+    RunNotFound,
+    RunNotRunning,
+    TemporalUnavailable,
 )
 from core.search_attributes import CHAIN_KEY, STATUS_KEY
 from core.settings import Settings

@@ -19,8 +19,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
-from api.problems import DatabaseUnavailable, TemporalUnavailable
 from core.logging import get_logger
+from core.problems import DatabaseUnavailable, TemporalUnavailable
 from core.settings import Settings
 from core.temporal import TemporalConnectError, connect
 from runs.catalog import sync_chain_dir

@@ -1,6 +1,6 @@
-"""Typed reasons the API refuses a request, free of HTTP.
+"""Typed reasons a request is refused, free of HTTP.
 
-Service modules (`api.runs`, `api.approvals`, ...) raise these; one table in
+The run client (`runs`) and the API's service modules raise these; one table in
 `api.errors` turns each family into its HTTP status, so a status code is
 decided in exactly one place. Every message names what is wrong, and `code`
 is a stable, machine-readable name clients may branch on.

@@ -1,0 +1,74 @@
+"""How a run and its approvals look from outside: what the run client reads
+from Temporal and the API returns as is (one definition of each shape)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from core.statuses import RunStatus
+from workflows.types import ApprovalState, StepRecord, UsageSummary
+
+
+class RunError(BaseModel):
+    type: str | None = Field(
+        default=None, description="ApplicationError type, e.g. BudgetExceeded."
+    )
+    message: str
+
+
+class ApprovalView(BaseModel):
+    """A pending approval as reviewers see it."""
+
+    run_id: str
+    chain: str | None = None
+    approval_id: str
+    step: str
+    status: Literal["pending", "approved", "rejected"]
+    text: str
+    context: dict[str, str] = Field(default_factory=dict)
+    instructions: str | None = None
+    payload_hash: str = Field(description="Send it back with the decision.")
+    required_role: str
+    required_approvals: int
+    approvals: list[str] = Field(default_factory=list)
+    escalated: bool = False
+    requested_at: datetime | None = None
+    deadline: datetime | None = None
+
+    @classmethod
+    def of(cls, run_id: str, chain: str | None, approval: ApprovalState) -> ApprovalView:
+        return cls(run_id=run_id, chain=chain, **approval.model_dump(exclude={"decisions"}))
+
+
+class RunDetail(BaseModel):
+    run_id: str
+    temporal_run_id: str | None = None
+    chain: str | None = None
+    version: int | None = None
+    status: RunStatus
+    source: Literal["workflow", "result", "index"] = Field(
+        description="`workflow`: live state queried from the running workflow; "
+        "`result`: the closed run's result; `index`: only the database index answered."
+    )
+    current_steps: list[str] = Field(default_factory=list)
+    pending_approvals: list[ApprovalView] = Field(default_factory=list)
+    steps: dict[str, StepRecord] = Field(default_factory=dict)
+    usage: UsageSummary | None = None
+    cost_usd: float = 0.0
+    output: Any = None
+    error: RunError | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    created_by: str | None = None
+
+
+class ApprovalList(BaseModel):
+    items: list[ApprovalView]
+    unavailable_runs: list[str] = Field(
+        default_factory=list,
+        description="Runs awaiting approval whose approvals could not be read just now "
+        "(e.g. no worker polling); retry later.",
+    )
