@@ -37,6 +37,7 @@ PASSTHROUGH_MODULES = (
     "pydantic_core",
     "activities.gateway.types",
     "core.chain_spec",
+    "core.chain_errors",
     "workflows.types",
     "workflows.budget",
     "workflows.templating",

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         ModelCallResult,
     )
     from activities.tools.types import ToolInfo
+    from core.chain_errors import ChainErrorType
     from core.chain_spec import (
         AgentStep,
         ApprovalStep,
@@ -189,7 +190,7 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
         )
         if described.unknown:
             raise ChainFailure(
-                "UnknownModelAlias",
+                ChainErrorType.UNKNOWN_MODEL_ALIAS,
                 f"chain {spec.name!r} names model aliases the worker's registry "
                 f"does not know: {', '.join(described.unknown)}",
             )
@@ -199,7 +200,7 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
             tools = await describe_tools(sorted(tool_names))
             if tools.unknown:
                 raise ChainFailure(
-                    "UnknownTool",
+                    ChainErrorType.UNKNOWN_TOOL,
                     f"chain {spec.name!r} names tools the worker's registry does not know: "
                     + ", ".join(tools.unknown),
                 )
@@ -374,7 +375,7 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
         else:
             if step.otherwise is None:
                 raise ChainFailure(
-                    "NoRouteMatched",
+                    ChainErrorType.NO_ROUTE_MATCHED,
                     f"step {step.name}: no branch condition held and there is no 'otherwise'",
                 )
             chosen, record.branch = step.otherwise, "otherwise"
@@ -488,7 +489,7 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
                 )
         if not result.valid:
             raise ChainFailure(
-                "StructuredOutputInvalid",
+                ChainErrorType.STRUCTURED_OUTPUT_INVALID,
                 f"step {step.name}: {result.alias} kept answering with output that does not "
                 f"match the schema after {step.max_reasks} re-asks: "
                 + "; ".join(result.schema_errors or []),
@@ -532,17 +533,21 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
                 failures.append(f"{alias}: {describe_activity_error(err)}")
             except BudgetExceededError as err:
                 if step.budget_fallback is None or alias == step.budget_fallback:
-                    raise ChainFailure("BudgetExceeded", f"step {step.name}: {err}") from None
+                    raise ChainFailure(
+                        ChainErrorType.BUDGET_EXCEEDED, f"step {step.name}: {err}"
+                    ) from None
                 try:
                     return await self._ask(
                         step, step.budget_fallback, messages, record, "budget_fallback"
                     )
                 except BudgetExceededError as again:
-                    raise ChainFailure("BudgetExceeded", f"step {step.name}: {again}") from None
+                    raise ChainFailure(
+                        ChainErrorType.BUDGET_EXCEEDED, f"step {step.name}: {again}"
+                    ) from None
                 except ActivityError as again:
                     failures.append(f"{step.budget_fallback}: {describe_activity_error(again)}")
         raise ChainFailure(
-            "AllModelsFailed",
+            ChainErrorType.ALL_MODELS_FAILED,
             f"step {step.name}: every model failed: " + " | ".join(failures),
         )
 
@@ -599,10 +604,10 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
         try:
             return templating.render(source, context)
         except templating.TemplateRenderError as err:
-            raise ChainFailure("TemplateError", f"{where}: {err}") from None
+            raise ChainFailure(ChainErrorType.TEMPLATE_ERROR, f"{where}: {err}") from None
 
     def _condition(self, expression: str, context: dict[str, Any], where: str) -> bool:
         try:
             return templating.evaluate_bool(expression, context)
         except templating.TemplateRenderError as err:
-            raise ChainFailure("TemplateError", f"{where}: {err}") from None
+            raise ChainFailure(ChainErrorType.TEMPLATE_ERROR, f"{where}: {err}") from None

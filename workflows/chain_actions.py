@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.gateway.types import ChatMessage
     from activities.retrieval.types import RETRIEVE, RetrieveInput, RetrieveResult
+    from core.chain_errors import ChainErrorType
     from core.chain_spec import AgentStep, GuardStep, ModelStep, RetrieveStep, ToolStep
     from workflows import guards
     from workflows.agent_types import AGENT_WORKFLOW_NAME, AgentInput, AgentResult
@@ -66,7 +67,7 @@ class ActionStepsMixin:
             )
         except ActivityError as err:
             raise ChainFailure(
-                "RetrievalFailed", f"step {step.name}: {describe_activity_error(err)}"
+                ChainErrorType.RETRIEVAL_FAILED, f"step {step.name}: {describe_activity_error(err)}"
             ) from None
         record.output = result.model_dump(mode="json")
 
@@ -102,7 +103,7 @@ class ActionStepsMixin:
             cause = err.cause
             error_type = cause.type if isinstance(cause, ApplicationError) and cause.type else None
             raise ChainFailure(
-                error_type or "ToolFailed",
+                error_type or ChainErrorType.TOOL_FAILED,
                 f"step {step.name}: tool {step.tool} failed: {describe_activity_error(err)}",
             ) from None
         record.output = result.output
@@ -115,7 +116,8 @@ class ActionStepsMixin:
             arguments = None
         if not isinstance(arguments, dict):
             raise ChainFailure(
-                "ToolInvalidArguments", f"step {step}: the approved arguments are not a JSON object"
+                ChainErrorType.TOOL_INVALID_ARGUMENTS,
+                f"step {step}: the approved arguments are not a JSON object",
             )
         return arguments
 
@@ -195,7 +197,7 @@ class ActionStepsMixin:
                     self._publish_step(context, target)
                 break
             raise ChainFailure(
-                "GuardFailed",
+                ChainErrorType.GUARD_FAILED,
                 f"step {step.name}: the output of {step.target} failed its checks"
                 + (f" after {retries} retries" if retries else "")
                 + f": {described}",
@@ -239,7 +241,7 @@ class ActionStepsMixin:
             error_type = cause.type if isinstance(cause, ApplicationError) and cause.type else None
             message = cause.message if isinstance(cause, ApplicationError) else str(err)
             raise ChainFailure(
-                error_type or "AgentFailed", f"step {step.name}: {message}"
+                error_type or ChainErrorType.AGENT_FAILED, f"step {step.name}: {message}"
             ) from None
         if reservation is not None:
             self._budget.settle(reservation, result.cost_usd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from activities.gateway.types import TokenUsage
+from core.chain_errors import ChainErrorType
 
 
 class ChainFailure(Exception):
@@ -20,11 +21,11 @@ class ChainRejected(ChainFailure):
     `rejected`, a business outcome rather than a failure."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("Rejected", message)
+        super().__init__(ChainErrorType.REJECTED, message)
 
 
 def is_budget_failure(error: BaseException) -> bool:
-    return isinstance(error, ChainFailure) and error.error_type == "BudgetExceeded"
+    return isinstance(error, ChainFailure) and error.error_type == ChainErrorType.BUDGET_EXCEEDED
 
 
 def describe_activity_error(err: ActivityError) -> str:

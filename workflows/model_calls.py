@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         ModelInfo,
         ToolSpec,
     )
+    from core.chain_errors import ChainErrorType
     from core.chain_spec import RetrySpec
     from workflows.budget import Budget, BudgetExceededError, estimate_prompt_tokens
     from workflows.failures import ChainFailure, billed_usage, describe_activity_error
@@ -70,7 +71,7 @@ class ModelCaller:
         when the provider failed for good."""
         if self.calls_made >= self.max_calls:
             raise ChainFailure(
-                "StepLimitExceeded",
+                ChainErrorType.STEP_LIMIT_EXCEEDED,
                 f"step {options.step}: the run reached its limit of {self.max_calls} model calls",
             )
         info = self.models[alias]
@@ -156,8 +157,10 @@ class ModelCaller:
             except ActivityError as err:
                 failures.append(f"{alias}: {describe_activity_error(err)}")
             except BudgetExceededError as err:
-                raise ChainFailure("BudgetExceeded", f"step {options.step}: {err}") from None
+                raise ChainFailure(
+                    ChainErrorType.BUDGET_EXCEEDED, f"step {options.step}: {err}"
+                ) from None
         raise ChainFailure(
-            "AllModelsFailed",
+            ChainErrorType.ALL_MODELS_FAILED,
             f"step {options.step}: every model failed: " + " | ".join(failures),
         )
