@@ -39,6 +39,7 @@ PASSTHROUGH_MODULES = (
     "core.chain_spec",
     "core.chain_errors",
     "workflows.types",
+    "workflows.activity_options",
     "workflows.budget",
     "workflows.templating",
     "core.search_attributes",

@@ -57,6 +57,7 @@ class AgentWorkflow(ApprovalHost):
             budget=Budget(remaining),
             models=inp.models,
             max_calls=max(inp.max_calls - len(inp.calls), 0),
+            options=self.activity_options,
         )
         options = CallOptions(
             step=step.name,
@@ -192,6 +193,7 @@ class AgentWorkflow(ApprovalHost):
                 arguments,
                 idempotency_key=f"{workflow.info().workflow_id}/{call.id}",
                 step=step.name,
+                options=self.activity_options,
             )
         except ActivityError as err:
             return f"error: {describe_activity_error(err)}", "error"

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import ClassVar, Literal
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from core.records import RECORD_APPROVAL, ApprovalAuditInput
+    from workflows.activity_options import DEFAULT_ACTIVITY_OPTIONS, ActivityOptions
     from workflows.approvals import ApprovalDesk, AuditEntry, DecisionRejected
     from workflows.types import (
         DECIDE,
@@ -44,6 +45,9 @@ class ApprovalRequest:
 
 class ApprovalHost:
     """Mixin for workflow classes (call `__init__` from theirs)."""
+
+    activity_options: ClassVar[ActivityOptions] = DEFAULT_ACTIVITY_OPTIONS
+    """Timeouts and retries of every activity the workflow schedules."""
 
     def __init__(self) -> None:
         self._desk = ApprovalDesk()
@@ -145,7 +149,7 @@ class ApprovalHost:
                 payload_hash=decision.payload_hash,
                 decided_at=decision.at,
             ),
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=self.activity_options.audit_timeout,
             summary=f"audit {approval.approval_id}: {decision.decision} by {decision.reviewer}",
         )
 

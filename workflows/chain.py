@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -77,11 +76,9 @@ REASK_PROMPT = (
     "Your reply did not match the required JSON schema: {errors}. "
     "Reply again with only a JSON value that matches the schema."
 )
-_DEFAULT_RETRY = RetrySpec()
 COST_REFRESH = timedelta(seconds=2)
 PATCH_THROTTLE_COST_UPSERTS = "chorus-throttle-cost-upserts"
 PATCH_RUN_INDEX = "chorus-run-index"
-_RECORD_RUN_RETRY = RetryPolicy(maximum_attempts=8, maximum_interval=timedelta(seconds=10))
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -115,6 +112,7 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
             models={},
             max_calls=spec.limits.max_steps,
             on_spend=self._publish_cost,
+            options=self.activity_options,
         )
         workflow.upsert_search_attributes(
             [
@@ -185,7 +183,7 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
             DESCRIBE_MODELS,
             DescribeModelsInput(aliases=aliases),
             result_type=DescribeModelsResult,
-            start_to_close_timeout=timedelta(seconds=10),
+            start_to_close_timeout=self.activity_options.describe_timeout,
             summary="describe models",
         )
         if described.unknown:
@@ -197,7 +195,7 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
         self._caller.models = described.models
         tool_names = iter_tools(spec.steps)
         if tool_names:
-            tools = await describe_tools(sorted(tool_names))
+            tools = await describe_tools(sorted(tool_names), self.activity_options)
             if tools.unknown:
                 raise ChainFailure(
                     ChainErrorType.UNKNOWN_TOOL,
@@ -270,8 +268,8 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
             await workflow.execute_local_activity(
                 RECORD_RUN,
                 record,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=_RECORD_RUN_RETRY,
+                start_to_close_timeout=self.activity_options.run_index_timeout,
+                retry_policy=self.activity_options.run_index_retry,
                 summary=f"run index: {self._status}",
             )
         except ActivityError as err:
@@ -596,7 +594,11 @@ class ChainWorkflow(ApprovalHost, ActionStepsMixin):
 
     def _retry_for(self, step: ModelStep | AgentStep) -> RetrySpec:
         """The step's retry policy, else the chain's default, else Chorus's."""
-        return step.retry or (self._spec.defaults if self._spec else None) or _DEFAULT_RETRY
+        return (
+            step.retry
+            or (self._spec.defaults if self._spec else None)
+            or self.activity_options.model_retry
+        )
 
     # -- templates -------------------------------------------------------------
 

@@ -10,7 +10,6 @@ or a child workflow.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
@@ -39,6 +38,7 @@ class ActionStepsMixin:
     if TYPE_CHECKING:  # provided by ChainWorkflow
         from activities.tools.types import ToolInfo
         from core.chain_spec import ChainSpec, Step
+        from workflows.activity_options import ActivityOptions
         from workflows.budget import Budget
         from workflows.model_calls import ModelCaller
 
@@ -48,6 +48,7 @@ class ActionStepsMixin:
         _tools: dict[str, ToolInfo]
         _budget: Budget
         _caller: ModelCaller
+        activity_options: ActivityOptions
 
     # -- retrieval and tools -----------------------------------------------------
 
@@ -62,7 +63,7 @@ class ActionStepsMixin:
                     collection=step.collection, query=query, top_k=step.top_k, step=step.name
                 ),
                 result_type=RetrieveResult,
-                start_to_close_timeout=timedelta(seconds=60),
+                start_to_close_timeout=self.activity_options.retrieve_timeout,
                 summary=f"{step.name} · retrieve from {step.collection}",
             )
         except ActivityError as err:
@@ -98,7 +99,13 @@ class ActionStepsMixin:
                 raise ChainRejected(rejection_message(step.name, approval))
             arguments = self._edited_arguments(step.name, approval.text)
         try:
-            result = await run_tool(info, arguments, idempotency_key=key, step=step.name)
+            result = await run_tool(
+                info,
+                arguments,
+                idempotency_key=key,
+                step=step.name,
+                options=self.activity_options,
+            )
         except ActivityError as err:
             cause = err.cause
             error_type = cause.type if isinstance(cause, ApplicationError) and cause.type else None

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -24,13 +22,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.chain_errors import ChainErrorType
     from core.chain_spec import RetrySpec
+    from workflows.activity_options import (
+        DEFAULT_ACTIVITY_OPTIONS,
+        ActivityOptions,
+        retry_policy,
+    )
     from workflows.budget import Budget, BudgetExceededError, estimate_prompt_tokens
     from workflows.failures import ChainFailure, billed_usage, describe_activity_error
     from workflows.types import ModelCallRecord, StepRecord
-
-TIMEOUT_MARGIN_S = 5.0
-"""Activity deadline over the HTTP deadline, so a slow provider fails as a
-typed ProviderTimeout rather than Temporal's own timeout."""
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,10 @@ class ModelCaller:
         models: dict[str, ModelInfo],
         max_calls: int,
         on_spend: Callable[[], None] = lambda: None,
+        options: ActivityOptions = DEFAULT_ACTIVITY_OPTIONS,
     ) -> None:
         self.budget = budget
+        self.options = options
         self.models = models
         self.max_calls = max_calls
         self.calls_made = 0
@@ -78,7 +79,6 @@ class ModelCaller:
         worst_case = info.prices.worst_case(estimate_prompt_tokens(messages), options.max_tokens)
         reservation = self.budget.reserve(worst_case, f"{options.step} on {alias}")
         self.calls_made += 1
-        retry = options.retry
         try:
             result = await workflow.execute_activity(
                 CALL_MODEL,
@@ -92,14 +92,9 @@ class ModelCaller:
                     step=options.step,
                 ),
                 result_type=ModelCallResult,
-                start_to_close_timeout=timedelta(seconds=info.timeout_s + TIMEOUT_MARGIN_S),
-                heartbeat_timeout=timedelta(seconds=info.heartbeat_timeout_s),
-                retry_policy=RetryPolicy(
-                    maximum_attempts=retry.max_attempts,
-                    initial_interval=timedelta(seconds=retry.initial_interval_s),
-                    backoff_coefficient=retry.backoff,
-                    maximum_interval=timedelta(seconds=retry.max_interval_s),
-                ),
+                start_to_close_timeout=self.options.model_call_timeout(info),
+                heartbeat_timeout=self.options.model_heartbeat_timeout(info),
+                retry_policy=retry_policy(options.retry),
                 summary=f"{options.step} · {alias} ({info.model})",
             )
         except ActivityError as err:
