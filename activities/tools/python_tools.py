@@ -176,12 +176,12 @@ def parameters_schema(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
-def format_validation_error(exc: ValidationError) -> list[str]:
-    """One line per problem: `path: message` (`(arguments)` for the whole
+def format_validation_error(exc: ValidationError, *, whole: str = "(arguments)") -> list[str]:
+    """One line per problem: `path: message` (`whole` for the whole
     object). Input values are left out: they may be personal data."""
     problems = []
     for err in exc.errors(include_url=False, include_input=False):
-        path = ".".join(str(part) for part in err["loc"]) or "(arguments)"
+        path = ".".join(str(part) for part in err["loc"]) or whole
         problems.append(f"{path}: {err['msg']}")
     return problems
 

@@ -1,5 +1,6 @@
-"""The sample order desk: deterministic data, and a refund that is never paid
-twice for one idempotency key, however often the call is repeated."""
+"""The sample order desk: deterministic data (the shipped orders file), and a
+refund that is never paid twice for one idempotency key, however often the
+call is repeated."""
 
 from __future__ import annotations
 
@@ -9,20 +10,22 @@ from pathlib import Path
 import pytest
 
 from activities.tools.activities import ToolActivities
-from activities.tools.builtin import BUILTIN_TOOL_NAMES, ORDERS, OrderDesk
+from activities.tools.builtin import BUILTIN_TOOL_NAMES, OrderDesk
 from activities.tools.errors import ToolError
+from activities.tools.order_data import load_orders
 from activities.tools.types import ToolErrorType
 from tests.tools.conftest import ToolEnv
 
 
-def test_a_dozen_orders_ship_in_code() -> None:
-    ids = [o.order_id for o in ORDERS]
+def test_a_dozen_orders_ship_in_the_data_file() -> None:
+    orders = load_orders()
+    ids = [o.order_id for o in orders]
     assert len(ids) == 12 and len(set(ids)) == 12
     assert ids[0] == "NW-1001" and ids[-1] == "NW-1012"
     first = OrderDesk().lookup_order("NW-1001")
     assert first.order is not None and first.order.total == 268.92  # 249.00 + 19.92 tax
     # Shipped orders carry tracking; orders not yet shipped do not.
-    for order in ORDERS:
+    for order in orders:
         shipped = order.status in {"shipped", "out_for_delivery", "delivered", "delayed"}
         assert (order.tracking_number is not None) is shipped, order.order_id
 

@@ -19,7 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.tools.activities import ToolActivities
-from activities.tools.builtin import OrderDesk, Refund, register_builtin_tools
+from activities.tools.builtin import OrderDesk, register_builtin_tools
+from activities.tools.order_ledger import Refund
 from activities.tools.registry import ToolRegistry
 from activities.tools.types import ToolErrorType
 from tests.tools.retry_workflow import ToolRetryTestWorkflow, ToolRunInput, ToolRunReport
