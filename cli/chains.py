@@ -6,7 +6,9 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cli.chain_checks import known_aliases, load_checked_chain
 from cli.console import console, fail, load_settings
@@ -37,10 +39,12 @@ def chains_publish(
             fail(str(exc))
     row = result.chain_version
     if result.created:
-        console.print(f"published chain [bold]{row.name}[/] v{row.version}", highlight=False)
+        console.print(
+            f"published chain [bold]{escape(row.name)}[/] v{row.version}", highlight=False
+        )
     else:
         console.print(
-            f"chain [bold]{row.name}[/] unchanged: v{row.version} has the same spec",
+            f"chain [bold]{escape(row.name)}[/] unchanged: v{row.version} has the same spec",
             highlight=False,
         )
 
@@ -63,7 +67,7 @@ def chains_sync() -> None:
         except StoreError as exc:
             fail(str(exc))
     for row in rows:
-        console.print(f"{row.name} v{row.version}", highlight=False)
+        console.print(f"{row.name} v{row.version}", highlight=False, markup=False)
 
 
 @chains_app.command("list")
@@ -96,10 +100,10 @@ def chains_list(
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row.name,
+            Text(row.name),
             f"v{row.version}",
-            row.description or "",
+            Text(row.description or ""),
             when(row.created_at),
-            row.created_by,
+            Text(row.created_by),
         )
     console.print(table)

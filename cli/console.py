@@ -2,7 +2,9 @@
 the settings, and listing a validation error's problems.
 
 Output meant for people goes to stdout (`console`); errors and progress go
-to stderr (`err_console`), so a command's stdout can be piped.
+to stderr (`err_console`), so a command's stdout can be piped. Both parse
+rich markup: text that comes from users, files or exceptions goes through
+`escape` (or into a `Text`), so a `[/]` in a message is printed as written.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from core.settings import Settings, get_settings
 
@@ -19,8 +22,9 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print an error for people and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print an error for people and exit non-zero. `message` is plain text
+    (exception and user text included), never markup."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -52,6 +56,7 @@ def _problem_lines(exc: BaseException) -> list[str]:
 
 
 def print_problems(title: str, exc: BaseException) -> None:
-    err_console.print(f"[bold red]{title}[/]", highlight=False)
+    """A plain-text title in red, then one line per problem."""
+    err_console.print(f"[bold red]{escape(title)}[/]", highlight=False)
     for line in _problem_lines(exc):
         err_console.print(f"  • {line}", highlight=False, markup=False)

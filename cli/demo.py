@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -490,7 +491,10 @@ class _Driver:
 
         handles = await asyncio.gather(*(start(t) for t in tickets))
         for ticket, handle in zip(tickets, handles, strict=True):
-            self.say.print(f"  started run [bold]{handle.id}[/]  ({ticket.id})", highlight=False)
+            self.say.print(
+                f"  started run [bold]{escape(handle.id)}[/]  ({escape(ticket.id)})",
+                highlight=False,
+            )
         runs = [TicketRun(t, h.id) for t, h in zip(tickets, handles, strict=True)]
         async with asyncio.TaskGroup() as group:
             for run, handle in zip(runs, handles, strict=True):
@@ -546,11 +550,13 @@ class _Driver:
         kind: Literal["approve", "edit"] = "edit" if edit else "approve"
         endpoint = APPROVAL_ENDPOINT.format(run_id=handle.id, approval_id=approval.approval_id)
         self.say.print(
-            f"  ⏸ {ticket.id} waits for approval [bold]{approval.approval_id}[/] "
-            f"({approval.context.get('category', '?')}, confidence "
-            f"{approval.context.get('confidence', '?')}): the demo "
-            f"{'edits the reply and approves it' if edit else 'approves it'} as "
-            f"{DEMO_REVIEWER}; a person would normally do this in the API: {endpoint}",
+            f"  ⏸ {escape(ticket.id)} waits for approval [bold]{escape(approval.approval_id)}[/] "
+            + escape(
+                f"({approval.context.get('category', '?')}, confidence "
+                f"{approval.context.get('confidence', '?')}): the demo "
+                f"{'edits the reply and approves it' if edit else 'approves it'} as "
+                f"{DEMO_REVIEWER}; a person would normally do this in the API: {endpoint}"
+            ),
             highlight=False,
         )
         decision = ApprovalDecision(
@@ -655,8 +661,11 @@ async def run_demo(
     failed = [t for t in summary.tickets if t.status != "completed"]
     for ticket in failed:
         err_console.print(
-            f"[bold red]error:[/] ticket {ticket.id} (run {ticket.run_id}) ended "
-            f"{ticket.status}: {ticket.error or 'no error recorded'}",
+            "[bold red]error:[/] "
+            + escape(
+                f"ticket {ticket.id} (run {ticket.run_id}) ended "
+                f"{ticket.status}: {ticket.error or 'no error recorded'}"
+            ),
             highlight=False,
         )
     return 1 if failed else 0
@@ -747,7 +756,7 @@ def render_summary(
     console: Console, summary: DemoSummary, runs: list[TicketRun], prices: ModelPrices
 ) -> None:
     for index, (ticket, run) in enumerate(zip(summary.tickets, runs, strict=True), start=1):
-        console.rule(f"ticket {index}/{len(runs)} · {ticket.id} · run {ticket.run_id}")
+        console.rule(escape(f"ticket {index}/{len(runs)} · {ticket.id} · run {ticket.run_id}"))
         console.print(
             Text.assemble((f"{ticket.customer_name}: ", "bold"), (f"“{ticket.message}”", "italic"))
         )
@@ -757,11 +766,12 @@ def render_summary(
                 f"{ticket.urgency} · confidence {ticket.confidence}",
                 style="dim",
                 highlight=False,
+                markup=False,
             )
         if ticket.path:
             console.print(Text("path: ", style="bold") + Text(" → ".join(ticket.path)))
         if ticket.status != "completed":
-            console.print(f"[red]{ticket.status}:[/] {ticket.error}", highlight=False)
+            console.print(f"[red]{ticket.status}:[/] {escape(str(ticket.error))}", highlight=False)
         if ticket.reply is not None:
             simulated = ticket.reply.startswith("[simulated ")
             title = "reply (simulator placeholder text)" if simulated else "reply"

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cli.chain_checks import known_aliases
 from cli.console import console, fail, load_settings
@@ -93,11 +95,11 @@ def ingest(
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table(title=f"knowledge collection {collection}", title_justify="left")
+    table = Table(title=f"knowledge collection {escape(collection)}", title_justify="left")
     for column in ("document", "chunks", "status"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["document"], str(row["chunks"]), row["status"])
+        table.add_row(Text(row["document"]), str(row["chunks"]), row["status"])
     console.print(table)
     counts = {
         s: sum(1 for row in rows if row["status"] == s) for s in ("new", "replaced", "unchanged")

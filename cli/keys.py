@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -42,7 +43,7 @@ def keys_create(
             fail(str(exc))
     extra = f", may also review as {', '.join(row.approval_roles)}" if row.approval_roles else ""
     err_console.print(
-        f"created {row.role} key [bold]{row.name}[/]{extra}. Copy it now: "
+        f"created {escape(row.role)} key [bold]{escape(row.name)}[/]{escape(extra)}. Copy it now: "
         "it will not be shown again.",
         highlight=False,
     )
@@ -75,9 +76,9 @@ def keys_list(
             else Text("active", style="green")
         )
         table.add_row(
-            key.name,
-            key.role,
-            ", ".join(key.approval_roles),
+            Text(key.name),
+            Text(key.role),
+            Text(", ".join(key.approval_roles)),
             f"{key.key_prefix}…",
             when(key.created_at),
             status,
@@ -98,4 +99,4 @@ def keys_revoke(
         revoked = revoke_api_key(session, name=name)
     if not revoked:
         fail(f"no active API key named {name!r} (`chorus keys list` shows the keys)")
-    console.print(f"revoked key [bold]{name}[/]", highlight=False)
+    console.print(f"revoked key [bold]{escape(name)}[/]", highlight=False)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from cli.chain_checks import load_checked_chain
@@ -35,7 +36,7 @@ def validate(
     settings = load_settings()
     spec = load_checked_chain(chain, settings)
     console.print(
-        f"[green]✓[/] chain [bold]{spec.name}[/] v{spec.version} is valid "
+        f"[green]✓[/] chain [bold]{escape(spec.name)}[/] v{spec.version} is valid "
         f"({len(spec.steps)} top-level steps)"
     )
 
@@ -172,9 +173,9 @@ async def _run(
         fail(f"a run with id {workflow_id!r} already exists; pick another --id")
     ns = settings.temporal_namespace
     ui = f"{settings.temporal_ui_url}/namespaces/{ns}/workflows/{workflow_id}"
-    err_console.print(f"started run [bold]{workflow_id}[/]  {ui}", highlight=False)
+    err_console.print(f"started run [bold]{escape(workflow_id)}[/]  {escape(ui)}", highlight=False)
     if not wait:
-        console.print(workflow_id)
+        console.print(workflow_id, markup=False, highlight=False)
         return 0
 
     try:

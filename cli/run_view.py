@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Group
 from rich.json import JSON
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -19,7 +20,9 @@ _STATUS_STYLE = {"running": "yellow", "completed": "green", "failed": "red"}
 def render_state(state: Any) -> Table:
     """Live view of a run (the `state` query) for `chorus run`."""
     table = Table(
-        title=f"{state.chain} v{state.version} — {state.status}", title_justify="left", expand=False
+        title=escape(f"{state.chain} v{state.version} — {state.status}"),
+        title_justify="left",
+        expand=False,
     )
     table.add_column("step")
     table.add_column("kind")
@@ -29,15 +32,15 @@ def render_state(state: Any) -> Table:
     for name, step in state.steps.items():
         style = _STATUS_STYLE.get(step.status, "")
         table.add_row(
-            name,
+            Text(name),
             step.kind,
             Text(step.status, style=style),
-            step.model or "",
+            Text(step.model or ""),
             f"{step.cost_usd:.6f}",
         )
     for name in state.current_steps:
         if name not in state.steps:
-            table.add_row(name, "", Text("running", style="yellow"), "", "")
+            table.add_row(Text(name), "", Text("running", style="yellow"), "", "")
     table.caption = f"spent ${state.usage.cost_usd:.6f}"
     return table
 
@@ -54,7 +57,7 @@ def usage_table(result: Any) -> Table:
     usage = result.usage
     for alias, model in sorted(usage.per_model.items()):
         table.add_row(
-            alias,
+            Text(alias),
             str(model.calls),
             str(model.usage.input_tokens),
             str(model.usage.output_tokens),

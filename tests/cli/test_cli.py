@@ -69,6 +69,35 @@ async def test_input_that_breaks_the_input_schema_starts_nothing(
     assert await count_runs(temporal_env.client) == before
 
 
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """Enough settings for commands that fail before reaching Temporal."""
+    return {
+        "CHORUS_STATE_DIR": str(tmp_path / "state"),
+        "CHORUS_CHAINS_DIR": str(ROOT / "chains"),
+        "CHORUS_MODELS_FILE": str(ROOT / "chains" / "models.yaml"),
+        "CHORUS_LOG_FORMAT": "json",
+    }
+
+
+def test_user_and_error_text_with_brackets_is_printed_as_written(tmp_path: Path) -> None:
+    env = offline_env(tmp_path)
+    # A file name that rich would read as markup (`[/]` closes nothing: a
+    # MarkupError if it were parsed) in an error message...
+    missing = tmp_path / "odd [/] [bold]name[/bold].json"
+    result = invoke(["run", "cascade_answer", "--input-file", str(missing)], env)
+    assert result.exit_code == 1, result.output
+    assert f"error: cannot read --input-file {missing}" in result.output
+
+    # ...and in the title of a chain's list of problems.
+    case, spec, path, phrase = BAD_SPECS[0]
+    chain_file = tmp_path / "[red]chain [bold]x.yaml"  # markup would eat the tags
+    chain_file.write_text(yaml.safe_dump(spec))
+    result = invoke(["validate", str(chain_file)], env)
+    assert result.exit_code == 1, (case, result.output)
+    assert f"chain {chain_file} has problems:" in result.output
+    assert path in result.output and phrase in result.output
+
+
 def test_validate_accepts_a_shipped_chain(cli_env: dict[str, str]) -> None:
     result = invoke(["validate", "cascade_answer"], cli_env)
 
@@ -105,9 +134,14 @@ async def test_run_prints_result_and_cost_and_fails_non_zero(
         assert code == 0, err
         assert "completed" in out and "usage by model" in out and "cost (USD)" in out
 
-        await sim.add_faults(Fault(kind="status", status=401, model="sim-mini", times=5))
+        # The provider's message is shown as written, brackets and all.
+        message = "key [/] revoked [bold]for good[/bold]"
+        await sim.add_faults(
+            Fault(kind="status", status=401, model="sim-mini", message=message, times=5)
+        )
         code, out, err = await run_cli(
             ["run", "cascade_answer", "--input", json.dumps({"question": "Again?"})], cli_env
         )
-        assert code != 0
+        assert code == 1, err
         assert "AuthenticationFailed" in out + err
+        assert message in err and "Traceback" not in err
