@@ -77,11 +77,11 @@ def read_model_aliases(models_file: Path) -> set[str]:
 def read_tool_names(settings: Settings) -> set[str]:
     """The names of the tools a worker with these settings hosts (the builtin
     tools and those of the HTTP tools file)."""
-    from activities.tools.defaults import default_registry
+    from activities.tools.defaults import tool_names
     from activities.tools.errors import ToolDefinitionError
 
     try:
-        return set(default_registry(settings).names)
+        return set(tool_names(settings))
     except (ToolDefinitionError, OSError) as exc:
         raise CatalogError(f"cannot load the tools of {settings.tools_file}: {exc}") from exc
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from activities.tools.builtin import OrderDesk, register_builtin_tools
-from activities.tools.registry import ToolRegistry
+from activities.tools.builtin import BUILTIN_TOOL_NAMES, OrderDesk, register_builtin_tools
+from activities.tools.http_tools import load_http_tools
+from activities.tools.registry import ToolRegistry, refuse_taken_names
 
 DEFAULT_TOOLS_PATH = Path(__file__).resolve().parents[2] / "chains" / "tools" / "http.yaml"
 """The HTTP tools file shipped with the project (a source checkout or editable install)."""
@@ -18,6 +19,11 @@ class ToolsSettings(Protocol):
 
     @property
     def tools_file(self) -> Path | None: ...
+
+
+def _tools_file(settings: ToolsSettings | None) -> Path | None:
+    """`settings.tools_file`; the shipped file without settings."""
+    return DEFAULT_TOOLS_PATH if settings is None else settings.tools_file
 
 
 def builtin_registry(desk: OrderDesk | None = None) -> ToolRegistry:
@@ -35,7 +41,21 @@ def default_registry(
     `settings.tools_file` (the shipped file without settings; none when the
     setting is None). A bad file raises ToolDefinitionError."""
     registry = builtin_registry(desk)
-    tools_file = DEFAULT_TOOLS_PATH if settings is None else settings.tools_file
+    tools_file = _tools_file(settings)
     if tools_file is not None:
         registry.load_http_file(tools_file)
     return registry
+
+
+def tool_names(settings: ToolsSettings | None = None) -> list[str]:
+    """The names `default_registry(settings)` registers, sorted, without
+    building the order desk (no orders file, no database, no schemas): all a
+    catalog checks chains against. The HTTP tools file is validated as
+    `default_registry` does; a bad one raises ToolDefinitionError."""
+    names = set(BUILTIN_TOOL_NAMES)
+    tools_file = _tools_file(settings)
+    if tools_file is not None:
+        http_tools = load_http_tools(tools_file)
+        refuse_taken_names(tools_file, http_tools, taken=names)
+        names.update(tool.name for tool in http_tools)
+    return sorted(names)

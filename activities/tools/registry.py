@@ -15,7 +15,7 @@ the worker with a message naming it instead of failing a run halfway.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -26,6 +26,17 @@ from activities.tools.python_tools import PythonTool
 from activities.tools.types import ToolInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def refuse_taken_names(path: str | Path, tools: Iterable[Tool], *, taken: Container[str]) -> None:
+    """ToolDefinitionError when the tools file at `path` defines a name
+    already `taken` (by a builtin tool)."""
+    clashes = sorted(t.name for t in tools if t.name in taken)
+    if clashes:
+        raise ToolDefinitionError(
+            f"tools file {path} defines {', '.join(clashes)}, already registered "
+            "(builtin tool names are taken)"
+        )
 
 
 class ToolRegistry:
@@ -116,12 +127,7 @@ class ToolRegistry:
     def load_http_file(self, path: str | Path) -> list[Tool]:
         """Register every tool of an HTTP tools file (all or none)."""
         tools = load_http_tools(path)
-        clashes = sorted(t.name for t in tools if t.name in self._tools)
-        if clashes:
-            raise ToolDefinitionError(
-                f"tools file {path} defines {', '.join(clashes)}, already registered "
-                "(builtin tool names are taken)"
-            )
+        refuse_taken_names(path, tools, taken=self._tools)
         for tool in tools:
             self.add(tool)
         return list(tools)
