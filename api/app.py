@@ -25,7 +25,7 @@ from api.state import ApiState, Database, TemporalConnector
 from core.logging import get_logger
 from core.problems import DatabaseUnavailable, TemporalUnavailable
 from core.settings import Settings, admin_key_problem, get_settings
-from runs.catalog import read_model_aliases
+from runs.catalog import Catalog
 
 log = get_logger(__name__)
 
@@ -33,12 +33,12 @@ API_VERSION = "1"
 
 
 def _build_state(settings: Settings) -> ApiState:
-    aliases = read_model_aliases(settings.models_file)
+    catalog = Catalog.from_settings(settings)
     return ApiState(
         settings=settings,
-        database=Database(settings, aliases),
+        database=Database(settings, catalog),
         temporal=TemporalConnector(settings),
-        aliases=aliases,
+        catalog=catalog,
     )
 
 

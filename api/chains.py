@@ -16,6 +16,7 @@ from sqlmodel import Session
 from api.schemas import ChainSummary, ChainVersionPublic
 from core.chain_spec import ChainSpec
 from core.problems import ChainNotFound, InvalidChainSpec, UnsupportedMediaType
+from runs.catalog import Catalog
 from store import ChainVersion, get_chain_version, list_chain_versions, list_chains, publish_chain
 from workflows.validate import (
     DOCUMENT,
@@ -81,9 +82,10 @@ def parse_spec_body(name: str, body: bytes, content_type: str | None) -> ChainSp
 
 
 def publish(
-    session: Session, *, name: str, spec: ChainSpec, aliases: Collection[str], author: str
+    session: Session, *, name: str, spec: ChainSpec, catalog: Catalog, author: str
 ) -> tuple[ChainVersionPublic, bool]:
-    """Check and store a spec; returns the stored version and whether it is new."""
+    """Check a spec against the deployment's model aliases and tools, then
+    store it; returns the stored version and whether it is new."""
     problems: list[SpecProblem] = []
     if spec.name != name:
         problems.append(
@@ -92,7 +94,7 @@ def publish(
             )
         )
     try:
-        check_chain(spec, aliases)
+        check_chain(spec, catalog.aliases, known_tools=catalog.tools)
     except ChainSpecError as exc:
         problems.extend(exc.problems)
     if problems:

@@ -22,6 +22,7 @@ from api.errors import http_error
 from api.state import ApiState
 from core.problems import ApiProblem
 from core.settings import Settings
+from runs.client import RunClient
 from store import verify_api_key
 
 BOOTSTRAP_ADMIN = "bootstrap-admin"
@@ -82,6 +83,14 @@ async def get_temporal_client(state: StateDep) -> Client:
 
 
 TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
+
+
+def get_run_client(state: StateDep, client: TemporalClientDep) -> RunClient:
+    return RunClient(client, task_queue=state.settings.task_queue, catalog=state.catalog)
+
+
+RunClientDep = Annotated[RunClient, Depends(get_run_client)]
+"""The one way the API starts, reads, decides and cancels runs."""
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -13,7 +13,7 @@ from api.app import create_app
 from core.logging import get_logger
 from core.settings import Settings
 from core.uvicorn_thread import BackgroundServer, bind_socket, run_until_stopped
-from runs.catalog import read_model_aliases
+from runs.catalog import Catalog
 
 log = get_logger(__name__)
 
@@ -40,10 +40,10 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     """Serve until SIGINT/SIGTERM (uvicorn drains requests in flight first).
 
     Raises ApiStartError when the port is taken or start-up fails (the model
-    registry is checked first, so a bad file is named instead of a bare
-    "startup failed")."""
+    registry and the tools file are checked first, so a bad file is named
+    instead of a bare "startup failed")."""
     try:
-        read_model_aliases(settings.models_file)
+        Catalog.from_settings(settings)
     except ValueError as exc:
         raise ApiStartError(str(exc)) from exc
     host = host or settings.api_host

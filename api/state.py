@@ -23,7 +23,7 @@ from core.logging import get_logger
 from core.problems import DatabaseUnavailable, TemporalUnavailable
 from core.settings import Settings
 from core.temporal import TemporalConnectError, connect
-from runs.catalog import sync_chain_dir
+from runs.catalog import Catalog, sync_chain_dir
 from store import create_all, make_engine, session_scope
 
 log = get_logger(__name__)
@@ -36,9 +36,9 @@ class Database:
     """The engine, plus the one-time preparation (tables, shipped chains) that
     is retried until it succeeds once."""
 
-    def __init__(self, settings: Settings, aliases: set[str]) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
         self.settings = settings
-        self.aliases = aliases
+        self.catalog = catalog
         self.engine: Engine = make_engine(settings.effective_database_url)
         self._prepared = False
         self._lock = threading.Lock()
@@ -76,7 +76,8 @@ class Database:
                 published = sync_chain_dir(
                     session,
                     chains_dir=chains_dir,
-                    known_aliases=self.aliases,
+                    known_aliases=self.catalog.aliases,
+                    known_tools=self.catalog.tools,
                     created_by=CHAINS_DIR_AUTHOR,
                 )
         except Exception as exc:
@@ -139,4 +140,5 @@ class ApiState:
     settings: Settings
     database: Database
     temporal: TemporalConnector
-    aliases: set[str] = field(default_factory=set)
+    catalog: Catalog = field(default_factory=lambda: Catalog(frozenset(), frozenset()))
+    """The model aliases and tools runs may name (checked before a run starts)."""

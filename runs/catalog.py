@@ -151,6 +151,7 @@ def sync_chain_dir(
     *,
     chains_dir: Path,
     known_aliases: Collection[str],
+    known_tools: Collection[str] | None = None,
     created_by: str = "chains-dir",
 ) -> list[ChainVersion]:
     """Publish every chain file of a directory (models.yaml aside), so the
@@ -164,7 +165,8 @@ def sync_chain_dir(
     specs: list[ChainSpec] = []
     for path in chain_files(chains_dir):
         try:
-            specs.append(load_chain_yaml(path.read_text(encoding="utf-8"), known_aliases))
+            text = path.read_text(encoding="utf-8")
+            specs.append(load_chain_yaml(text, known_aliases, known_tools=known_tools))
         except OSError as exc:
             raise ChainFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
         except ChainSpecError as exc:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from api import approvals
-from api.deps import ReaderDep, ReviewerDep, SettingsDep, TemporalClientDep
+from api.deps import ReaderDep, ReviewerDep, RunClientDep
 from api.errors import error_responses
 from api.routes.runs import RunIdPath
 from api.schemas import CHAIN_NAME_PATTERN, ApprovalList, DecisionRequest, DecisionResult
@@ -23,15 +23,12 @@ router = APIRouter(tags=["approvals"])
 )
 async def list_approvals(
     _principal: ReaderDep,
-    client: TemporalClientDep,
-    settings: SettingsDep,
+    runs: RunClientDep,
     approval_status: Annotated[Literal["pending"], Query(alias="status")] = "pending",
     chain: Annotated[str | None, Query(max_length=100, pattern=CHAIN_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most runs to look at")] = 200,
 ) -> ApprovalList:
-    return await approvals.list_pending(
-        client, task_queue=settings.task_queue, chain=chain, limit=limit
-    )
+    return await runs.list_pending(chain=chain, limit=limit)
 
 
 @router.post(
@@ -45,8 +42,8 @@ async def decide(
     approval_id: Annotated[str, Path(min_length=1, max_length=200)],
     body: DecisionRequest,
     principal: ReviewerDep,
-    client: TemporalClientDep,
+    runs: RunClientDep,
 ) -> DecisionResult:
     return await approvals.decide(
-        client, run_id=run_id, approval_id=approval_id, body=body, principal=principal
+        runs, run_id=run_id, approval_id=approval_id, body=body, principal=principal
     )

@@ -90,7 +90,7 @@ async def put_chain(
         session,
         name=name,
         spec=spec,
-        aliases=state.aliases,
+        catalog=state.catalog,
         author=principal.name,
     )
     if not created:

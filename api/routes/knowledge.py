@@ -64,7 +64,9 @@ def put_collection(
     session: SessionDep,
     state: StateDep,
 ) -> KnowledgeCollectionPublic:
-    return knowledge.configure(session, collection=collection, body=body, aliases=state.aliases)
+    return knowledge.configure(
+        session, collection=collection, body=body, aliases=state.catalog.aliases
+    )
 
 
 @router.get(

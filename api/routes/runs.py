@@ -7,23 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from api import runs
-from api.deps import (
-    ReaderDep,
-    ServiceDep,
-    SessionDep,
-    StateDep,
-    TemporalClientDep,
-)
+from api.deps import ReaderDep, RunClientDep, ServiceDep, SessionDep
 from api.errors import error_responses
 from api.schemas import (
     RUN_ID_PATTERN,
     CancelAccepted,
     RunAccepted,
     RunCreate,
-    RunDetail,
     RunList,
-    RunStatus,
 )
+from core.statuses import RunStatus
+from runs.views import RunDetail
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -45,10 +39,9 @@ async def start_run(
     response: Response,
     principal: ServiceDep,
     session: SessionDep,
-    client: TemporalClientDep,
-    state: StateDep,
+    run_client: RunClientDep,
 ) -> RunAccepted:
-    starter = runs.RunStarter(session, client, state.settings, state.aliases, principal)
+    starter = runs.RunStarter(session, run_client, principal)
     accepted = await starter.start(body)
     if not accepted.created:
         response.status_code = status.HTTP_200_OK
@@ -82,9 +75,9 @@ def list_runs(
     summary="A run: status, current steps, pending approvals, usage, result or error",
 )
 async def get_run(
-    run_id: RunIdPath, _principal: ReaderDep, session: SessionDep, client: TemporalClientDep
+    run_id: RunIdPath, _principal: ReaderDep, session: SessionDep, run_client: RunClientDep
 ) -> RunDetail:
-    return await runs.read_run(session, client, run_id)
+    return await runs.read_run(session, run_client, run_id)
 
 
 @router.post(
@@ -95,7 +88,7 @@ async def get_run(
     summary="Ask a running run to cancel",
 )
 async def cancel_run(
-    run_id: RunIdPath, _principal: ServiceDep, client: TemporalClientDep
+    run_id: RunIdPath, _principal: ServiceDep, run_client: RunClientDep
 ) -> CancelAccepted:
-    await runs.cancel_run(client, run_id)
+    await run_client.cancel(run_id)
     return CancelAccepted(run_id=run_id)

@@ -16,8 +16,9 @@ from sqlalchemy import Engine
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from api.runs import input_hash_of
 from api.schemas import RunCreate
+from core.chain_spec import ChainSpec
+from runs.client import RunClient, input_hash_of
 from simulator.control import SimulatorControl
 from simulator.models import Fault, Rule
 from store import create_run_stub, get_run, session_scope
@@ -135,7 +136,6 @@ async def test_unknown_chain_is_404_and_starts_nothing(
     )
     assert "'no_such_chain'" in assert_error(response, 404, "chain_not_found")["message"]
     assert_error(await http.get(f"/v1/runs/{run_id}", headers=admin()), 404, "run_not_found")
-    assert await temporal_env.client.count_workflows(f"WorkflowId = '{run_id}'") is not None
     assert (await temporal_env.client.count_workflows(f"WorkflowId = '{run_id}'")).count == 0
 
 
@@ -225,7 +225,7 @@ async def test_retry_completes_a_start_interrupted_after_the_stub(
             run_id=run_id,
             chain=chain,
             version=1,
-            input_hash=input_hash_of(body),
+            input_hash=input_hash_of(body.input, body.max_cost_usd),
             created_by="crashed-api",
         )
 
@@ -320,22 +320,20 @@ async def test_workflow_id_taken_outside_the_api(
     temporal_env: WorkflowEnvironment,
     db_engine: Engine,
 ) -> None:
-    """A workflow started with the same id by someone else (the CLI, another
-    client) is a conflict, and the stub is dropped; one started by this very
-    request (a concurrent retry: the memo's input hash matches) is adopted."""
+    """A workflow started with the same id by another request (the CLI,
+    another client, with another input) is a conflict, and the stub is
+    dropped; one started by this very request (a concurrent retry: the memo's
+    input hash matches) is adopted."""
     chain = await publish_greet(http)
-    spec = (await http.get(f"/v1/chains/{chain}", headers=admin())).json()["spec"]
+    spec = ChainSpec.model_validate(
+        (await http.get(f"/v1/chains/{chain}", headers=admin())).json()["spec"]
+    )
     body = RunCreate(chain=chain, input={"name": "Ada"}, run_id=f"taken-{uuid.uuid4().hex}")
-    for memo, expected in ((None, 409), ({"chorus_input_hash": input_hash_of(body)}, 201)):
+    # No worker polls this queue: the run writes no index row of its own.
+    elsewhere = RunClient(temporal_env.client, task_queue=f"nobody-{uuid.uuid4()}")
+    for other_input, expected in (({"name": "Bob"}, 409), (body.input, 201)):
         run_id = f"taken-{uuid.uuid4().hex}"
-        await temporal_env.client.start_workflow(
-            "ChainWorkflow",
-            {"spec": spec, "input": body.input},
-            id=run_id,
-            # No worker polls this queue: the run writes no index row of its own.
-            task_queue=f"nobody-{uuid.uuid4()}",
-            memo=memo,
-        )
+        await elsewhere.start(spec, other_input, run_id=run_id)
         response = await http.post(
             "/v1/runs",
             json={**body.model_dump(exclude_none=True), "run_id": run_id},
