@@ -7,6 +7,16 @@ reuses a stack that `chorus dev` started in another terminal. `stop()` stops
 only what this instance started, newest first, with SIGTERM and then SIGKILL
 after a grace period.
 
+One stack owns a state directory at a time: it holds an exclusive lock on
+STATE_DIR/dev.lock (which names its pid) from `start()` to `stop()`. Another
+stack on the same state directory either refuses to start (`exclusive=True`,
+as `chorus dev` does: two of them would each take the other's services for
+their own) or waits for the owner's services and reuses them (the demo).
+
+`supervise()` is the development supervisor of `chorus dev`: it restarts a
+crashed simulator, worker or API and reports it, and gives up (stopping the
+stack) when a service crashes in a loop or Temporal itself exits.
+
 Temporal keeps its state in STATE_DIR/temporal.db (SQLite), so runs survive a
 restart of the stack; the children's output goes to STATE_DIR/logs/<name>.log
 and a service that does not come up is reported with the tail of its log.
@@ -27,12 +37,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, NoReturn, Self
 
 import httpx
 import psutil
@@ -43,6 +54,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 from temporalio.service import RPCError
 
+from cli.state_lock import StateDirLock, describe_process
 from core.logging import get_logger
 from core.search_attributes import ALL_KEYS
 from core.settings import Settings
@@ -52,6 +64,11 @@ log = get_logger(__name__)
 
 SERVICES = ("temporal", "simulator", "worker", "api")
 """Start order; stop order is the reverse."""
+
+RESTARTABLE = frozenset({"simulator", "worker", "api"})
+"""What `supervise()` restarts after a crash. Not Temporal: everything else
+depends on it, and a dev server that dies (a broken state file, a full disk)
+would only die again; the stack stops and says so instead."""
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _LOG_TAIL_LINES = 40
@@ -142,6 +159,14 @@ async def port_open(host: str, port: int, connect_timeout_s: float = 0.5) -> boo
     return True
 
 
+def describe_exit(code: int | None) -> str:
+    """`exited with code 3`, or `was killed by SIGKILL` for a signal."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
 def tail(path: Path, offset: int = 0, lines: int = _LOG_TAIL_LINES) -> str:
     """The last `lines` lines of a log file written after byte `offset`."""
     try:
@@ -164,6 +189,11 @@ class ManagedProcess:
     log_offset: int
     pid_file: Path
     _log_handle: IO[bytes] = field(repr=False)
+    argv: list[str]
+    label: str
+    """How messages name the service ("Temporal dev server", "worker")."""
+    ready: Callable[[ManagedProcess], Awaitable[bool]] = field(repr=False)
+    """Whether this process answers (what its start and a restart wait for)."""
 
     @property
     def pid(self) -> int:
@@ -186,12 +216,19 @@ class DevStack:
 
     Use as `async with DevStack(settings) as stack:` or call `start()` and
     `stop()`. `worker=False` / `simulator=False` / `api=False` leave those out
-    (tests run their own worker in-process).
+    (tests run their own worker in-process). `exclusive=True` refuses to
+    start while another stack owns the state directory instead of reusing
+    that stack's services.
     """
 
     port_busy_wait_s = 5.0
     """How long a listener on the Temporal port may take to start answering
-    (another `chorus dev` still starting) before it counts as a foreign process."""
+    (a server of another state directory still starting) before it counts
+    as a foreign process."""
+    restart_limit = 3
+    restart_window_s = 60.0
+    """`supervise()` restarts a service at most `restart_limit` times within
+    `restart_window_s`; one more crash in that window stops the stack."""
 
     def __init__(
         self,
@@ -200,6 +237,7 @@ class DevStack:
         simulator: bool = True,
         worker: bool = True,
         api: bool = True,
+        exclusive: bool = False,
         startup_timeout: float = 60.0,
         grace_period: float = 10.0,
     ) -> None:
@@ -207,6 +245,7 @@ class DevStack:
         self.with_simulator = simulator
         self.with_worker = worker
         self.with_api = api
+        self.exclusive = exclusive
         self.startup_timeout = startup_timeout
         self.grace_period = grace_period
         self.state_dir = settings.state_dir.resolve()
@@ -215,6 +254,11 @@ class DevStack:
         self.db_file = self.state_dir / "temporal.db"
         self.started: dict[str, ManagedProcess] = {}
         self.reused: list[str] = []
+        self.owner_pid: int | None = None
+        """The pid of the stack that owns the state directory, when this
+        one reuses it instead of owning it."""
+        self._lock = StateDirLock(self.state_dir)
+        self._crashes: dict[str, deque[float]] = {}
         self._client: Client | None = None
         self._started_ok = False
 
@@ -346,19 +390,23 @@ class DevStack:
 
     async def start(self) -> Self:
         """Start every service that is not already answering; wait until each
-        answers. On failure, stop what was started and raise DevStackError."""
+        answers. On failure, stop what was started and raise DevStackError.
+
+        While another stack owns the state directory, raise DevStackError
+        naming it (`exclusive`), or wait for its services and reuse them."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         self.run_dir.mkdir(exist_ok=True)
         atexit.register(self._kill_leftovers)
         try:
-            await self._ensure_temporal()
-            if self.with_simulator:
-                await self._ensure_simulator()
-            if self.with_worker:
-                await self._ensure_worker()
-            if self.with_api:
-                await self._ensure_api()
+            if await self._own_state_dir():
+                await self._ensure_temporal()
+                if self.with_simulator:
+                    await self._ensure_simulator()
+                if self.with_worker:
+                    await self._ensure_worker()
+                if self.with_api:
+                    await self._ensure_api()
         except BaseException:
             await self.stop()
             raise
@@ -375,6 +423,7 @@ class DevStack:
             del self.started[name]
         self._client = None
         self._started_ok = False
+        self._lock.release()
         atexit.unregister(self._kill_leftovers)
 
     async def __aenter__(self) -> Self:
@@ -388,14 +437,94 @@ class DevStack:
     ) -> None:
         await self.stop()
 
-    async def wait_for_exit(self, poll_interval: float = 0.5) -> ManagedProcess:
-        """Return the first started process that exits (for `chorus dev`,
-        which reports a crashed child instead of hanging)."""
+    async def supervise(
+        self, notify: Callable[[str], None], poll_interval: float = 0.5
+    ) -> NoReturn:
+        """Watch the processes this stack started until cancelled (for
+        `chorus dev`). A crashed simulator, worker or API is restarted, and
+        `notify` is told in plain text. Raises DevStackError, naming the
+        service and its log, when Temporal exits or a service crashes more
+        than `restart_limit` times within `restart_window_s`; the caller
+        then stops the stack."""
         while True:
-            for proc in self.started.values():
+            for proc in list(self.started.values()):
                 if not proc.alive:
-                    return proc
+                    await self._restart(proc, notify)
             await asyncio.sleep(poll_interval)
+
+    async def _restart(self, proc: ManagedProcess, notify: Callable[[str], None]) -> None:
+        how = describe_exit(proc.process.returncode)
+        proc.close_log()
+        if proc.name not in RESTARTABLE:
+            raise DevStackError(
+                f"{proc.label} {how}, and every other service depends on it; "
+                f"last lines of {proc.log_path}:\n{proc.log_tail()}"
+            )
+        now = time.monotonic()
+        crashes = self._crashes.setdefault(proc.name, deque())
+        crashes.append(now)
+        while crashes[0] < now - self.restart_window_s:
+            crashes.popleft()
+        if len(crashes) > self.restart_limit:
+            raise DevStackError(
+                f"{proc.label} {how}: {len(crashes)} crashes within "
+                f"{self.restart_window_s:.0f} s, so it is not restarted again; "
+                f"last lines of {proc.log_path}:\n{proc.log_tail()}"
+            )
+        notify(
+            f"{proc.label} (pid {proc.pid}) {how}; restarting it (restart {len(crashes)} of "
+            f"at most {self.restart_limit} within {self.restart_window_s:.0f} s; "
+            f"log: {proc.log_path})"
+        )
+        log.warning("restarting a crashed service", service=proc.name, pid=proc.pid, how=how)
+        try:
+            fresh = await self._launch(proc.name, proc.label, proc.argv, proc.ready)
+        except DevStackError:
+            fresh = self.started[proc.name]
+            if fresh.alive:
+                raise  # it hangs instead of crashing: a restart would not help
+            return  # it crashed again while starting: the next round counts it
+        notify(f"{proc.label} restarted (pid {fresh.pid})")
+
+    async def _own_state_dir(self) -> bool:
+        """Take the state directory's lock (True: this stack starts what is
+        missing), or, when another stack holds it and this one is not
+        exclusive, wait until that stack's services answer and reuse them
+        all (False)."""
+        deadline = time.monotonic() + self.startup_timeout
+        while not self._lock.acquire():
+            owner = await self._lock_owner()
+            if self.exclusive:
+                raise DevStackError(
+                    f"another dev stack ({owner}) is running on the state directory "
+                    f"{self.state_dir}: use that one, stop it first, or give this one its "
+                    "own CHORUS_STATE_DIR and ports"
+                )
+            answering = await self.check()
+            if all(answering.values()):
+                self.owner_pid = self._lock.holder()
+                self.reused = list(self.services)
+                log.info("reusing the dev stack of another process", owner=owner)
+                return False
+            if time.monotonic() > deadline:
+                missing = ", ".join(name for name, ok in answering.items() if not ok)
+                raise DevStackError(
+                    f"the dev stack of {owner} owns the state directory {self.state_dir}, but "
+                    f"its {missing} did not answer within {self.startup_timeout:.0f} s: stop "
+                    "it, or give this one its own CHORUS_STATE_DIR and ports"
+                )
+            await asyncio.sleep(_PROBE_INTERVAL_S)
+        return True
+
+    async def _lock_owner(self) -> str:
+        """The process holding the state directory's lock, for messages (its
+        pid file may lag its lock by a moment)."""
+        for _ in range(10):
+            pid = self._lock.holder()
+            if pid is not None:
+                return describe_process(pid)
+            await asyncio.sleep(0.05)
+        return "pid unknown"
 
     # ------------------------------------------------------------ services
 
@@ -426,8 +555,9 @@ class DevStack:
                 "that process or set CHORUS_TEMPORAL_UI_PORT to a free port"
             )
         argv = [find_temporal_binary(), *temporal_dev_server_args(settings, self.db_file)]
-        proc = await self._spawn("temporal", argv)
-        await self._wait_ready(proc, self.temporal_reachable, "Temporal dev server")
+        await self._launch(
+            "temporal", "Temporal dev server", argv, lambda _: self.temporal_reachable()
+        )
         log.info(
             "Temporal dev server ready",
             address=settings.temporal_address,
@@ -458,8 +588,7 @@ class DevStack:
         ]
         if settings.simulator_config is not None:
             argv += ["--config", str(settings.simulator_config.resolve())]
-        proc = await self._spawn("simulator", argv)
-        await self._wait_ready(proc, self.simulator_reachable, "simulator")
+        await self._launch("simulator", "simulator", argv, lambda _: self.simulator_reachable())
         log.info("simulator ready", url=self.simulator_url)
 
     async def _ensure_worker(self) -> None:
@@ -468,12 +597,7 @@ class DevStack:
             log.info("reusing running worker", task_queue=self.settings.task_queue)
             return
         argv = [sys.executable, "-m", "worker"]
-        proc = await self._spawn("worker", argv)
-
-        async def polling() -> bool:
-            return await self._worker_polling(proc.pid)
-
-        await self._wait_ready(proc, polling, "worker")
+        proc = await self._launch("worker", "worker", argv, lambda p: self._worker_polling(p.pid))
         log.info("worker ready", task_queue=self.settings.task_queue, pid=proc.pid)
 
     async def _ensure_api(self) -> None:
@@ -487,8 +611,8 @@ class DevStack:
                 f"port {settings.api_port} on {settings.api_host} is in use by a process that "
                 "does not answer GET /healthz: stop it or set CHORUS_API_PORT to a free port"
             )
-        proc = await self._spawn("api", [sys.executable, "-m", "cli", "api"])
-        await self._wait_ready(proc, self.api_reachable, "API")
+        argv = [sys.executable, "-m", "cli", "api"]
+        proc = await self._launch("api", "API", argv, lambda _: self.api_reachable())
         log.info("API ready", url=self.api_url, pid=proc.pid)
 
     # ------------------------------------------------------------- helpers
@@ -505,7 +629,25 @@ class DevStack:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    async def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+    async def _launch(
+        self,
+        name: str,
+        label: str,
+        argv: list[str],
+        ready: Callable[[ManagedProcess], Awaitable[bool]],
+    ) -> ManagedProcess:
+        """Start a service and wait until `ready` says it answers."""
+        proc = await self._spawn(name, label, argv, ready)
+        await self._wait_ready(proc)
+        return proc
+
+    async def _spawn(
+        self,
+        name: str,
+        label: str,
+        argv: list[str],
+        ready: Callable[[ManagedProcess], Awaitable[bool]],
+    ) -> ManagedProcess:
         log_path = self.log_dir / f"{name}.log"
         handle = log_path.open("ab")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -533,7 +675,7 @@ class DevStack:
             raise DevStackError(f"could not start {name} ({argv[0]}): {exc}") from exc
         pid_file = self.run_dir / f"{name}.pid"
         pid_file.write_text(f"{process.pid}\n")
-        proc = ManagedProcess(name, process, log_path, offset, pid_file, handle)
+        proc = ManagedProcess(name, process, log_path, offset, pid_file, handle, argv, label, ready)
         self.started[name] = proc
         log.debug("started", service=name, pid=process.pid, log=str(log_path))
         return proc
@@ -546,21 +688,19 @@ class DevStack:
             await asyncio.sleep(_PROBE_INTERVAL_S)
         return False
 
-    async def _wait_ready(
-        self, proc: ManagedProcess, probe: Callable[[], Awaitable[bool]], label: str
-    ) -> None:
+    async def _wait_ready(self, proc: ManagedProcess) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if not proc.alive:
                 raise DevStackError(
-                    f"{label} exited with code {proc.process.returncode} while starting; "
+                    f"{proc.label} exited with code {proc.process.returncode} while starting; "
                     f"last lines of {proc.log_path}:\n{proc.log_tail()}"
                 )
-            if await probe():
+            if await proc.ready(proc):
                 return
             if time.monotonic() > deadline:
                 raise DevStackError(
-                    f"{label} did not answer within {self.startup_timeout:.0f} s; "
+                    f"{proc.label} did not answer within {self.startup_timeout:.0f} s; "
                     f"last lines of {proc.log_path}:\n{proc.log_tail()}"
                 )
             await asyncio.sleep(_PROBE_INTERVAL_S)

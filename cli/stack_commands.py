@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from cli.console import configure_logging, console, err_console, fail, load_settings
 from core.settings import Settings
@@ -20,7 +22,9 @@ def dev() -> None:
     """Start Temporal (with UI), the simulator, a worker and the API until Ctrl-C.
 
     Services already running on the configured addresses are reused, not
-    restarted, and only what this command started is stopped.
+    restarted, and only what this command started is stopped. A simulator,
+    worker or API that crashes is restarted (a few times a minute at most).
+    One `chorus dev` per state directory: a second one exits at once.
     """
     settings = load_settings()
     configure_logging(settings)
@@ -31,33 +35,32 @@ def dev() -> None:
 async def _dev(settings: Settings) -> int:
     from cli.devstack import DevStack, DevStackError
 
-    stack = DevStack(settings)
+    stack = DevStack(settings, exclusive=True)
     try:
         await stack.start()
     except DevStackError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 1
     _print_stack(stack)
+
+    def say(message: str) -> None:
+        console.print(f"[yellow]dev stack:[/] {escape(message)}", highlight=False)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     stop_wait = asyncio.create_task(stop.wait())
-    crash_wait = asyncio.create_task(stack.wait_for_exit())
+    supervisor = asyncio.create_task(stack.supervise(say))
     try:
-        await asyncio.wait({stop_wait, crash_wait}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({stop_wait, supervisor}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (stop_wait, crash_wait):
+        for task in (stop_wait, supervisor):
             task.cancel()
         code = 0
-        if crash_wait.done() and not crash_wait.cancelled():
-            crashed = crash_wait.result()
+        if supervisor.done() and not supervisor.cancelled():
             err_console.print(
-                f"[bold red]{crashed.name} exited with code {crashed.process.returncode}[/]; "
-                f"last lines of {crashed.log_path}:\n{crashed.log_tail()}",
-                highlight=False,
-                markup=False,
+                f"[bold red]error:[/] {escape(str(supervisor.exception()))}", highlight=False
             )
             code = 1
         console.print("stopping…")
@@ -78,16 +81,18 @@ def _print_stack(stack: Any) -> None:
             return f"started, pid {stack.started[name].pid}"
         return "already running" if name in stack.reused else ""
 
-    table.add_row("Temporal", stack.temporal_address, origin("temporal"))
-    table.add_row("Temporal UI", stack.ui_url, "")
+    rows = [("Temporal", stack.temporal_address, origin("temporal"))]
+    rows.append(("Temporal UI", stack.ui_url, ""))
     if stack.with_simulator:
-        table.add_row("Simulator", stack.simulator_url, origin("simulator"))
+        rows.append(("Simulator", stack.simulator_url, origin("simulator")))
     if stack.with_worker:
-        table.add_row("Worker", f"task queue {stack.settings.task_queue}", origin("worker"))
+        rows.append(("Worker", f"task queue {stack.settings.task_queue}", origin("worker")))
     if stack.with_api:
-        table.add_row("API", f"{stack.api_url}  (docs: /docs)", origin("api"))
-    table.add_row("State", str(stack.state_dir), "")
-    table.add_row("Logs", str(stack.log_dir), "")
+        rows.append(("API", f"{stack.api_url}  (docs: /docs)", origin("api")))
+    rows.append(("State", str(stack.state_dir), ""))
+    rows.append(("Logs", str(stack.log_dir), ""))
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
     console.print(Panel(table, title="chorus dev", subtitle="Ctrl-C to stop", expand=False))
 
 

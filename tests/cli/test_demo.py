@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -24,10 +23,9 @@ from cli.demo import (
     strong_only_cost,
 )
 from cli.devstack import DevStack, port_open
-from core.settings import Settings
 from simulator.control import SimulatorControl
 from simulator.models import Fault
-from tests.cli.test_devstack import ROOT, gone, stack_settings
+from tests.cli.test_devstack import ROOT, gone, stack_env, stack_settings
 from workflows.types import (
     ApprovalState,
     ChainResult,
@@ -38,15 +36,6 @@ from workflows.types import (
 )
 
 STRONG = ModelPrices(input_per_mtok=3.0, output_per_mtok=15.0, cached_input_per_mtok=0.3)
-
-
-def demo_env(settings: Settings) -> dict[str, str]:
-    """The environment of a `chorus` child reading exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHORUS_")}
-    env.pop("DATABASE_URL", None)
-    env.update(settings.to_env())
-    env["COLUMNS"] = "400"  # rich wraps at 80 columns when stdout is a pipe
-    return env
 
 
 async def run_demo_process(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
@@ -69,7 +58,7 @@ async def run_demo_process(args: list[str], env: dict[str, str]) -> tuple[int, s
 @pytest.mark.slow
 async def test_demo_json_runs_every_ticket_and_stops_what_it_started(tmp_path: Path) -> None:
     settings = stack_settings(tmp_path / "state")
-    code, out, err = await run_demo_process(["--json"], demo_env(settings))
+    code, out, err = await run_demo_process(["--json"], stack_env(settings))
 
     assert code == 0, err
     summary = json.loads(out)  # the whole of stdout is one JSON object
@@ -146,7 +135,7 @@ async def test_demo_reuses_a_running_stack_leaves_it_running_and_reports_a_faile
                 )
             )
 
-        code, out, err = await run_demo_process([], demo_env(settings))
+        code, out, err = await run_demo_process([], stack_env(settings))
 
         assert code == 1, (out, err)
         assert "ticket password-reset (run demo-password-reset-" in err
@@ -171,7 +160,7 @@ async def test_ctrl_c_while_tickets_run_stops_everything_the_demo_started(tmp_pa
     settings = stack_settings(tmp_path / "state")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli", "demo", "--json",
-        cwd=ROOT, env=demo_env(settings),
+        cwd=ROOT, env=stack_env(settings),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         # A shell's background job inherits an ignored SIGINT: restore Ctrl-C.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),

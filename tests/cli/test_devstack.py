@@ -4,7 +4,11 @@ processes on free ports in a temporary state directory."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -47,6 +51,62 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """The environment of a `chorus` child reading exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHORUS_")}
+    env.pop("DATABASE_URL", None)
+    env.update(settings.to_env())
+    env["COLUMNS"] = "400"  # rich wraps at 80 columns when stdout is a pipe
+    return env
+
+
+class DevProcess:
+    """A real `chorus dev` process, its output read as it comes."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.out = ""
+        self.err = ""
+
+    @classmethod
+    async def start(cls, settings: Settings) -> DevProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli", "dev",
+            cwd=ROOT, env=stack_env(settings),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            # A shell's background job inherits an ignored SIGINT: restore Ctrl-C.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+        return cls(proc)
+
+    async def wait_for(self, text: str) -> str:
+        """Read stdout until `text` appears; all of stdout so far."""
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(60):
+            while text not in self.out:
+                line = await self.proc.stdout.readline()
+                if not line:
+                    rest = await self.proc.stderr.read() if self.proc.stderr else b""
+                    raise AssertionError(
+                        f"chorus dev ended without printing {text!r}:\n{self.out}\n{rest.decode()}"
+                    )
+                self.out += line.decode()
+        return self.out
+
+    async def finish(self) -> int:
+        """Wait for the exit code, reading the rest of its output."""
+        out, err = await asyncio.wait_for(self.proc.communicate(), 60)
+        self.out += out.decode()
+        self.err += err.decode()
+        assert self.proc.returncode is not None
+        return self.proc.returncode
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
 
 
 def gone(pid: int) -> bool:
@@ -175,3 +235,123 @@ async def test_server_that_dies_while_starting_is_reported_with_its_log(tmp_path
     assert "Temporal dev server exited with code" in message
     assert "unable to open database file" in message
     assert stack.started == {}
+
+
+# ------------------------------------------------------- supervisor and lock
+
+
+async def chorus_run(settings: Settings, chain: str, value: object) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", "run", chain, "--input", json.dumps(value),
+        cwd=ROOT, env=stack_env(settings),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+@pytest.mark.slow
+async def test_chorus_dev_restarts_a_killed_worker_and_says_so(tmp_path: Path) -> None:
+    settings = stack_settings(tmp_path / "state")
+    dev = await DevProcess.start(settings)
+    try:
+        await dev.wait_for("Ctrl-C to stop")
+        worker_pid = int((tmp_path / "state" / "run" / "worker.pid").read_text())
+
+        os.kill(worker_pid, signal.SIGKILL)
+
+        out = await dev.wait_for("worker restarted (pid ")
+        log = tmp_path / "state" / "logs" / "worker.log"
+        assert f"worker (pid {worker_pid}) was killed by SIGKILL; restarting it" in out
+        assert f"log: {log}" in out
+        new_pid = int((tmp_path / "state" / "run" / "worker.pid").read_text())
+        assert new_pid != worker_pid and f"worker restarted (pid {new_pid})" in out
+
+        code, output = await chorus_run(
+            settings, "classify_then_answer", {"question": "What is 2 + 2?"}
+        )
+        assert code == 0, output
+        assert "completed" in output
+
+        dev.proc.send_signal(signal.SIGINT)
+        assert await dev.finish() == 0, dev.err
+    finally:
+        await dev.kill()
+    assert gone(new_pid)
+
+
+@pytest.mark.slow
+async def test_two_chorus_dev_at_once_one_runs_the_other_names_it_and_exits(
+    tmp_path: Path,
+) -> None:
+    settings = stack_settings(tmp_path / "state")
+    devs = await asyncio.gather(DevProcess.start(settings), DevProcess.start(settings))
+    try:
+        # The loser exits at once; the winner keeps running.
+        done, _ = await asyncio.wait(
+            [asyncio.create_task(dev.proc.wait()) for dev in devs],
+            timeout=30,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        assert len(done) == 1
+        [loser] = [dev for dev in devs if dev.proc.returncode is not None]
+        [winner] = [dev for dev in devs if dev is not loser]
+        assert await loser.finish() == 1
+        state_dir = (tmp_path / "state").resolve()
+        assert f"another dev stack (pid {winner.proc.pid} " in loser.err, loser.err
+        assert f"is running on the state directory {state_dir}" in loser.err
+        assert "started" not in loser.out
+
+        out = await winner.wait_for("Ctrl-C to stop")
+        for service in ("Temporal ", "Simulator", "Worker", "API"):
+            line = next(line for line in out.splitlines() if service in line)
+            assert "started, pid" in line, out
+        stack = DevStack(settings)
+        assert await stack.check() == {name: True for name in stack.services}
+
+        winner.proc.send_signal(signal.SIGINT)
+        assert await winner.finish() == 0, winner.err
+    finally:
+        for dev in devs:
+            await dev.kill()
+    # The lock went with its owner: the state directory is free again.
+    again = DevStack(settings, simulator=False, worker=False, api=False, exclusive=True)
+    await again.start()
+    await again.stop()
+
+
+async def test_supervisor_gives_up_on_a_crash_loop_and_on_temporal(tmp_path: Path) -> None:
+    settings = stack_settings(tmp_path / "state")
+    stack = DevStack(settings, simulator=False, api=False)
+    stack.restart_limit = 1
+    await stack.start()
+    try:
+        # Another exclusive stack on this state directory is refused, naming this process.
+        rival = DevStack(settings, simulator=False, worker=False, api=False, exclusive=True)
+        with pytest.raises(DevStackError, match=f"another dev stack \\(pid {os.getpid()} "):
+            await rival.start()
+        assert rival.started == {}
+
+        said: list[str] = []
+        supervisor = asyncio.create_task(stack.supervise(said.append, poll_interval=0.1))
+        os.kill(stack.pids["worker"], signal.SIGKILL)
+        async with asyncio.timeout(60):
+            while not any("worker restarted" in line for line in said):
+                assert not supervisor.done(), supervisor
+                await asyncio.sleep(0.1)
+        os.kill(stack.pids["worker"], signal.SIGKILL)
+        with pytest.raises(DevStackError) as caught:
+            await asyncio.wait_for(supervisor, 30)
+        message = str(caught.value)
+        assert message.startswith("worker was killed by SIGKILL: 2 crashes within 60 s")
+        assert f"last lines of {stack.log_dir / 'worker.log'}" in message
+
+        # Temporal is not restarted: its exit ends the supervision at once.
+        stack.started.pop("worker").close_log()
+        os.kill(stack.pids["temporal"], signal.SIGKILL)
+        with pytest.raises(DevStackError, match="Temporal dev server was killed by SIGKILL"):
+            await asyncio.wait_for(stack.supervise(said.append, poll_interval=0.1), 30)
+    finally:
+        await stack.stop()
+    assert said[0].startswith("worker (pid ")
