@@ -1,6 +1,8 @@
-"""One model call from workflow code: budget reservation, the activity with
-its retry policy, and the bookkeeping of what it cost. Shared by chains and
-agents so both enforce budgets and count usage the same way."""
+"""Model calls from workflow code: one call (budget reservation, the activity
+with its retry policy, the bookkeeping of what it cost) and the one loop over
+fallback aliases, with re-asks of invalid structured output and a budget
+fallback. Shared by chain model steps and agent turns, so both enforce
+budgets, fall back and count usage the same way."""
 
 from __future__ import annotations
 
@@ -32,14 +34,28 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import ModelCallRecord, StepRecord
 
 
+REASK_PROMPT = (
+    "Your reply did not match the required JSON schema: {errors}. "
+    "Reply again with only a JSON value that matches the schema."
+)
+
+
 @dataclass(frozen=True)
 class CallOptions:
+    """How one step asks its models (the same for each alias it tries)."""
+
     step: str
     max_tokens: int
     retry: RetrySpec
     temperature: float | None = None
     json_schema: dict[str, Any] | None = None
     tools: list[ToolSpec] | None = None
+    max_reasks: int = 0
+    """With a `json_schema`: how many times an alias is asked again, with the
+    schema errors, while its output does not match."""
+    budget_fallback: str | None = None
+    """The alias to ask instead of one whose worst case does not fit the
+    run's budget."""
 
 
 class ModelCaller:
@@ -142,20 +158,61 @@ class ModelCaller:
         record: StepRecord,
         purpose: str = "answer",
     ) -> ModelCallResult:
-        """Try each alias in turn (no re-asks: agents and simple calls)."""
+        """Try each alias in turn (chain model steps and agent turns alike); an
+        alias is abandoned once Temporal has spent its retries or its error is
+        non-retryable (refusals included). An alias whose worst case does not
+        fit the budget is replaced by `options.budget_fallback` when there is
+        one, else the run fails with BudgetExceeded."""
         failures: list[str] = []
+        fallback = options.budget_fallback
         for index, alias in enumerate(aliases):
             try:
-                return await self.call(
+                return await self._ask(
                     alias, messages, options, record, purpose if index == 0 else "fallback"
                 )
             except ActivityError as err:
                 failures.append(f"{alias}: {describe_activity_error(err)}")
             except BudgetExceededError as err:
-                raise ChainFailure(
-                    ChainErrorType.BUDGET_EXCEEDED, f"step {options.step}: {err}"
-                ) from None
+                if fallback is None or alias == fallback:
+                    raise _over_budget(options, err) from None
+                try:
+                    return await self._ask(fallback, messages, options, record, "budget_fallback")
+                except BudgetExceededError as again:
+                    raise _over_budget(options, again) from None
+                except ActivityError as again:
+                    failures.append(f"{fallback}: {describe_activity_error(again)}")
         raise ChainFailure(
             ChainErrorType.ALL_MODELS_FAILED,
             f"step {options.step}: every model failed: " + " | ".join(failures),
         )
+
+    async def _ask(
+        self,
+        alias: str,
+        messages: Sequence[ChatMessage],
+        options: CallOptions,
+        record: StepRecord,
+        purpose: str,
+    ) -> ModelCallResult:
+        """Ask one alias, re-asking (up to `options.max_reasks`) while its
+        structured output is invalid. Returns the last reply even if still
+        invalid: the caller decides."""
+        conversation = list(messages)
+        result = await self.call(alias, conversation, options, record, purpose)
+        for _ in range(options.max_reasks if options.json_schema is not None else 0):
+            if result.valid:
+                break
+            conversation = [
+                *conversation,
+                ChatMessage(role="assistant", content=result.text),
+                ChatMessage(
+                    role="user",
+                    content=REASK_PROMPT.format(errors="; ".join(result.schema_errors or [])),
+                ),
+            ]
+            result = await self.call(alias, conversation, options, record, "reask")
+        return result
+
+
+def _over_budget(options: CallOptions, err: BudgetExceededError) -> ChainFailure:
+    return ChainFailure(ChainErrorType.BUDGET_EXCEEDED, f"step {options.step}: {err}")
