@@ -129,7 +129,7 @@ class RunStarter:
         except RunExistsError as exc:
             return await self._repeat(exc.existing, body, input_hash)
         try:
-            temporal_run_id = await self._start_workflow(run_id, chain, body, input_hash)
+            temporal_run_id = await self._start_run(run_id, chain, body, input_hash)
         except BaseException:
             await in_thread(_drop_stub, self.session, run_id, input_hash, self.principal.name)
             raise
@@ -182,7 +182,7 @@ class RunStarter:
             # An earlier attempt recorded the run but may have died before
             # starting it: start it now (a no-op if it did start).
             chain = await in_thread(_resolve_chain, self.session, existing.chain, existing.version)
-            temporal_run_id = await self._start_workflow(existing.run_id, chain, body, input_hash)
+            temporal_run_id = await self._start_run(existing.run_id, chain, body, input_hash)
             await in_thread(_mark_started, self.session, existing.run_id, temporal_run_id)
             status = "running"
         return RunAccepted(
@@ -193,7 +193,7 @@ class RunStarter:
             created=False,
         )
 
-    async def _start_workflow(
+    async def _start_run(
         self, run_id: str, chain: ChainVersion, body: RunCreate, input_hash: str
     ) -> str | None:
         """Start the run (checked above); a workflow already started with this

@@ -38,12 +38,12 @@ from cli.devstack import dynamic_config_args, find_temporal_binary, search_attri
 from core.chain_spec import ChainSpec
 from core.logging import configure_logging
 from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings
+from runs.client import RunClient
 from simulator.models import default_simulator_config
 from simulator.server import SimulatorServer
 from store.engine import make_engine
 from store.schema import create_all
 from worker.assembly import ActivityHost, create_worker, sandbox_runner
-from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_MODEL = "sim-mini"
@@ -148,13 +148,11 @@ async def main() -> None:
                     raw_step = (time.perf_counter() - started) * 1000 / args.steps
 
                     started = time.perf_counter()
-                    result = await env.client.execute_workflow(
-                        WORKFLOW_NAME,
-                        ChainInput(spec=spec, input={}),
-                        id=f"bench-chorus-{uuid.uuid4()}",
-                        task_queue=queue_chorus,
-                        result_type=ChainResult,
-                    )
+                    result = await (
+                        await RunClient(env.client, task_queue=queue_chorus).start(
+                            spec, {}, run_id=f"bench-chorus-{uuid.uuid4()}"
+                        )
+                    ).handle.result()
                     chorus_step = (time.perf_counter() - started) * 1000 / args.steps
                     assert result.status == "completed" and len(result.steps) == args.steps
 

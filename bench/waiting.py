@@ -57,15 +57,14 @@ from bench.raw_signal_workflow import (
 from cli.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
 from core.chain_spec import ChainSpec
 from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings
+from runs.client import RunClient
 from simulator.models import default_simulator_config
 from simulator.server import SimulatorServer
 from workflows.types import (
     DECIDE,
     PENDING_APPROVALS_QUERY,
-    WORKFLOW_NAME,
     ApprovalDecision,
     ApprovalState,
-    ChainInput,
     ChainResult,
     DecisionOutcome,
 )
@@ -345,13 +344,11 @@ async def chorus_phase(
     rss_before, cpu_start = worker.rss_mb(), worker.cpu_s()
 
     async def start(i: int) -> WorkflowHandle[Any, ChainResult]:
-        return await client.start_workflow(
-            WORKFLOW_NAME,
-            ChainInput(spec=spec, input={"message": message(i)}),
-            id=f"{prefix}-{i}",
-            task_queue=task_queue,
-            result_type=ChainResult,
-        )
+        return (
+            await RunClient(client, task_queue=task_queue).start(
+                spec, {"message": message(i)}, run_id=f"{prefix}-{i}"
+            )
+        ).handle
 
     started = time.perf_counter()
     handles: list[WorkflowHandle[Any, ChainResult]] = await bounded(range(runs), concurrency, start)

@@ -28,7 +28,6 @@ import signal
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -428,54 +427,13 @@ def load_sample_knowledge(settings: Settings) -> dict[str, int]:
         engine.dispose()
 
 
-async def _start_run(
-    client: Client, settings: Settings, spec: ChainSpec, ticket: SampleTicket
-) -> WorkflowHandle[Any, ChainResult]:
-    from temporalio.common import SearchAttributePair, TypedSearchAttributes
-
-    from core.search_attributes import CHAIN_KEY, STATUS_KEY
-    from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
-
-    return await client.start_workflow(
-        WORKFLOW_NAME,
-        ChainInput(spec=spec, input=ticket.input),
-        id=f"demo-{ticket.id}-{uuid.uuid4().hex[:8]}",
-        task_queue=settings.task_queue,
-        result_type=ChainResult,
-        search_attributes=TypedSearchAttributes(
-            [SearchAttributePair(CHAIN_KEY, spec.name), SearchAttributePair(STATUS_KEY, "running")]
-        ),
-        static_summary=f"chorus demo: ticket {ticket.id}",
-    )
-
-
-def _failure_message(exc: BaseException) -> str:
-    cause: BaseException | None = exc
-    while cause is not None and getattr(cause, "cause", None) is not None:
-        cause = cause.cause  # type: ignore[attr-defined]
-    kind = getattr(cause, "type", None)
-    message = str(cause)
-    return f"{kind}: {message}" if kind and not message.startswith(f"{kind}:") else message
-
-
-def _partial_result(exc: BaseException) -> ChainResult | None:
-    """The partial ChainResult a failed run attaches to its ApplicationError."""
-    from temporalio.exceptions import ApplicationError
-
-    from workflows.types import ChainResult
-
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, ApplicationError) and cause.details:
-        with contextlib.suppress(ValueError, TypeError):
-            return ChainResult.model_validate(cause.details[0])
-    return None
-
-
 class _Driver:
     """Starts the ticket runs, stands in for the reviewer, collects results."""
 
     def __init__(self, client: Client, settings: Settings, spec: ChainSpec, say: Console) -> None:
-        self.client = client
+        from runs.client import RunClient
+
+        self.runs = RunClient(client, task_queue=settings.task_queue)
         self.settings = settings
         self.spec = spec
         self.say = say
@@ -485,7 +443,14 @@ class _Driver:
     async def run_all(self, tickets: tuple[SampleTicket, ...]) -> list[TicketRun]:
 
         async def start(ticket: SampleTicket) -> WorkflowHandle[Any, ChainResult]:
-            handle = await _start_run(self.client, self.settings, self.spec, ticket)
+            started = await self.runs.start(
+                self.spec,
+                ticket.input,
+                run_id=f"demo-{ticket.id}-{uuid.uuid4().hex[:8]}",
+                summary=f"chorus demo: ticket {ticket.id}",
+                checked=True,
+            )
+            handle = started.handle
             self.handles.append(handle)  # known at once, so an interruption can end it
             return handle
 
@@ -505,6 +470,8 @@ class _Driver:
         """Wait for the run's result, deciding each approval it asks for."""
         from temporalio.client import WorkflowFailureError
 
+        from runs.client import failure_message, partial_result
+
         result_task = asyncio.ensure_future(handle.result())
         try:
             while not result_task.done():
@@ -517,8 +484,8 @@ class _Driver:
             try:
                 run.result = result_task.result()
             except WorkflowFailureError as exc:
-                run.result = _partial_result(exc)
-                run.error = _failure_message(exc)
+                run.result = partial_result(exc)
+                run.error = failure_message(exc)
             self.finished.add(handle.id)
         finally:
             if not result_task.done():
@@ -528,14 +495,8 @@ class _Driver:
         from temporalio.client import WorkflowQueryFailedError
         from temporalio.service import RPCError
 
-        from workflows.types import PENDING_APPROVALS_QUERY, ApprovalState
-
         try:
-            pending = await handle.query(
-                PENDING_APPROVALS_QUERY,
-                result_type=list[ApprovalState],
-                rpc_timeout=timedelta(seconds=5),
-            )
+            pending = await self.runs.pending_approvals(handle.id)
         except (RPCError, WorkflowQueryFailedError):
             return []  # not picked up by the worker yet, or finishing right now
         return [a for a in pending if a.status == "pending"]
@@ -543,8 +504,6 @@ class _Driver:
     async def _decide(
         self, run: TicketRun, handle: WorkflowHandle[Any, ChainResult], approval: ApprovalState
     ) -> None:
-        from workflows.types import DECIDE, ApprovalDecision, DecisionOutcome
-
         ticket = run.ticket
         edit = ticket.review == "edit" and ticket.edited_reply is not None
         kind: Literal["approve", "edit"] = "edit" if edit else "approve"
@@ -559,7 +518,8 @@ class _Driver:
             ),
             highlight=False,
         )
-        decision = ApprovalDecision(
+        await self.runs.decide(
+            handle.id,
             approval_id=approval.approval_id,
             decision=kind,
             reviewer=DEMO_REVIEWER,
@@ -568,7 +528,6 @@ class _Driver:
             comment="decided by `chorus demo`, standing in for a reviewer",
             edited_text=ticket.edited_reply if edit else None,
         )
-        await handle.execute_update(DECIDE, decision, result_type=DecisionOutcome)
         run.decided.append(
             DecidedApproval(
                 ticket=ticket.id,

@@ -4,7 +4,6 @@ live and report its outcome through the exit code."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from datetime import timedelta
@@ -17,8 +16,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
-from cli.chain_checks import load_checked_chain
-from cli.console import configure_logging, console, err_console, fail, load_settings, print_problems
+from cli.chain_checks import load_checked_chain, print_problem_details
+from cli.console import configure_logging, console, err_console, fail, load_settings
 from cli.run_view import render_result, render_state
 from core.settings import Settings
 
@@ -88,38 +87,19 @@ def run(
     """
     settings = load_settings()
     configure_logging(settings)
-    from workflows.validate import ChainSpecError, validate_input
+    from core.problems import InvalidInput
+    from runs.checks import check_input
 
     spec = load_checked_chain(chain, settings)
     value = _read_input(input_json, input_file)
-    problems = validate_input(spec, value)
-    if problems:
-        print_problems(f"input does not match chain {spec.name!r}:", ChainSpecError(problems))
-        raise typer.Exit(1)
+    try:
+        check_input(spec, value)
+    except InvalidInput as exc:
+        print_problem_details(f"input does not match chain {spec.name!r}:", exc.details)
+        raise typer.Exit(1) from None
     workflow_id = run_id or f"{spec.name}-{uuid.uuid4().hex[:12]}"
     code = asyncio.run(_run(settings, spec, value, workflow_id, max_cost, wait=not no_wait))
     raise typer.Exit(code)
-
-
-async def _start_chain(
-    client: Any, settings: Settings, spec: Any, value: Any, workflow_id: str, max_cost: float | None
-) -> Any:
-    from temporalio.common import SearchAttributePair, TypedSearchAttributes
-
-    from core.search_attributes import CHAIN_KEY, STATUS_KEY
-    from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
-
-    return await client.start_workflow(
-        WORKFLOW_NAME,
-        ChainInput(spec=spec, input=value, max_cost_usd=max_cost),
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        result_type=ChainResult,
-        search_attributes=TypedSearchAttributes(
-            [SearchAttributePair(CHAIN_KEY, spec.name), SearchAttributePair(STATUS_KEY, "running")]
-        ),
-        static_summary=f"chain {spec.name} v{spec.version}",
-    )
 
 
 async def _warn_if_no_worker(client: Any, settings: Settings) -> None:
@@ -158,22 +138,35 @@ async def _run(
     wait: bool,
 ) -> int:
     from temporalio.client import WorkflowFailureError
-    from temporalio.exceptions import WorkflowAlreadyStartedError
 
+    from core.problems import RunConflict
     from core.temporal import TemporalConnectError, connect
+    from runs.client import RunClient, failure_message, partial_result
 
     try:
         client = await connect(settings)
     except TemporalConnectError as exc:
         fail(str(exc))
     await _warn_if_no_worker(client, settings)
+    runs = RunClient(client, task_queue=settings.task_queue)
     try:
-        handle = await _start_chain(client, settings, spec, value, workflow_id, max_cost)
-    except WorkflowAlreadyStartedError:
-        fail(f"a run with id {workflow_id!r} already exists; pick another --id")
+        started = await runs.start(
+            spec, value, run_id=workflow_id, max_cost_usd=max_cost, checked=True
+        )
+    except RunConflict:
+        fail(
+            f"a run with id {workflow_id!r} already exists (run ids are never reused, "
+            "even after a run closed); pick another --id"
+        )
+    handle = started.handle
     ns = settings.temporal_namespace
     ui = f"{settings.temporal_ui_url}/namespaces/{ns}/workflows/{workflow_id}"
-    err_console.print(f"started run [bold]{escape(workflow_id)}[/]  {escape(ui)}", highlight=False)
+    verb = (
+        "started run"
+        if started.created
+        else "following the run already started with this id and input:"
+    )
+    err_console.print(f"{verb} [bold]{escape(workflow_id)}[/]  {escape(ui)}", highlight=False)
     if not wait:
         console.print(workflow_id, markup=False, highlight=False)
         return 0
@@ -181,10 +174,10 @@ async def _run(
     try:
         result = await _await_with_progress(handle)
     except WorkflowFailureError as exc:
-        partial = _partial_result(exc)
+        partial = partial_result(exc)
         if partial is not None:
             render_result(partial)
-        fail(f"run {workflow_id} failed: {_failure_message(exc)}")
+        fail(f"run {workflow_id} failed: {failure_message(exc)}")
     render_result(result)
     return 0 if result.status == "completed" else 1
 
@@ -211,26 +204,3 @@ async def _await_with_progress(handle: Any) -> Any:
                 pass  # not picked up by a worker yet: keep waiting
             await asyncio.wait({result_task}, timeout=_POLL_INTERVAL_S)
     return await result_task
-
-
-def _partial_result(exc: BaseException) -> Any:
-    """The partial ChainResult a failed run attaches to its ApplicationError."""
-    from temporalio.exceptions import ApplicationError
-
-    from workflows.types import ChainResult
-
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, ApplicationError) and cause.details:
-        with contextlib.suppress(ValueError, TypeError):
-            return ChainResult.model_validate(cause.details[0])
-    return None
-
-
-def _failure_message(exc: BaseException) -> str:
-    cause = getattr(exc, "cause", None)
-    while cause is not None and getattr(cause, "cause", None) is not None:
-        cause = cause.cause
-    if cause is None:
-        return str(exc)
-    kind = getattr(cause, "type", None)
-    return f"{kind}: {cause}" if kind else str(cause)

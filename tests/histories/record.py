@@ -29,6 +29,7 @@ from activities.gateway.registry import ModelRegistry
 from cli.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
 from core.chain_spec import ChainSpec
 from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG
+from runs.client import RunClient
 from simulator.control import SimulatorControl
 from simulator.models import Fault, Rule, ToolCallSpec
 from simulator.server import SimulatorServer
@@ -40,11 +41,8 @@ from worker.assembly import hosted_worker
 from workflows.types import (
     DECIDE,
     PENDING_APPROVALS_QUERY,
-    WORKFLOW_NAME,
     ApprovalDecision,
     ApprovalState,
-    ChainInput,
-    ChainResult,
 )
 from workflows.validate import load_chain_yaml
 
@@ -264,13 +262,11 @@ async def _record(
 ) -> None:  # fmt: skip
     await sim.reset()
     await setup(sim)
-    handle = await client.start_workflow(
-        WORKFLOW_NAME,
-        ChainInput(spec=spec, input=value),
-        id=f"history-{name}-{uuid.uuid4()}",
-        task_queue=task_queue,
-        result_type=ChainResult,
-    )
+    handle = (
+        await RunClient(client, task_queue=task_queue).start(
+            spec, value, run_id=f"history-{name}-{uuid.uuid4()}"
+        )
+    ).handle
     await _send_decisions(handle, decisions)
     try:
         result = await handle.result()

@@ -13,9 +13,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.gateway.registry import ModelRegistry
 from core.chain_spec import ChainSpec
+from runs.client import RunClient
 from tests.conftest import activity_host
 from worker.assembly import hosted_worker
-from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
+from workflows.types import ChainResult
 from workflows.validate import check_chain, parse_chain, parse_chain_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,13 +44,11 @@ class ChainRunner:
     async def start(
         self, spec: ChainSpec, value: Any, *, max_cost_usd: float | None = None
     ) -> WorkflowHandle[Any, ChainResult]:
-        return await self.client.start_workflow(
-            WORKFLOW_NAME,
-            ChainInput(spec=spec, input=value, max_cost_usd=max_cost_usd),
-            id=f"test-{spec.name}-{uuid.uuid4()}",
-            task_queue=self.task_queue,
-            result_type=ChainResult,
-        )
+        return (
+            await RunClient(self.client, task_queue=self.task_queue).start(
+                spec, value, run_id=f"test-{spec.name}-{uuid.uuid4()}", max_cost_usd=max_cost_usd
+            )
+        ).handle
 
     async def run(self, spec: ChainSpec, value: Any, **kwargs: Any) -> ChainResult:
         handle = await self.start(spec, value, **kwargs)

@@ -12,11 +12,12 @@ import pytest
 
 from cli.devstack import DevStack
 from runs.catalog import load_chain
+from runs.client import RunClient
 from simulator.control import SimulatorControl
 from simulator.models import Rule
 from tests.cli.test_devstack import gone, stack_settings
 from tests.integration.test_approvals import DRAFT, decide, wait_pending
-from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
+from workflows.types import ChainResult
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +31,11 @@ async def test_approval_survives_worker_kill_and_server_restart(
     await first.start()
     try:
         client = await first.client()
-        handle = await client.start_workflow(
-            WORKFLOW_NAME,
-            ChainInput(spec=load_chain("review_reply", settings), input={"message": "Hi"}),
-            id="durable-approval",
-            task_queue=settings.task_queue,
-            result_type=ChainResult,
-        )
+        handle = (
+            await RunClient(client, task_queue=settings.task_queue).start(
+                load_chain("review_reply", settings), {"message": "Hi"}, run_id="durable-approval"
+            )
+        ).handle
         [approval] = await wait_pending(handle)
         worker_pid = first.pids["worker"]
         os.kill(worker_pid, signal.SIGKILL)

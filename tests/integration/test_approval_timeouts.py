@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from core.temporal import register_search_attributes
+from runs.client import RunClient
 from store import crud
 from store.engine import make_engine, session_scope
 from store.schema import create_all
@@ -27,11 +28,9 @@ from worker.assembly import hosted_worker
 from workflows.types import (
     DECIDE,
     PENDING_APPROVALS_QUERY,
-    WORKFLOW_NAME,
     ApprovalDecision,
     ApprovalRejection,
     ApprovalState,
-    ChainInput,
     ChainResult,
 )
 
@@ -82,13 +81,11 @@ def approval_chain(registry: Any, **policy: Any):
 
 
 async def start(env: WorkflowEnvironment, queue: str, spec: Any) -> Any:
-    return await env.client.start_workflow(
-        WORKFLOW_NAME,
-        ChainInput(spec=spec, input={"text": "Refund approved."}),
-        id=f"timeout-{uuid.uuid4()}",
-        task_queue=queue,
-        result_type=ChainResult,
-    )
+    return (
+        await RunClient(env.client, task_queue=queue).start(
+            spec, {"text": "Refund approved."}, run_id=f"timeout-{uuid.uuid4()}"
+        )
+    ).handle
 
 
 @pytest.mark.parametrize(("policy", "status"), [("reject", "rejected"), ("approve", "completed")])

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from temporalio.api.enums.v1 import EventType
 
+from runs.client import RunClient
 from simulator.control import SimulatorControl
 from simulator.models import Fault
 from tests.integration.conftest import FAST_RETRY, MODELS_FILE, ROOT, load_spec
-from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
@@ -118,13 +118,11 @@ async def test_sigkilled_workers_lose_nothing_and_pay_nothing_twice(
     first = await WorkerProcess(worker_env, log).start()
     workers = [first]
     try:
-        handle = await temporal_env.client.start_workflow(
-            WORKFLOW_NAME,
-            ChainInput(spec=spec, input={"x": "crash me"}),
-            id=workflow_id,
-            task_queue=task_queue,
-            result_type=ChainResult,
-        )
+        handle = (
+            await RunClient(temporal_env.client, task_queue=task_queue).start(
+                spec, {"x": "crash me"}, run_id=workflow_id
+            )
+        ).handle
         in_flight = await sim.wait_for_calls(
             2, request_id_prefix=workflow_id, include_pending=True, timeout_s=90
         )

@@ -13,12 +13,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.gateway.registry import ModelRegistry
+from runs.client import RunClient
 from simulator.control import SimulatorControl
 from simulator.models import Fault
 from tests.conftest import activity_host
 from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec
 from worker.assembly import hosted_worker
-from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult, RunState
+from workflows.types import RunState
 
 
 def two_steps(registry: Any, name: str, alias: str = "cheap"):
@@ -122,13 +123,11 @@ async def test_api_keys_never_enter_history(
     spec = two_steps(registry, "secrets", alias="oa")
     host = activity_host(registry, store_engine)
     async with hosted_worker(temporal_env.client, host, task_queue=task_queue):
-        handle = await temporal_env.client.start_workflow(
-            WORKFLOW_NAME,
-            ChainInput(spec=spec, input={"x": "y"}),
-            id=f"secrets-{uuid.uuid4()}",
-            task_queue=task_queue,
-            result_type=ChainResult,
-        )
+        handle = (
+            await RunClient(temporal_env.client, task_queue=task_queue).start(
+                spec, {"x": "y"}, run_id=f"secrets-{uuid.uuid4()}"
+            )
+        ).handle
         result = await handle.result()
         history = (await handle.fetch_history()).to_json()
 
