@@ -5,9 +5,10 @@
 At start-up the app reads the model registry's aliases (a bad registry file
 stops it: that is configuration), opens the database (creating missing
 tables and publishing the chains directory, so the shipped chains can run at
-once) and connects to Temporal. A database or Temporal that is not there yet
-does not stop it: `/readyz` says what is missing and both are retried when a
-request needs them.
+once; files added or changed later are published as requests meet them, see
+`api.chain_sync`) and connects to Temporal. A database or Temporal that is
+not there yet does not stop it: `/readyz` says what is missing and both are
+retried when a request needs them.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.body_limit import BodySizeLimitMiddleware
+from api.chain_sync import ChainSyncMiddleware, chain_not_found_handler
 from api.errors import install_error_handlers
+from api.json_body import JsonBodyMiddleware
 from api.routes import approvals, chains, health, keys, knowledge, runs
 from api.state import ApiState, Database, TemporalConnector
 from core.logging import get_logger
-from core.problems import DatabaseUnavailable, TemporalUnavailable
+from core.problems import ChainNotFound, DatabaseUnavailable, TemporalUnavailable
 from core.settings import Settings, admin_key_problem, get_settings
 from runs.catalog import Catalog
 
@@ -88,6 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_exception_handler(ChainNotFound, chain_not_found_handler)
+    # Added innermost first: the size limit sees a request before anything
+    # reads its body.
+    app.add_middleware(ChainSyncMiddleware)
+    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.api_max_body_bytes)
     for module in (runs, approvals, chains, keys, knowledge, health):
         app.include_router(module.router)

@@ -9,9 +9,10 @@ app never sees the request, so nothing can start.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import error_response
+from api.request_body import replaying
 
 
 class BodySizeLimitMiddleware:
@@ -48,16 +49,7 @@ class BodySizeLimitMiddleware:
             if not message.get("more_body", False):
                 break
 
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, declared: int | None

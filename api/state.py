@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -23,13 +24,120 @@ from core.logging import get_logger
 from core.problems import DatabaseUnavailable, TemporalUnavailable
 from core.settings import Settings
 from core.temporal import TemporalConnectError, connect
-from runs.catalog import Catalog, sync_chain_dir
+from runs.catalog import Catalog, ChainFileError, chain_files, sync_chain_dir
 from store import create_all, make_engine, session_scope
 
 log = get_logger(__name__)
 
 TEMPORAL_CONNECT_TIMEOUT_S = 5.0
 CHAINS_DIR_AUTHOR = "chains-dir"
+CHAINS_CHECK_INTERVAL_S = 2.0
+"""How long a changed chain file may go unseen by requests for chains that
+are found; a chain that is not found has the directory checked at once."""
+
+Fingerprint = tuple[tuple[str, int, int, int], ...]
+"""Name, size, mtime and inode of each chain file: a save changes one of them."""
+
+
+class ChainsDir:
+    """Keeps the published chains in step with the chains directory, so that a
+    file added or changed after start-up is served without `chorus chains sync`.
+
+    A check stats the chain files and publishes the directory
+    (`sync_chain_dir`: all or nothing, idempotent) only when they differ from
+    what the last sync read. A bad file is logged once and kept in `problem`
+    until the files change again; the chains published before it are still
+    served. One sync at a time (a lock around the blocking sync, which start-up
+    runs too); requests that waited for a check started after they began use
+    its result, so a burst of requests for a missing chain costs one check.
+    """
+
+    def __init__(
+        self,
+        chains_dir: Path,
+        catalog: Catalog,
+        engine: Engine,
+        *,
+        interval_s: float = CHAINS_CHECK_INTERVAL_S,
+    ) -> None:
+        self.chains_dir = chains_dir
+        self.catalog = catalog
+        self.engine = engine
+        self.interval_s = interval_s
+        self.problem: str | None = None
+        """Why the directory as it is now is not published (a bad file), or None."""
+        self.generation = 0
+        """How many syncs have published the directory: a request that began
+        under another number may now find a chain it did not."""
+        self._synced: Fingerprint | None = None
+        self._sync_lock = threading.Lock()
+        self._check_lock = asyncio.Lock()
+        self._checked_at = float("-inf")
+
+    def sync(self) -> None:
+        """Publish the directory if its files changed since the last sync
+        (blocking). A database error propagates, and the next check retries."""
+        with self._sync_lock:
+            fingerprint = self._fingerprint()
+            if fingerprint == self._synced:
+                return
+            if not self.chains_dir.is_dir():
+                log.warning("no chains directory to publish", chains_dir=str(self.chains_dir))
+                self._synced, self.problem = fingerprint, None
+                return
+            try:
+                with session_scope(self.engine) as session:
+                    published = sync_chain_dir(
+                        session,
+                        chains_dir=self.chains_dir,
+                        known_aliases=self.catalog.aliases,
+                        known_tools=self.catalog.tools,
+                        created_by=CHAINS_DIR_AUTHOR,
+                    )
+            except ChainFileError as exc:
+                self._synced, self.problem = fingerprint, str(exc)
+                log.error(
+                    "chains directory not published: a chain file is bad "
+                    "(the chains published before are still served)",
+                    error=self.problem,
+                )
+                return
+            self._synced, self.problem = fingerprint, None
+            self.generation += 1
+        log.info("chains directory published", chains=[f"{c.name} v{c.version}" for c in published])
+
+    async def refresh(self, *, since: float | None = None) -> None:
+        """Check the directory from a request (the sync runs on a thread).
+
+        Without `since`, only if the last check is `interval_s` old. With
+        `since` (the event loop's time when the request began) at once, unless
+        a check that started after it has run meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        if since is None and loop.time() - self._checked_at < self.interval_s:
+            return
+        async with self._check_lock:
+            if since is None and loop.time() - self._checked_at < self.interval_s:
+                return
+            if since is not None and self._checked_at >= since:
+                return
+            self._checked_at = loop.time()
+            try:
+                await asyncio.to_thread(self.sync)
+            except Exception as exc:
+                log.warning("could not publish the chains directory", error=str(exc))
+
+    def _fingerprint(self) -> Fingerprint:
+        if not self.chains_dir.is_dir():
+            return ()
+        stats = []
+        for path in chain_files(self.chains_dir):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            stats.append((path.name, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        return tuple(stats)
 
 
 class Database:
@@ -43,6 +151,7 @@ class Database:
         self._prepared = False
         self._lock = threading.Lock()
         self.last_error: str | None = None
+        self.chains = ChainsDir(settings.chains_dir, catalog, self.engine)
 
     def prepare(self) -> None:
         """Create missing tables and publish the chains directory (blocking).
@@ -62,28 +171,19 @@ class Database:
                 raise DatabaseUnavailable(
                     f"the database at {self._safe_url()} is unavailable: {self.last_error}"
                 ) from exc
-            self._sync_chains()
+            self._publish_chains()
             self._prepared = True
             self.last_error = None
 
-    def _sync_chains(self) -> None:
-        chains_dir = self.settings.chains_dir
-        if not chains_dir.is_dir():
-            log.warning("no chains directory to publish", chains_dir=str(chains_dir))
-            return
+    def _publish_chains(self) -> None:
         try:
-            with session_scope(self.engine) as session:
-                published = sync_chain_dir(
-                    session,
-                    chains_dir=chains_dir,
-                    known_aliases=self.catalog.aliases,
-                    known_tools=self.catalog.tools,
-                    created_by=CHAINS_DIR_AUTHOR,
-                )
+            self.chains.sync()
         except Exception as exc:
             log.error("could not publish the chains directory", error=str(exc))
-            return
-        log.info("chains directory published", chains=[f"{c.name} v{c.version}" for c in published])
+
+    @property
+    def prepared(self) -> bool:
+        return self._prepared
 
     @contextmanager
     def session(self) -> Iterator[Session]:

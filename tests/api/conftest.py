@@ -128,10 +128,17 @@ def api_task_queue() -> str:
 
 
 @pytest.fixture(scope="module")
+def api_overrides() -> dict[str, Any]:
+    """Settings a module's API has besides `api_settings`' (a module overrides this)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 async def api(
     temporal_env: WorkflowEnvironment,
     database_url: str,
     api_task_queue: str,
+    api_overrides: dict[str, Any],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[ApiServer]:
     """The API served by uvicorn on a free port (its own thread and event loop)."""
@@ -140,6 +147,7 @@ async def api(
         database_url=database_url,
         state_dir=tmp_path_factory.mktemp("api-state"),
         task_queue=api_task_queue,
+        **api_overrides,
     )
     server = ApiServer(settings)
     await asyncio.to_thread(server.start)
@@ -217,3 +225,14 @@ async def wait_for(probe: Any, *, timeout_s: float = 15.0, interval_s: float = 0
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s (last: {value!r})")
         await asyncio.sleep(interval_s)
+
+
+async def run_completed(http: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    """The run once it has completed, so that no run is left in flight when the
+    module's worker shuts down."""
+
+    async def done() -> dict[str, Any] | None:
+        run = (await http.get(f"/v1/runs/{run_id}", headers=admin())).json()
+        return run if run["status"] == "completed" else None
+
+    return await wait_for(done, timeout_s=30)  # type: ignore[no-any-return]
