@@ -6,6 +6,14 @@ directory; real environment variables win over the file. The same class
 configures the CLI, the worker and the embedded dev stack, which hands its own
 settings to the child processes it starts through these variables.
 
+The file defaults (chains directory, model registry, tools file, state
+directory) belong to the project, not to the working directory: in a source
+checkout they are absolute paths inside the repository, so `chorus run` works
+from any folder. An installed package has no repository; there they stay
+relative to the working directory (the image runs in /app, beside chains/).
+A relative path set by the user always means relative to the working
+directory, like any path typed in a shell.
+
 Configuration is checked when it is built, so a half-configured TLS setup
 fails at start-up with a message naming the variable, not at the first run.
 """
@@ -28,6 +36,26 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 DEFAULT_DEV_DYNAMIC_CONFIG: dict[str, Any] = {"history.transferProcessorMaxPollRPS": 1000}
 """The stock dev server polls its transfer queue at 20/s, which makes every
 sequential activity step take ~50 ms; at 1000/s a step takes ~20 ms."""
+
+
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+"""The repository root, if this module runs from a source checkout (or an
+editable install); `project_root()` says whether it does."""
+
+
+def project_root() -> Path | None:
+    """The repository of a source checkout, which holds the shipped chains;
+    None for an installed package (no pyproject.toml and chains/ beside it)."""
+    if (SOURCE_ROOT / "pyproject.toml").is_file() and (SOURCE_ROOT / "chains").is_dir():
+        return SOURCE_ROOT
+    return None
+
+
+def project_path(relative: str) -> Path:
+    """A default path of the project: absolute in a source checkout, else
+    relative to the working directory."""
+    root = project_root()
+    return root / relative if root is not None else Path(relative)
 
 
 ADMIN_KEY_MIN_LENGTH = 16
@@ -90,14 +118,14 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     """`production` refuses placeholder secrets (CHORUS_ENVIRONMENT)."""
 
-    # Files
-    state_dir: Path = Path(".state")
+    # Files (defaults: see the module docstring)
+    state_dir: Path = Field(default_factory=lambda: project_path(".state"))
     """Project-local state: Temporal's SQLite file, child logs, pid files."""
-    models_file: Path = Path("chains/models.yaml")
-    tools_file: Path = Path("chains/tools/http.yaml")
+    models_file: Path = Field(default_factory=lambda: project_path("chains/models.yaml"))
+    tools_file: Path = Field(default_factory=lambda: project_path("chains/tools/http.yaml"))
     """Declarative HTTP tools (CHORUS_TOOLS_FILE), loaded beside the builtin tools.
     In a subfolder: every YAML file directly in `chains_dir` is read as a chain."""
-    chains_dir: Path = Path("chains")
+    chains_dir: Path = Field(default_factory=lambda: project_path("chains"))
 
     # Application database
     database_url: str | None = Field(

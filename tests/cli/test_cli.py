@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,18 @@ def test_user_and_error_text_with_brackets_is_printed_as_written(tmp_path: Path)
     assert path in result.output and phrase in result.output
 
 
+def test_validate_finds_the_project_s_files_from_any_working_directory(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHORUS_")}
+    env["CHORUS_STATE_DIR"] = str(tmp_path / "state")
+    # support_triage names model aliases and tools: both registries are read.
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli", "validate", "support_triage"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "chain support_triage" in proc.stdout and "is valid" in proc.stdout
+
+
 def test_validate_accepts_a_shipped_chain(cli_env: dict[str, str]) -> None:
     result = invoke(["validate", "cascade_answer"], cli_env)
 
@@ -105,11 +118,11 @@ def test_validate_accepts_a_shipped_chain(cli_env: dict[str, str]) -> None:
     assert "cascade_answer" in result.output and "valid" in result.output
 
 
-async def run_cli(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+async def run_cli(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[int, str, str]:
     """The real `chorus` process: its exit code is what scripts see."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli", *args,
-        cwd=ROOT, env={**os.environ, **env},
+        cwd=cwd, env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -124,12 +137,15 @@ async def test_run_prints_result_and_cost_and_fails_non_zero(
     cli_env: dict[str, str],
     task_queue: str,
     store_engine: Any,
+    tmp_path: Path,
 ) -> None:
     host = activity_host(registry, store_engine)
     async with hosted_worker(temporal_env.client, host, task_queue=task_queue):
+        # Started outside the repository: the chain, models and tools are the project's.
         code, out, err = await run_cli(
             ["run", "cascade_answer", "--input", json.dumps({"question": "Opening hours?"})],
             cli_env,
+            cwd=tmp_path,
         )
         assert code == 0, err
         assert "completed" in out and "usage by model" in out and "cost (USD)" in out

@@ -9,8 +9,11 @@ import pytest
 from pydantic import ValidationError
 from temporalio.service import TLSConfig
 
+import core.settings
 from core.settings import Settings, get_settings
 from core.temporal import tls_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -32,9 +35,52 @@ def test_defaults() -> None:
     assert settings.simulator_base_url == "http://127.0.0.1:8400/v1"
     assert settings.temporal_ui_url == "http://127.0.0.1:8233"
     assert settings.dev_dynamic_config == {"history.transferProcessorMaxPollRPS": 1000}
-    assert settings.state_dir == Path(".state")
+    assert settings.state_dir == ROOT / ".state"
     assert settings.tls_enabled is False
     assert tls_config(settings) is False
+
+
+def test_file_defaults_are_the_project_s_whatever_the_working_directory(
+    clean_env: Path,
+) -> None:
+    # clean_env is the working directory: a folder outside the repository.
+    settings = Settings()
+    assert settings.chains_dir == ROOT / "chains"
+    assert settings.models_file == ROOT / "chains" / "models.yaml"
+    assert settings.tools_file == ROOT / "chains" / "tools" / "http.yaml"
+    assert settings.state_dir == ROOT / ".state"
+    assert settings.effective_database_url == f"sqlite:///{ROOT}/.state/chorus.db"
+    for path in (settings.chains_dir, settings.models_file, settings.tools_file):
+        assert path.exists(), path
+    # Children of the dev stack read the same absolute paths.
+    assert settings.to_env()["CHORUS_TOOLS_FILE"] == str(ROOT / "chains" / "tools" / "http.yaml")
+
+
+def test_a_relative_path_set_by_the_user_means_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    monkeypatch.setenv("CHORUS_TOOLS_FILE", "my-tools.yaml")
+    monkeypatch.setenv("CHORUS_CHAINS_DIR", "my-chains")
+    (clean_env / ".env").write_text("CHORUS_MODELS_FILE=conf/models.yaml\n")
+    settings = Settings()
+    assert settings.tools_file == Path("my-tools.yaml")
+    assert settings.tools_file.resolve() == clean_env / "my-tools.yaml"
+    assert settings.chains_dir == Path("my-chains")
+    assert settings.models_file == Path("conf/models.yaml")
+    # What the user did not set keeps its project default.
+    assert settings.state_dir == ROOT / ".state"
+
+
+def test_an_installed_package_keeps_relative_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # site-packages: no pyproject.toml and no chains/ beside the packages.
+    monkeypatch.setattr(core.settings, "SOURCE_ROOT", tmp_path / "site-packages")
+    settings = Settings()
+    assert settings.chains_dir == Path("chains")
+    assert settings.models_file == Path("chains/models.yaml")
+    assert settings.tools_file == Path("chains/tools/http.yaml")
+    assert settings.state_dir == Path(".state")
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:

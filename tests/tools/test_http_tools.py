@@ -244,7 +244,7 @@ def test_default_registry_has_builtin_and_shipped_tools() -> None:
     assert {"lookup_order", "issue_refund", "carrier_status", "send_replacement"} <= set(
         registry.names
     )
-    assert Settings().tools_file == Path("chains/tools/http.yaml")
+    assert Settings().tools_file == DEFAULT_TOOLS_PATH
     builtin_only = default_registry(SimpleNamespace(tools_file=None))
     assert "carrier_status" not in builtin_only and "lookup_order" in builtin_only
 
