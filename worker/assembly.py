@@ -1,7 +1,8 @@
-"""Worker assembly: which workflows and activities a Chorus worker hosts.
+"""The worker process: the activity host (every activity, built once per
+process from the settings), a worker over it, and running it until a signal.
 
-Kept apart from the CLI so tests, benchmarks and `chorus worker` build the
-exact same worker.
+Which workflows, sandbox and data converter a worker uses is `ChorusPlugin`'s
+business (worker/plugin.py), shared with the tests and the Replayer.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from workflows.agent import AgentWorkflow
-from workflows.chain import ChainWorkflow
+from worker.plugin import ChorusPlugin
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -25,41 +24,6 @@ if TYPE_CHECKING:
     from activities.gateway.registry import ModelRegistry
     from activities.tools.registry import ToolRegistry
     from core.settings import Settings
-
-WORKFLOWS: Sequence[type] = (ChainWorkflow, AgentWorkflow)
-
-PASSTHROUGH_MODULES = (
-    # Deterministic modules shared by every run instead of being re-imported
-    # into each workflow's sandbox (the sdk README's "Sandbox Performance").
-    "jinja2",
-    "markupsafe",
-    "pydantic",
-    "pydantic_core",
-    "activities.gateway.types",
-    "core.chain_spec",
-    "core.chain_errors",
-    "workflows.types",
-    "workflows.activity_options",
-    "workflows.budget",
-    "workflows.templating",
-    "core.search_attributes",
-    # Guards validate JSON schemas inside workflows: jsonschema and what it
-    # imports (re-importing them per run costs ~0.3 s of worker CPU).
-    "workflows.guards",
-    "jsonschema",
-    "jsonschema_specifications",
-    "referencing",
-    "rpds",
-    "attr",
-    "attrs",
-    "idna",
-)
-
-
-def sandbox_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    )
 
 
 def create_worker(
@@ -73,11 +37,9 @@ def create_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=list(WORKFLOWS),
-        activities=list(activities),
+        plugins=[ChorusPlugin(activities)],
         max_cached_workflows=max_cached_workflows,
         max_concurrent_activities=max_concurrent_activities,
-        workflow_runner=sandbox_runner(),
     )
 
 

@@ -1,6 +1,6 @@
 """Guard checkers: decide whether a step's output passes a guard's rules.
 
-The guard step (workflows/chain.py) calls `check` inside the workflow, so
+The guard step (workflows/steps/guard.py) calls `check` inside the workflow, so
 everything here is pure and deterministic: no I/O, no clock, no randomness,
 and the same output always yields the same violations in the same order (a
 replay must re-derive the decision the original run took). Remote `$ref`s in
@@ -10,6 +10,9 @@ Violations are data, not exceptions: the workflow decides what a failure
 means (retry the target with `describe(violations)` fed back, escalate to a
 person, or fail the run). Messages never quote detected PII, since they end up
 in workflow history, error messages and logs.
+
+The detectors themselves live apart: personal data in workflows/pii.py,
+citation parsing in workflows/citations.py.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import functools
 import importlib
 import json
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -28,25 +31,18 @@ from pydantic import BaseModel
 from referencing import Registry
 
 from core.chain_spec import GuardRules
+from workflows.citations import cited_ids
+from workflows.pii import PII_KINDS, PII_NAMES, PiiKind, find_pii
 
 __all__ = [
     "MAX_CHECKED_CHARS",
-    "PII_KINDS",
     "InvalidGuardRule",
-    "PiiKind",
     "Violation",
     "check",
-    "cited_ids",
     "describe",
-    "find_pii",
     "output_text",
     "pattern_problem",
-    "redact_pii",
-    "retrieved_ids_of",
 ]
-
-PiiKind = Literal["email", "phone", "card"]
-PII_KINDS: Final[tuple[PiiKind, ...]] = ("email", "phone", "card")
 
 MAX_CHECKED_CHARS: Final = 100_000
 """Text rules (patterns, PII, citations) scan at most this many characters, so
@@ -309,130 +305,6 @@ def _check_length(text: str, rules: GuardRules) -> list[Violation]:
 
 # -- PII -------------------------------------------------------------------------------
 
-_EMAIL = re.compile(
-    r"(?<![\w.%+-])"
-    r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-    r"([A-Za-z]{2,24})"
-    r"(?![\w-]|\.[A-Za-z0-9])"
-)
-_NOT_TLDS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "tif", "tiff"})
-"""`icon@2x.png` is a file name, not an address: no top-level domain is an
-image extension."""
-
-# Phone numbers. Conservative: a digit run alone (an order number, a
-# timestamp) is not a phone; the shape must be a phone's (a + or 00 prefix,
-# US grouping, or a 0-led national number with one consistent separator), or
-# a phone word must stand just before it. Neighbouring letters, digits,
-# currency signs and `-` followed by a digit (NW-1001-..., $1 299 000, version
-# and IP-like strings) rule a candidate out.
-_PHONE_START = r"(?<![\w+$€£¥#@/\\-])(?<!\d[.,:])"
-_PHONE_END = r"(?![\w$€£¥%]|[-.,:/]\d)"
-_PHONE = re.compile(
-    _PHONE_START + r"(?:"
-    # International: +CC then digit groups, separators optional (E.164 too).
-    r"\+[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){1,6}"
-    # International with the 00 prefix: separators required, or it is a digit run.
-    r"|00[1-9]\d{0,2}(?:[ .-]\(?\d{1,5}\)?){2,6}"
-    # US / NANP: (555) 123-4567, 555-123-4567, 555.123.4567, 1 555 123 4567.
-    r"|(?:1[ .-])?(?:\(\d{3}\)[ ]?|\d{3}([ .-]))\d{3}(?(1)\1|[ .-])\d{4}"
-    # National 0-led (EU, UK...): 06 12 34 56 78, 030-1234-5678, (020) 7946 0958.
-    r"|(?:\(0\d{1,4}\)[ ]?\d{2,8}(?:[ ]\d{2,8}){0,4}"
-    r"|0\d{1,4}([ .-])\d{2,8}(?:\2\d{2,8}){0,4})"
-    r")" + _PHONE_END
-)
-_PHONE_WORD = re.compile(
-    r"(?i)\b(?:phone|tel|telephone|mobile|cell|cellphone|call|sms|whatsapp|fax)\b"
-    r"[^\d\n]{0,20}?" + _PHONE_START + r"(\d{9,15})" + _PHONE_END
-)
-_PHONE_DIGITS = (9, 15)
-"""E.164 numbers have at most 15 digits; fewer than 9 is too short to dial."""
-
-_CARD_RUN = re.compile(r"(?<![\w.-])(?<!\d[ -])[2-6]\d*(?:[ -]\d+)*(?![\w]|[-.,]\d)")
-"""A run of digit groups (single spaces or dashes between them) that starts
-with 2-6, the issuer ranges of Visa, Mastercard, Amex, Discover, JCB,
-Diners and UnionPay. A card is 13-19 of its digits, Luhn-valid: the whole
-run, or else its longest such prefix ending between groups (a card followed
-by an expiry date, `4111 1111 1111 1111 12/25`)."""
-_CARD_DIGITS = (13, 19)
-
-
-def _digits(text: str) -> str:
-    return "".join(c for c in text if c.isdigit())
-
-
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, c in enumerate(reversed(digits)):
-        d = int(c)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _find_emails(text: str) -> Iterator[tuple[int, int]]:
-    for m in _EMAIL.finditer(text):
-        if m.group(1).lower() not in _NOT_TLDS:
-            yield m.span()
-
-
-def _find_phones(text: str) -> Iterator[tuple[int, int]]:
-    low, high = _PHONE_DIGITS
-    spans = [m.span() for m in _PHONE.finditer(text) if low <= len(_digits(m.group(0))) <= high]
-    spans += [m.span(1) for m in _PHONE_WORD.finditer(text)]
-    yield from _merge(spans)
-
-
-def _find_cards(text: str) -> Iterator[tuple[int, int]]:
-    low, high = _CARD_DIGITS
-    for m in _CARD_RUN.finditer(text):
-        run = m.group(0)
-        digits = _digits(run)
-        if low <= len(digits) <= high and _luhn(digits):
-            yield m.span()
-            continue
-        # Prefixes ending between groups, at most `high` digits, longest first.
-        ends: list[int] = []
-        count = 0
-        for group in re.finditer(r"\d+", run):
-            count += len(group.group(0))
-            if count > high or group.end() == len(run):
-                break
-            if count >= low:
-                ends.append(group.end())
-        for end in reversed(ends):
-            if _luhn(_digits(run[:end])):
-                yield m.start(), m.start() + end
-                break
-
-
-def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start < merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-_FINDERS: Final[dict[PiiKind, Callable[[str], Iterator[tuple[int, int]]]]] = {
-    "email": _find_emails,
-    "phone": _find_phones,
-    "card": _find_cards,
-}
-_PII_NAMES: Final[dict[PiiKind, tuple[str, str]]] = {
-    "email": ("an email address", "email addresses"),
-    "phone": ("a phone number", "phone numbers"),
-    "card": ("a payment card number", "payment card numbers"),
-}
-
-
-def find_pii(text: str, kind: PiiKind) -> list[tuple[int, int]]:
-    """(start, end) spans of one kind of PII in `text`, in order."""
-    return list(_FINDERS[kind](text))
-
 
 def _pii_pieces(output: Any, window: str, cut: bool) -> tuple[list[tuple[str | None, str]], bool]:
     """What PII detectors read, and whether it was cut short: the text window
@@ -479,7 +351,7 @@ def _check_pii(
                 places.append(str(start))
             else:
                 places.append(f"{path} (character {start})" if len(piece) > 40 else path)
-    one, many = _PII_NAMES[kind]
+    one, many = PII_NAMES[kind]
     if places:
         shown = ", ".join(places[:5]) + (", ..." if len(places) > 5 else "")
         what = one if len(places) == 1 else f"{len(places)} {many}"
@@ -491,60 +363,7 @@ def _check_pii(
     return []
 
 
-def redact_pii(text: str, kinds: Iterable[PiiKind] = PII_KINDS) -> str:
-    """`text` with each detected email, phone and card number replaced by
-    `[email]`, `[phone]`, `[card]` (for logs and the escalation view).
-
-    Cards are found first, then phones, then emails, each in the text left
-    by the previous pass, so a card number is never half-redacted as a phone.
-    """
-    wanted = set(kinds)
-    unknown = wanted - set(PII_KINDS)
-    if unknown:
-        raise ValueError(f"unknown PII kinds {sorted(unknown)} (known: {', '.join(PII_KINDS)})")
-    for kind in ("card", "phone", "email"):
-        if kind in wanted:
-            text = _replace(text, find_pii(text, kind), f"[{kind}]")
-    return text
-
-
-def _replace(text: str, spans: list[tuple[int, int]], token: str) -> str:
-    parts: list[str] = []
-    last = 0
-    for start, end in spans:
-        parts += [text[last:start], token]
-        last = end
-    parts.append(text[last:])
-    return "".join(parts)
-
-
 # -- citations -------------------------------------------------------------------------
-
-_CITATION_ID = r"[^\s\[\],;#](?:[^\[\]\n,;#]{0,198}[^\s\[\],;#])?#\d{1,6}"
-_CITATION = re.compile(r"\[\s*(" + _CITATION_ID + r"(?:\s*[,;]\s*" + _CITATION_ID + r")*)\s*\]")
-"""`[refunds.md#2]`, or several ids in one bracket: `[refunds.md#2; faq.md#0]`."""
-_ONE_ID = re.compile(_CITATION_ID)
-
-
-def cited_ids(text: str) -> list[str]:
-    """Citation ids (`document#position`) in square brackets, in order of first use."""
-    ids: dict[str, None] = {}
-    for m in _CITATION.finditer(text):
-        for one in _ONE_ID.finditer(m.group(1)):
-            ids.setdefault(one.group(0).strip(), None)
-    return list(ids)
-
-
-def retrieved_ids_of(output: Any) -> list[str]:
-    """Citation ids of a retrieve step's output (`{"passages": [{"id": ...}]}`);
-    empty for anything else, so a guard over a missing retrieval fails closed."""
-    if isinstance(output, BaseModel):
-        output = output.model_dump(mode="json")
-    passages = output.get("passages") if isinstance(output, Mapping) else None
-    if not isinstance(passages, list):
-        return []
-    ids = [p.get("id") for p in passages if isinstance(p, Mapping)]
-    return [i for i in ids if isinstance(i, str)]
 
 
 def _check_citations(

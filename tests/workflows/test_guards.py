@@ -17,20 +17,18 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core.chain_spec import GuardRules
-from worker.assembly import PASSTHROUGH_MODULES, sandbox_runner
+from worker.plugin import PASSTHROUGH_MODULES, sandbox_runner
+from workflows.citations import cited_ids, retrieved_ids_of
 from workflows.guards import (
     MAX_CHECKED_CHARS,
     InvalidGuardRule,
     Violation,
     check,
-    cited_ids,
     describe,
-    find_pii,
     output_text,
     pattern_problem,
-    redact_pii,
-    retrieved_ids_of,
 )
+from workflows.pii import find_pii, redact_pii
 
 RETRIEVED = ["refunds.md#2", "shipping.md#0", "Refund policy.md#4"]
 ORDER_SCHEMA = {
@@ -539,7 +537,8 @@ class GuardProbeWorkflow:
 
 
 def test_the_worker_passes_guards_and_jsonschema_through_the_sandbox() -> None:
-    for module in ("workflows.guards", "jsonschema", "referencing", "rpds"):
+    modules = ("workflows.guards", "workflows.pii", "workflows.citations", "jsonschema")
+    for module in (*modules, "referencing", "rpds"):
         assert module in PASSTHROUGH_MODULES
 
 
