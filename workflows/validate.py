@@ -3,28 +3,23 @@
 The CLI, the API and the worker all call this module, so a bad chain is
 refused with every problem at once, each named by its document path
 (`steps[1].branches[0].steps[0].model`) rather than by a failed run later.
-Parsing covers shape (YAML and pydantic); `validate_chain` covers meaning:
-names, model aliases, templates and which steps a template may read.
+Parsing covers shape (YAML and pydantic, workflows/spec_parsing.py, whose
+names this module re-exports); `validate_chain` covers meaning: names, model
+aliases, templates and which steps a template may read.
 
 Pure: no I/O, so the workflow sandbox may import it too.
 """
 
 from __future__ import annotations
 
-import difflib
-import types
-import typing
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ValidationError
 
 from core.chain_spec import (
-    STEP_NAME_PATTERN,
     AgentStep,
     ApprovalStep,
     ChainSpec,
@@ -37,8 +32,20 @@ from core.chain_spec import (
     ToolStep,
 )
 from workflows import guards, templating
+from workflows.spec_parsing import (
+    DOCUMENT,
+    ChainSpecError,
+    SpecProblem,
+    did_you_mean,
+    format_path,
+    iter_steps,
+    join_path,
+    parse_chain,
+    parse_chain_yaml,
+)
 
 __all__ = [
+    "DOCUMENT",
     "ChainSpecError",
     "SpecProblem",
     "check_chain",
@@ -50,8 +57,6 @@ __all__ = [
     "validate_input",
 ]
 
-DOCUMENT = "<document>"
-"""Path of problems that concern the whole document (bad YAML, not a mapping)."""
 
 TEMPLATE_VARIABLES = frozenset({"input", "steps"})
 """What prompts, system prompts and route conditions may read."""
@@ -59,84 +64,7 @@ ESCALATE_VARIABLES = TEMPLATE_VARIABLES | {"output"}
 """`escalate_when` may also read the step's own first answer."""
 
 
-@dataclass(frozen=True)
-class SpecProblem:
-    path: str
-    """Document path, e.g. `steps[1].branches[0].steps[0].model`."""
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-class ChainSpecError(ValueError):
-    """A chain spec that cannot run; `problems` lists every reason found."""
-
-    def __init__(self, problems: Sequence[SpecProblem]) -> None:
-        self.problems = list(problems)
-        count = len(self.problems)
-        header = f"invalid chain spec ({count} problem{'s' if count != 1 else ''})"
-        super().__init__("\n".join([header, *(f"  {p}" for p in self.problems)]))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.problems,))
-
-
-# -- parsing ---------------------------------------------------------------------------
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            first = seen.setdefault(key, key_node.start_mark.line + 1)
-        except TypeError:  # unhashable key: let the constructor report it
-            continue
-        if first != key_node.start_mark.line + 1:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r} (first at line {first})",
-                key_node.start_mark,
-            )
-    return loader.construct_mapping(node, deep=True)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def parse_chain_yaml(text: str) -> ChainSpec:
-    """YAML text to a ChainSpec; raises ChainSpecError naming each problem."""
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as err:
-        raise ChainSpecError([SpecProblem(DOCUMENT, _yaml_message(err))]) from None
-    return parse_chain(data)
-
-
-def _yaml_message(err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"invalid YAML{where}: {problem}"
-
-
-def parse_chain(data: Any) -> ChainSpec:
-    """A mapping (parsed YAML or JSON) to a ChainSpec; raises ChainSpecError."""
-    if not isinstance(data, Mapping):
-        kind = "empty" if data is None else f"a {type(data).__name__}"
-        raise ChainSpecError([SpecProblem(DOCUMENT, f"a chain spec must be a mapping, got {kind}")])
-    try:
-        return ChainSpec.model_validate(dict(data))
-    except ValidationError as err:
-        problems = [_pydantic_problem(e) for e in err.errors(include_url=False)]
-        raise ChainSpecError(_dedupe(problems)) from None
+# -- loading ---------------------------------------------------------------------------
 
 
 def load_chain_yaml(
@@ -149,134 +77,6 @@ def load_chain_yaml(
     spec = parse_chain_yaml(text)
     check_chain(spec, known_aliases, known_tools=known_tools)
     return spec
-
-
-def _step_kinds() -> dict[str, type[BaseModel]]:
-    union = typing.get_args(Step)[0]
-    return {model.model_fields["kind"].default: model for model in typing.get_args(union)}
-
-
-_STEP_KINDS = _step_kinds()
-_ALLOWED_KINDS = ", ".join(_STEP_KINDS)
-
-
-def _pydantic_problem(error: Mapping[str, Any]) -> SpecProblem:
-    raw_loc = tuple(error["loc"])
-    loc = _document_loc(raw_loc)
-    path = _format_loc(loc)
-    kind = error["type"]
-    value = error.get("input")
-    ctx = error.get("ctx") or {}
-    if kind == "union_tag_invalid":
-        return SpecProblem(
-            _join(path, "kind"), f"unknown step kind {ctx.get('tag')!r} (allowed: {_ALLOWED_KINDS})"
-        )
-    if kind == "union_tag_not_found":
-        return SpecProblem(_join(path, "kind"), f"missing step kind (allowed: {_ALLOWED_KINDS})")
-    if kind == "missing":
-        return SpecProblem(path, "required field is missing")
-    if kind == "extra_forbidden":
-        field = str(loc[-1])
-        allowed = _fields_at(raw_loc[:-1])
-        hint = _did_you_mean(field, allowed) if allowed else ""
-        return SpecProblem(path, f"unknown field {field!r}{hint}")
-    if kind == "string_pattern_mismatch" and ctx.get("pattern") == STEP_NAME_PATTERN:
-        return SpecProblem(
-            path,
-            f"invalid name {value!r}: use letters, digits and underscores, "
-            "not starting with a digit (templates read it as `steps.NAME`)",
-        )
-    message = str(error["msg"])
-    if isinstance(value, str | int | float | bool) and kind not in ("model_type", "dict_type"):
-        message += f" (got {value!r})"
-    return SpecProblem(path, message)
-
-
-def _document_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    """Drop the discriminated union's tag (`model`, `route`, ...) that pydantic puts
-    after a list index, so the location is a path in the document."""
-    out: list[str | int] = []
-    for i, segment in enumerate(loc):
-        if (
-            isinstance(segment, str)
-            and segment in _STEP_KINDS
-            and i
-            and isinstance(loc[i - 1], int)
-        ):
-            continue
-        out.append(segment)
-    return tuple(out)
-
-
-def _fields_at(raw_loc: tuple[str | int, ...]) -> list[str] | None:
-    """Field names of the model found at a pydantic location (tags included)."""
-    current: Any = ChainSpec
-    for segment in raw_loc:
-        current = _unwrap(current)
-        if isinstance(segment, int):
-            if typing.get_origin(current) is not list:
-                return None
-            current = typing.get_args(current)[0]
-        elif isinstance(current, type) and issubclass(current, BaseModel):
-            if segment not in current.model_fields:
-                return None
-            current = current.model_fields[segment].annotation
-        elif segment in _STEP_KINDS:
-            current = _STEP_KINDS[segment]
-        else:
-            return None
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return None
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Strip Annotated and Optional from a type annotation."""
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(args) != 1:
-                return annotation
-            annotation = args[0]
-        else:
-            return annotation
-
-
-def _dedupe(problems: list[SpecProblem]) -> list[SpecProblem]:
-    return list(dict.fromkeys(problems))
-
-
-# -- paths -----------------------------------------------------------------------------
-
-
-def _format_loc(loc: Sequence[str | int]) -> str:
-    path = ""
-    for segment in loc:
-        path = f"{path}[{segment}]" if isinstance(segment, int) else _join(path, str(segment))
-    return path or DOCUMENT
-
-
-def _join(path: str, field: str) -> str:
-    return f"{path}.{field}" if path and path != DOCUMENT else field
-
-
-def iter_steps(steps: Sequence[Step], prefix: str = "steps") -> Iterator[tuple[str, Step]]:
-    """Every step in the tree with its document path, depth first, in document order."""
-    for i, step in enumerate(steps):
-        path = f"{prefix}[{i}]"
-        yield path, step
-        if isinstance(step, RouteStep):
-            for j, branch in enumerate(step.branches):
-                yield from iter_steps(branch.steps, f"{path}.branches[{j}].steps")
-            if step.otherwise:
-                yield from iter_steps(step.otherwise, f"{path}.otherwise")
-        elif isinstance(step, ParallelStep):
-            for j, parallel_branch in enumerate(step.branches):
-                yield from iter_steps(parallel_branch.steps, f"{path}.branches[{j}].steps")
 
 
 # -- semantic checks -------------------------------------------------------------------
@@ -422,7 +222,7 @@ class _Checker:
         if not self.aliases:
             self.add(path, f"unknown model alias {alias!r} (no model aliases are configured)")
             return
-        hint = _did_you_mean(alias, self.aliases)
+        hint = did_you_mean(alias, self.aliases)
         known = ", ".join(sorted(self.aliases))
         self.add(path, f"unknown model alias {alias!r}{hint} (known: {known})")
 
@@ -430,7 +230,7 @@ class _Checker:
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError as err:
-            where = _format_loc([path, *err.path])
+            where = format_path([path, *err.path])
             self.add(where, f"not a valid JSON Schema: {err.message}")
 
     # route and parallel ----------------------------------------------------------------
@@ -604,7 +404,7 @@ class _Checker:
         if not self.tools:
             self.add(path, f"unknown tool {name!r} (no tools are registered)")
             return
-        hint = _did_you_mean(name, self.tools)
+        hint = did_you_mean(name, self.tools)
         known = ", ".join(sorted(self.tools))
         self.add(path, f"unknown tool {name!r}{hint} (known: {known})")
 
@@ -661,7 +461,7 @@ class _Checker:
         return f"step {name!r} is in another branch of route {parent.name!r}; only one branch runs"
 
     def step_hint(self, name: str) -> str:
-        return _did_you_mean(name, self.by_name)
+        return did_you_mean(name, self.by_name)
 
 
 def _string_leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -671,15 +471,10 @@ def _string_leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
         yield path, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _string_leaves(item, _join(path, str(key)))
+            yield from _string_leaves(item, join_path(path, str(key)))
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             yield from _string_leaves(item, f"{path}[{i}]")
-
-
-def _did_you_mean(word: str, choices: Collection[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def validate_chain(
@@ -717,7 +512,7 @@ def validate_input(spec: ChainSpec, value: Any) -> list[SpecProblem]:
     errors = sorted(
         validator.iter_errors(value), key=lambda e: [_sort_key(p) for p in e.absolute_path]
     )
-    return [SpecProblem(_format_loc(["input", *e.absolute_path]), e.message) for e in errors]
+    return [SpecProblem(format_path(["input", *e.absolute_path]), e.message) for e in errors]
 
 
 def _sort_key(segment: str | int) -> tuple[int, int, str]:
