@@ -43,7 +43,8 @@ from simulator.models import default_simulator_config
 from simulator.server import SimulatorServer
 from store.engine import make_engine
 from store.schema import create_all
-from worker.assembly import ActivityHost, create_worker, sandbox_runner
+from worker.assembly import ActivityHost, create_worker
+from worker.plugin import sandbox_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_MODEL = "sim-mini"

@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 from bench.raw_activities import RawActivities
 from bench.raw_signal_workflow import RawSignalWorkflow
 from core.settings import Settings
-from worker.assembly import sandbox_runner
+from worker.plugin import sandbox_runner
 
 _DEFAULTS = Settings.model_fields
 

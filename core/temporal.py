@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 
+from core.converter import DATA_CONVERTER
 from core.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
 from core.settings import Settings
 
@@ -62,7 +62,7 @@ async def connect(settings: Settings) -> Client:
             namespace=settings.temporal_namespace,
             api_key=api_key,
             tls=tls_config(settings),
-            data_converter=pydantic_data_converter,
+            data_converter=DATA_CONVERTER,
         )
     except RuntimeError as exc:
         hint = (

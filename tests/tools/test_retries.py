@@ -24,7 +24,7 @@ from activities.tools.order_ledger import Refund
 from activities.tools.registry import ToolRegistry
 from activities.tools.types import ToolErrorType
 from tests.tools.retry_workflow import ToolRetryTestWorkflow, ToolRunInput, ToolRunReport
-from worker.assembly import sandbox_runner
+from worker.plugin import sandbox_runner
 
 ATTEMPTS: dict[str, list[int]] = defaultdict(list)
 """Attempt numbers each test's tools saw, by the test's token."""

@@ -4,10 +4,10 @@ database, seconds on the session's dev server."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +15,6 @@ from temporalio import activity
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities.gateway.types import (
     CALL_MODEL,
@@ -30,15 +29,16 @@ from activities.gateway.types import (
 )
 from core.chain_errors import ChainErrorType
 from core.records import RECORD_RUN, RunRecordInput
-from worker.assembly import sandbox_runner
-from workflows.agent import AgentWorkflow
-from workflows.chain import ChainWorkflow
-from workflows.types import ChainInput, ChainResult
+from runs.client import RunClient
+from worker.assembly import create_worker
+from workflows.types import ChainResult
 from workflows.validate import parse_chain
 
 CHEAP = ModelPrices(input_per_mtok=0.1, output_per_mtok=0.1)
 PRICEY = ModelPrices(input_per_mtok=1000.0, output_per_mtok=1000.0)
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+RUN_TIMEOUT_S = 30.0
+"""A stubbed run that takes longer is stuck: fail the test, not the session."""
 RETRY = {"max_attempts": 1, "initial_interval_s": 0.1, "backoff": 1.0}
 
 
@@ -101,12 +101,10 @@ async def stub_worker(
     temporal_env: WorkflowEnvironment, task_queue: str
 ) -> AsyncIterator[StubModels]:
     models = StubModels()
-    async with Worker(
+    async with create_worker(
         temporal_env.client,
         task_queue=task_queue,
-        workflows=[ChainWorkflow, AgentWorkflow],
         activities=[models.describe, models.call, record_run],
-        workflow_runner=sandbox_runner(),
     ):
         yield models
 
@@ -115,13 +113,10 @@ async def run_chain(
     env: WorkflowEnvironment, task_queue: str, steps: list[dict[str, Any]], **limits: Any
 ) -> ChainResult:
     spec = parse_chain({"name": "stubbed", "defaults": RETRY, "limits": limits, "steps": steps})
-    return await env.client.execute_workflow(
-        ChainWorkflow.run,
-        ChainInput(spec=spec, input={"kind": "b"}),
-        id=f"stubbed-{uuid.uuid4()}",
-        task_queue=task_queue,
-        execution_timeout=timedelta(seconds=30),
+    started = await RunClient(env.client, task_queue=task_queue).start(
+        spec, {"kind": "b"}, run_id=f"stubbed-{uuid.uuid4()}"
     )
+    return await asyncio.wait_for(started.handle.result(), RUN_TIMEOUT_S)
 
 
 async def failing(

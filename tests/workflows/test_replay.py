@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from worker.assembly import WORKFLOWS, sandbox_runner
+from worker.plugin import chorus_replayer
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTORIES = sorted((ROOT / "tests" / "histories").glob("*.json"))
@@ -23,11 +22,7 @@ SHIPPED = sorted(p.stem for p in (ROOT / "chains").glob("*.yaml") if p.stem != "
 
 
 def replayer() -> Replayer:
-    return Replayer(
-        workflows=list(WORKFLOWS),
-        data_converter=pydantic_data_converter,
-        workflow_runner=sandbox_runner(),
-    )
+    return chorus_replayer()
 
 
 def recorded_workflow_id(path: Path) -> str:

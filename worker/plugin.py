@@ -1,0 +1,76 @@
+"""The one assembly of Chorus's Temporal pieces: data converter, sandbox
+(with its passthrough modules), workflows, and the activities a worker hosts.
+
+The worker, the tests, the benchmarks and the Replayer all take it as a
+Temporal plugin, so what replays a recorded history is exactly what ran it
+(sdk-python's `contrib/openai_agents` plugin does the same).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.plugin import SimplePlugin
+from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from core.converter import DATA_CONVERTER
+from workflows.agent import AgentWorkflow
+from workflows.chain import ChainWorkflow
+
+WORKFLOWS: Sequence[type] = (ChainWorkflow, AgentWorkflow)
+
+PASSTHROUGH_MODULES = (
+    # Deterministic modules shared by every run instead of being re-imported
+    # into each workflow's sandbox (the sdk README's "Sandbox Performance").
+    "jinja2",
+    "markupsafe",
+    "pydantic",
+    "pydantic_core",
+    "activities.gateway.types",
+    "core.chain_spec",
+    "core.chain_errors",
+    "workflows.types",
+    "workflows.activity_options",
+    "workflows.budget",
+    "workflows.templating",
+    "core.search_attributes",
+    # Guards validate JSON schemas inside workflows: jsonschema and what it
+    # imports (re-importing them per run costs ~0.3 s of worker CPU).
+    "workflows.guards",
+    "workflows.pii",
+    "workflows.citations",
+    "jsonschema",
+    "jsonschema_specifications",
+    "referencing",
+    "rpds",
+    "attr",
+    "attrs",
+    "idna",
+)
+
+
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
+
+
+class ChorusPlugin(SimplePlugin):
+    """Chorus's workflows in the deterministic sandbox, payloads through the
+    pydantic data converter, and (on a worker) the given activities."""
+
+    def __init__(self, activities: Sequence[Callable[..., Any]] = ()) -> None:
+        super().__init__(
+            "chorus.ChorusPlugin",
+            data_converter=DATA_CONVERTER,
+            workflows=list(WORKFLOWS),
+            workflow_runner=sandbox_runner(),
+            activities=list(activities) or None,
+        )
+
+
+def chorus_replayer() -> Replayer:
+    """A Replayer with exactly what a worker runs (recorded-history tests)."""
+    return Replayer(workflows=[], plugins=[ChorusPlugin()])
