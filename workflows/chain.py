@@ -52,6 +52,9 @@ PATCH_RUN_INDEX = "chorus-run-index"
 class ChainWorkflow(ApprovalHost):
     @workflow.init
     def __init__(self, inp: ChainInput) -> None:
+        # Built from the input before the run starts (workflow.init), so the
+        # state query and the decide handlers always see the run's context.
+        # Nothing here issues a command.
         super().__init__()
         spec = inp.spec
         caps = [c for c in (spec.limits.max_cost_usd, inp.max_cost_usd) if c is not None]
