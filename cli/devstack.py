@@ -636,18 +636,8 @@ class DevStack:
         argv: list[str],
         ready: Callable[[ManagedProcess], Awaitable[bool]],
     ) -> ManagedProcess:
-        """Start a service and wait until `ready` says it answers."""
-        proc = await self._spawn(name, label, argv, ready)
-        await self._wait_ready(proc)
-        return proc
-
-    async def _spawn(
-        self,
-        name: str,
-        label: str,
-        argv: list[str],
-        ready: Callable[[ManagedProcess], Awaitable[bool]],
-    ) -> ManagedProcess:
+        """Start a service and wait until `ready` says it answers. The
+        process is in `started` as soon as it exists, answering or not."""
         log_path = self.log_dir / f"{name}.log"
         handle = log_path.open("ab")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -678,6 +668,7 @@ class DevStack:
         proc = ManagedProcess(name, process, log_path, offset, pid_file, handle, argv, label, ready)
         self.started[name] = proc
         log.debug("started", service=name, pid=process.pid, log=str(log_path))
+        await self._wait_ready(proc)
         return proc
 
     async def _wait_until(self, probe: Callable[[], Awaitable[bool]], within_s: float) -> bool:
