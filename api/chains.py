@@ -13,11 +13,18 @@ from collections.abc import Collection
 
 from sqlmodel import Session
 
-from api.schemas import ChainSummary, ChainVersionPublic
+from api.schemas import ChainSummary
 from core.chain_spec import ChainSpec
 from core.problems import ChainNotFound, InvalidChainSpec, UnsupportedMediaType
 from runs.catalog import Catalog
-from store import ChainVersion, get_chain_version, list_chain_versions, list_chains, publish_chain
+from store import (
+    ChainVersion,
+    ChainVersionPublic,
+    get_chain_version,
+    list_chain_versions,
+    list_chains,
+    publish_chain,
+)
 from workflows.validate import (
     DOCUMENT,
     ChainSpecError,
@@ -32,15 +39,7 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 
 
 def public(row: ChainVersion) -> ChainVersionPublic:
-    return ChainVersionPublic(
-        name=row.name,
-        version=row.version,
-        description=row.description,
-        spec=row.to_spec(),
-        spec_hash=row.spec_hash,
-        created_at=row.created_at,
-        created_by=row.created_by,
-    )
+    return ChainVersionPublic.model_validate(row, from_attributes=True)
 
 
 def _problems(problems: Collection[SpecProblem]) -> list[dict[str, str]]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from api.schemas import KeyCreate, KeyCreated, KeyPublic
+from api.schemas import KeyCreate, KeyCreated
 from core.problems import KeyExists, KeyNotFound, Unprocessable
 from store import (
     ApiKey,
+    ApiKeyPublic,
     DuplicateKeyNameError,
     InvalidApprovalRoleError,
     InvalidKeyNameError,
@@ -18,8 +19,8 @@ from store import (
 )
 
 
-def public(key: ApiKey) -> KeyPublic:
-    return KeyPublic.model_validate(key, from_attributes=True)
+def public(key: ApiKey) -> ApiKeyPublic:
+    return ApiKeyPublic.model_validate(key, from_attributes=True)
 
 
 def create(session: Session, body: KeyCreate) -> KeyCreated:
@@ -34,7 +35,7 @@ def create(session: Session, body: KeyCreate) -> KeyCreated:
     return KeyCreated(**public(key).model_dump(), key=plaintext)
 
 
-def listing(session: Session) -> list[KeyPublic]:
+def listing(session: Session) -> list[ApiKeyPublic]:
     return [public(key) for key in list_api_keys(session)]
 
 

@@ -11,32 +11,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from core.chain_spec import ChainSpec
-from workflows.types import DecisionKind, DecisionOutcome, StepRecord, UsageSummary
+from core.chain_spec import CHAIN_NAME_PATTERN
+from core.statuses import RunStatus
+from store import ApiKeyPublic, ChainVersionPublic
+from store.models import ApiKeyRole
+from workflows.types import DecisionKind, DecisionOutcome
 
-CHAIN_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
-"""Same rule as `ChainSpec.name`; also keeps names safe inside visibility queries."""
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
 ROLE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 
-Role = Literal["service", "reviewer", "admin"]
+
 ApprovalRole = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ROLE_PATTERN)]
 """An extra role a key may decide approvals for (a step's `required_role`)."""
-RunStatus = Literal[
-    "starting",
-    "running",
-    "awaiting_approval",
-    "completed",
-    "failed",
-    "rejected",
-    "cancelled",
-    "terminated",
-    "timed_out",
-]
-"""`starting`: recorded, not yet started in Temporal. The others follow the
-workflow (`rejected`: a reviewer rejected it; `cancelled`/`terminated`/
-`timed_out`: ended from outside)."""
 
 
 class RequestModel(BaseModel):
@@ -72,60 +59,11 @@ class RunAccepted(BaseModel):
     created: bool = Field(description="False when the run_id named an existing run.")
 
 
-class RunError(BaseModel):
-    type: str | None = Field(
-        default=None, description="ApplicationError type, e.g. BudgetExceeded."
-    )
-    message: str
-
-
-class ApprovalView(BaseModel):
-    """A pending approval as reviewers see it."""
-
-    run_id: str
-    chain: str | None = None
-    approval_id: str
-    step: str
-    status: Literal["pending", "approved", "rejected"]
-    text: str
-    context: dict[str, str] = Field(default_factory=dict)
-    instructions: str | None = None
-    payload_hash: str = Field(description="Send it back with the decision.")
-    required_role: str
-    required_approvals: int
-    approvals: list[str] = Field(default_factory=list)
-    escalated: bool = False
-    requested_at: datetime | None = None
-    deadline: datetime | None = None
-
-
-class RunDetail(BaseModel):
-    run_id: str
-    temporal_run_id: str | None = None
-    chain: str | None = None
-    version: int | None = None
-    status: RunStatus
-    source: Literal["workflow", "result", "index"] = Field(
-        description="`workflow`: live state queried from the running workflow; "
-        "`result`: the closed run's result; `index`: only the database index answered."
-    )
-    current_steps: list[str] = Field(default_factory=list)
-    pending_approvals: list[ApprovalView] = Field(default_factory=list)
-    steps: dict[str, StepRecord] = Field(default_factory=dict)
-    usage: UsageSummary | None = None
-    cost_usd: float = 0.0
-    output: Any = None
-    error: RunError | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    created_by: str | None = None
-
-
 class RunSummary(BaseModel):
     run_id: str
     chain: str
     version: int
-    status: str
+    status: RunStatus
     started_at: datetime | None = None
     finished_at: datetime | None = None
     cost_usd: float = 0.0
@@ -150,15 +88,6 @@ class CancelAccepted(BaseModel):
 # -- approvals -------------------------------------------------------------------------
 
 
-class ApprovalList(BaseModel):
-    items: list[ApprovalView]
-    unavailable_runs: list[str] = Field(
-        default_factory=list,
-        description="Runs awaiting approval whose approvals could not be read just now "
-        "(e.g. no worker polling); retry later.",
-    )
-
-
 class DecisionRequest(RequestModel):
     decision: DecisionKind
     payload_hash: str = Field(min_length=1, max_length=200, description="From the approval.")
@@ -174,16 +103,6 @@ class DecisionResult(DecisionOutcome):
 
 
 # -- chains ----------------------------------------------------------------------------
-
-
-class ChainVersionPublic(BaseModel):
-    name: str
-    version: int
-    description: str | None = None
-    spec: ChainSpec
-    spec_hash: str
-    created_at: datetime
-    created_by: str | None = None
 
 
 class ChainSummary(BaseModel):
@@ -208,25 +127,16 @@ class ChainVersionList(BaseModel):
 class KeyCreate(RequestModel):
     name: str = Field(min_length=1, max_length=100, pattern=KEY_NAME_PATTERN)
     """Also the reviewer identity recorded in the approval audit log."""
-    role: Role
+    role: ApiKeyRole
     approval_roles: list[ApprovalRole] = Field(default_factory=list, max_length=20)
 
 
-class KeyPublic(BaseModel):
-    name: str
-    role: Role
-    approval_roles: list[str] = Field(default_factory=list)
-    key_prefix: str = Field(description="First characters of the key, to recognise it.")
-    created_at: datetime
-    revoked_at: datetime | None = None
-
-
-class KeyCreated(KeyPublic):
+class KeyCreated(ApiKeyPublic):
     key: str = Field(description="The secret key. Shown once: it is stored hashed.")
 
 
 class KeyList(BaseModel):
-    items: list[KeyPublic]
+    items: list[ApiKeyPublic]
 
 
 # -- health ----------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 STEP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+CHAIN_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+"""A chain's name; also keeps names safe inside visibility queries and URLs."""
 """Step names are identifiers so templates can say `steps.classify.output`."""
 
 
@@ -214,7 +216,7 @@ class Limits(SpecModel):
 
 
 class ChainSpec(SpecModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=100)
+    name: str = Field(pattern=CHAIN_NAME_PATTERN, max_length=100)
     version: int = Field(default=1, ge=1)
     description: str | None = None
     limits: Limits = Field(default_factory=Limits)

@@ -10,12 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from core.statuses import WorkflowRunStatus
+
 RECORD_RUN = "chorus.record_run"
 RECORD_APPROVAL = "chorus.record_approval"
-
-RunRecordStatus = Literal[
-    "running", "awaiting_approval", "completed", "failed", "rejected", "cancelled"
-]
 
 
 class RunRecordInput(BaseModel):
@@ -26,7 +24,7 @@ class RunRecordInput(BaseModel):
     temporal_run_id: str
     chain: str
     version: int
-    status: RunRecordStatus
+    status: WorkflowRunStatus
     revision: int
     started_at: datetime
     finished_at: datetime | None = None

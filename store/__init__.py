@@ -41,27 +41,20 @@ from store.errors import (
 )
 from store.models import (
     API_KEY_ROLES,
-    RUN_STATUSES,
-    TERMINAL_RUN_STATUSES,
     ApiKey,
     ApiKeyPublic,
     ApprovalAudit,
-    ApprovalAuditPublic,
     ChainVersion,
     ChainVersionPublic,
     RunRecord,
-    RunRecordPublic,
 )
 from store.schema import create_all
 
 __all__ = [
     "API_KEY_ROLES",
-    "RUN_STATUSES",
-    "TERMINAL_RUN_STATUSES",
     "ApiKey",
     "ApiKeyPublic",
     "ApprovalAudit",
-    "ApprovalAuditPublic",
     "ChainVersion",
     "ChainVersionPublic",
     "ConcurrentPublishError",
@@ -71,7 +64,6 @@ __all__ = [
     "PublishResult",
     "RunExistsError",
     "RunRecord",
-    "RunRecordPublic",
     "StoreError",
     "UnknownRoleError",
     "UnsupportedDatabaseError",

@@ -24,20 +24,6 @@ from core.chain_spec import ChainSpec
 ApiKeyRole = Literal["service", "reviewer", "admin"]
 API_KEY_ROLES: tuple[ApiKeyRole, ...] = ("service", "reviewer", "admin")
 
-RunStatus = Literal[
-    "starting", "running", "awaiting_approval", "completed", "failed", "rejected", "cancelled"
-]
-RUN_STATUSES: tuple[str, ...] = (
-    "starting",
-    "running",
-    "awaiting_approval",
-    "completed",
-    "failed",
-    "rejected",
-    "cancelled",
-)
-TERMINAL_RUN_STATUSES: frozenset[str] = frozenset({"completed", "failed", "rejected", "cancelled"})
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -104,8 +90,9 @@ class ChainVersion(ChainVersionBase, table=True):
 
 
 class ChainVersionPublic(ChainVersionBase):
-    id: int
-    spec: dict[str, Any]
+    """A published version as the API and `chorus chains list` show it."""
+
+    spec: ChainSpec
     spec_hash: str
     created_at: datetime
 
@@ -120,7 +107,7 @@ class RunRecordBase(SQLModel):
     chain: str = Field(index=True, max_length=100)
     version: int
     status: str = Field(index=True, max_length=32)
-    """One of RUN_STATUSES."""
+    """One of `core.statuses.RUN_STATUSES`."""
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     cost_usd: float = 0.0
@@ -142,10 +129,6 @@ class RunRecord(RunRecordBase, table=True):
     """Order of the workflow's writes: an older revision never overwrites a newer one."""
     input_hash: str | None = Field(default=None, max_length=64)
     """sha256 of the canonical JSON input, set by the API's stub (idempotent starts)."""
-
-
-class RunRecordPublic(RunRecordBase):
-    revision: int
 
 
 # -- approval audit ---------------------------------------------------------------------
@@ -180,10 +163,6 @@ class ApprovalAudit(ApprovalAuditBase, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-
-
-class ApprovalAuditPublic(ApprovalAuditBase):
-    id: int
 
 
 # -- API keys ---------------------------------------------------------------------------
@@ -231,4 +210,6 @@ class ApiKey(ApiKeyBase, table=True):
 
 
 class ApiKeyPublic(ApiKeyBase):
-    id: int
+    """A key as the API and `chorus keys list` show it: never its hash."""
+
+    role: ApiKeyRole  # type: ignore[assignment]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from activities.gateway.types import TokenUsage
 from core.chain_spec import ChainSpec
+from core.statuses import WorkflowRunStatus
 
 WORKFLOW_NAME = "ChainWorkflow"
 AGENT_WORKFLOW_NAME = "ChorusAgentWorkflow"
@@ -24,7 +25,8 @@ DECIDE = "decide"
 that carry a reviewer's decision."""
 PENDING_APPROVALS_QUERY = "pending_approvals"
 
-RunStatus = Literal["running", "awaiting_approval", "completed", "failed", "rejected", "cancelled"]
+RunStatus = WorkflowRunStatus
+"""What a run's workflow reports (see core.statuses)."""
 StepStatus = Literal["running", "awaiting_approval", "completed", "failed", "rejected"]
 CallOutcome = Literal["ok", "invalid_output", "failed"]
 

@@ -10,7 +10,9 @@ from api import approvals
 from api.deps import ReaderDep, ReviewerDep, RunClientDep
 from api.errors import error_responses
 from api.routes.runs import RunIdPath
-from api.schemas import CHAIN_NAME_PATTERN, ApprovalList, DecisionRequest, DecisionResult
+from api.schemas import DecisionRequest, DecisionResult
+from core.chain_spec import CHAIN_NAME_PATTERN
+from runs.views import ApprovalList
 
 router = APIRouter(tags=["approvals"])
 

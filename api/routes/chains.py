@@ -10,7 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from api import chains
 from api.deps import AdminDep, ReaderDep, SessionDep, StateDep
 from api.errors import error_responses
-from api.schemas import CHAIN_NAME_PATTERN, ChainList, ChainVersionList, ChainVersionPublic
+from api.schemas import ChainList, ChainVersionList
+from core.chain_spec import CHAIN_NAME_PATTERN
+from store import ChainVersionPublic
 
 router = APIRouter(prefix="/v1/chains", tags=["chains"])
 
