@@ -56,18 +56,12 @@ from bench.raw_signal_workflow import (
 )
 from cli.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
 from core.chain_spec import ChainSpec
+from core.names import DECIDE, PENDING_APPROVALS_QUERY
 from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings
 from runs.client import RunClient
 from simulator.models import default_simulator_config
 from simulator.server import SimulatorServer
-from workflows.types import (
-    DECIDE,
-    PENDING_APPROVALS_QUERY,
-    ApprovalDecision,
-    ApprovalState,
-    ChainResult,
-    DecisionOutcome,
-)
+from workflows.types import ApprovalDecision, ApprovalState, ChainResult, DecisionOutcome
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_MODEL = "sim-mini"

@@ -470,7 +470,7 @@ class _Driver:
         """Wait for the run's result, deciding each approval it asks for."""
         from temporalio.client import WorkflowFailureError
 
-        from runs.client import failure_message, partial_result
+        from runs.results import failure_message, partial_result
 
         result_task = asyncio.ensure_future(handle.result())
         try:

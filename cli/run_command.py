@@ -122,7 +122,7 @@ async def _warn_if_no_worker(client: Any, settings: Settings) -> None:
         return
     if not response.pollers:
         err_console.print(
-            f"[yellow]warning:[/] no worker polls task queue {settings.task_queue!r}; "
+            f"[yellow]warning:[/] no worker polls task queue {escape(repr(settings.task_queue))}; "
             "the run waits until one does (`chorus worker` or `chorus dev`)",
             highlight=False,
         )
@@ -141,7 +141,8 @@ async def _run(
 
     from core.problems import RunConflict
     from core.temporal import TemporalConnectError, connect
-    from runs.client import RunClient, failure_message, partial_result
+    from runs.client import RunClient
+    from runs.results import failure_message, partial_result
 
     try:
         client = await connect(settings)
@@ -191,7 +192,8 @@ async def _await_with_progress(handle: Any) -> Any:
     from temporalio.client import WorkflowQueryFailedError
     from temporalio.service import RPCError
 
-    from workflows.types import STATE_QUERY, RunState
+    from core.names import STATE_QUERY
+    from workflows.types import RunState
 
     with Live(Text("starting…"), console=console, refresh_per_second=8, transient=True) as live:
         while not result_task.done():

@@ -10,10 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from core.names import RECORD_APPROVAL as RECORD_APPROVAL
+from core.names import RECORD_RUN as RECORD_RUN  # re-exported for old imports
 from core.statuses import WorkflowRunStatus
-
-RECORD_RUN = "chorus.record_run"
-RECORD_APPROVAL = "chorus.record_approval"
 
 
 class RunRecordInput(BaseModel):

@@ -46,6 +46,13 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.chain_spec import ChainSpec
+from core.names import (
+    AGENT_WORKFLOW_NAME,
+    DECIDE,
+    PENDING_APPROVALS_QUERY,
+    STATE_QUERY,
+    WORKFLOW_NAME,
+)
 from core.problems import (
     ApiProblem,
     Conflict,
@@ -62,14 +69,10 @@ from core.search_attributes import CHAIN_KEY, STATUS_KEY
 from core.statuses import RunStatus
 from runs.catalog import Catalog
 from runs.checks import check_run
+from runs.results import failure_error, fill_result, partial_result
 from runs.views import ApprovalList, ApprovalView, RunDetail, RunError
 from store import hash_json
 from workflows.types import (
-    AGENT_WORKFLOW_NAME,
-    DECIDE,
-    PENDING_APPROVALS_QUERY,
-    STATE_QUERY,
-    WORKFLOW_NAME,
     ApprovalDecision,
     ApprovalRejection,
     ApprovalState,
@@ -120,45 +123,6 @@ def temporal_problem(exc: RPCError, action: str) -> TemporalUnavailable:
 def input_hash_of(value: Any, max_cost_usd: float | None) -> str:
     """What makes two start requests the same request (besides chain and run id)."""
     return hash_json({"input": value, "max_cost_usd": max_cost_usd})
-
-
-# -- reading a closed run's failure ----------------------------------------------------
-
-
-def root_cause(exc: BaseException) -> BaseException | None:
-    cause = getattr(exc, "cause", None)
-    while cause is not None and getattr(cause, "cause", None) is not None:
-        cause = cause.cause
-    return cause
-
-
-def partial_result(exc: BaseException) -> ChainResult | None:
-    """The partial ChainResult a failed run attaches to its ApplicationError
-    (None when the failure carries none)."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, ApplicationError) and cause.details:
-        try:
-            return ChainResult.model_validate(cause.details[0])
-        except (ValueError, TypeError):
-            return None
-    return None
-
-
-def failure_message(exc: BaseException) -> str:
-    """`Type: message` of the innermost cause of a failed run."""
-    cause = root_cause(exc)
-    if cause is None:
-        return str(exc)
-    kind = getattr(cause, "type", None)
-    message = str(cause)
-    return f"{kind}: {message}" if kind and not message.startswith(f"{kind}:") else message
-
-
-def failure_error(exc: WorkflowFailureError) -> RunError:
-    cause = exc.cause
-    if isinstance(cause, ApplicationError):
-        return RunError(type=cause.type, message=cause.message)
-    return RunError(type=type(cause).__name__, message=str(cause or exc))
 
 
 @dataclass(frozen=True)
@@ -325,7 +289,7 @@ class RunClient:
         if status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
             await self._fill_live(detail, handle, description)
         elif status == WorkflowExecutionStatus.COMPLETED:
-            _fill_result(detail, await self._closed_result(handle, run_id))
+            fill_result(detail, await self._closed_result(handle, run_id))
         elif status == WorkflowExecutionStatus.FAILED:
             await self._fill_failure(detail, handle, run_id)
         else:
@@ -387,7 +351,7 @@ class RunClient:
             error = failure_error(failure)
             partial = partial_result(failure)
             if partial is not None:
-                _fill_result(detail, partial)
+                fill_result(detail, partial)
                 detail.status = "failed"
             detail.error = error
         except RPCError as exc:
@@ -523,19 +487,6 @@ class RunClient:
                     details={"run_id": run_id},
                 ) from exc
             raise temporal_problem(exc, f"cancelling run {run_id!r}") from exc
-
-
-def _fill_result(detail: RunDetail, result: ChainResult) -> None:
-    detail.source = "result"
-    detail.status = result.status
-    detail.chain = detail.chain or result.chain
-    detail.version = detail.version or result.version
-    detail.steps = result.steps
-    detail.usage = result.usage
-    detail.cost_usd = result.usage.cost_usd
-    detail.output = result.output
-    if result.error:
-        detail.error = RunError(type=result.error_type, message=result.error)
 
 
 def _rejection(exc: WorkflowUpdateFailedError, run_id: str, approval_id: str) -> ApiProblem:

@@ -31,6 +31,8 @@ PASSTHROUGH_MODULES = (
     "activities.gateway.types",
     "core.chain_spec",
     "core.chain_errors",
+    "core.names",
+    "core.statuses",
     "workflows.types",
     "workflows.activity_options",
     "workflows.budget",

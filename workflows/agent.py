@@ -17,15 +17,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.gateway.types import ChatMessage, TokenUsage, ToolCall, ToolSpec
+    from core.names import AGENT_WORKFLOW_NAME
     from core.search_attributes import CHAIN_KEY, STATUS_KEY
-    from workflows.agent_types import (
-        AGENT_WORKFLOW_NAME,
-        AgentInput,
-        AgentResult,
-        AgentToolCall,
-        AgentTurn,
-        ToolOutcome,
-    )
+    from workflows.agent_types import AgentInput, AgentResult, AgentToolCall, AgentTurn, ToolOutcome
     from workflows.approval_host import ApprovalHost, ApprovalRequest
     from workflows.budget import Budget
     from workflows.failures import ChainFailure, describe_activity_error

@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 from activities.gateway.types import ChatMessage, ModelInfo, TokenUsage
 from activities.tools.types import ToolInfo
 from core.chain_spec import AgentStep, RetrySpec
-from workflows.types import AGENT_WORKFLOW_NAME, ModelCallRecord
+from core.names import AGENT_WORKFLOW_NAME
+from workflows.types import ModelCallRecord
 
 __all__ = ["AGENT_WORKFLOW_NAME", "AgentInput", "AgentResult", "AgentToolCall", "AgentTurn"]
 

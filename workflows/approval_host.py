@@ -14,16 +14,11 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from core.records import RECORD_APPROVAL, ApprovalAuditInput
+    from core.names import DECIDE, PENDING_APPROVALS_QUERY, RECORD_APPROVAL
+    from core.records import ApprovalAuditInput
     from workflows.activity_options import DEFAULT_ACTIVITY_OPTIONS, ActivityOptions
     from workflows.approvals import ApprovalDesk, AuditEntry, DecisionRejected
-    from workflows.types import (
-        DECIDE,
-        PENDING_APPROVALS_QUERY,
-        ApprovalDecision,
-        ApprovalState,
-        DecisionOutcome,
-    )
+    from workflows.types import ApprovalDecision, ApprovalState, DecisionOutcome
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from core.records import RECORD_RUN, RunRecordInput
+    from core.names import RECORD_RUN, STATE_QUERY, WORKFLOW_NAME
+    from core.records import RunRecordInput
     from core.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
     from workflows.approval_host import ApprovalHost
     from workflows.budget import Budget
@@ -31,15 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.interpreter import Interpreter
     from workflows.model_calls import ModelCaller
     from workflows.run_context import RunContext
-    from workflows.types import (
-        STATE_QUERY,
-        WORKFLOW_NAME,
-        BudgetState,
-        ChainInput,
-        ChainResult,
-        RunState,
-        RunStatus,
-    )
+    from workflows.types import BudgetState, ChainInput, ChainResult, RunState, RunStatus
 
 
 COST_REFRESH = timedelta(seconds=2)

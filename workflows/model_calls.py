@@ -15,7 +15,6 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.gateway.types import (
-        CALL_MODEL,
         ChatMessage,
         ModelCallInput,
         ModelCallResult,
@@ -24,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.chain_errors import ChainErrorType
     from core.chain_spec import RetrySpec
+    from core.names import CALL_MODEL
     from workflows.activity_options import (
         DEFAULT_ACTIVITY_OPTIONS,
         ActivityOptions,

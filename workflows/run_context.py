@@ -19,7 +19,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.gateway.types import DESCRIBE_MODELS, DescribeModelsInput, DescribeModelsResult
+    from activities.gateway.types import DescribeModelsInput, DescribeModelsResult
     from activities.tools.types import ToolInfo
     from core.chain_errors import ChainErrorType
     from core.chain_spec import (
@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         iter_aliases,
         iter_tools,
     )
+    from core.names import DESCRIBE_MODELS
     from workflows import templating
     from workflows.activity_options import ActivityOptions
     from workflows.approval_host import ApprovalRequest

@@ -10,14 +10,13 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.tools.types import (
-        DESCRIBE_TOOLS,
-        RUN_TOOL,
         DescribeToolsInput,
         DescribeToolsResult,
         ToolCallInput,
         ToolCallResult,
         ToolInfo,
     )
+    from core.names import DESCRIBE_TOOLS, RUN_TOOL
     from workflows.activity_options import DEFAULT_ACTIVITY_OPTIONS, ActivityOptions
 
 

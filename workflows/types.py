@@ -13,17 +13,12 @@ from pydantic import BaseModel, Field
 
 from activities.gateway.types import TokenUsage
 from core.chain_spec import ChainSpec
+from core.names import AGENT_WORKFLOW_NAME as AGENT_WORKFLOW_NAME
+from core.names import DECIDE as DECIDE
+from core.names import PENDING_APPROVALS_QUERY as PENDING_APPROVALS_QUERY
+from core.names import STATE_QUERY as STATE_QUERY
+from core.names import WORKFLOW_NAME as WORKFLOW_NAME  # re-exported for old imports
 from core.statuses import WorkflowRunStatus
-
-WORKFLOW_NAME = "ChainWorkflow"
-AGENT_WORKFLOW_NAME = "ChorusAgentWorkflow"
-"""An agent step's child workflow; it can wait for approvals too."""
-STATE_QUERY = "state"
-
-DECIDE = "decide"
-"""Name of the Update (validated, answered) and of the Signal (fire and forget)
-that carry a reviewer's decision."""
-PENDING_APPROVALS_QUERY = "pending_approvals"
 
 RunStatus = WorkflowRunStatus
 """What a run's workflow reports (see core.statuses)."""

@@ -7,7 +7,10 @@ Parsing covers shape (YAML and pydantic, workflows/spec_parsing.py, whose
 names this module re-exports); `validate_chain` covers meaning: names, model
 aliases, templates and which steps a template may read.
 
-Pure: no I/O, so the workflow sandbox may import it too.
+Pure: no I/O, so the workflow sandbox may import it too. It is a little
+over 500 lines on purpose: the checks share one walk over the step tree and
+the scope of earlier steps it carries (which outputs a template may read);
+split apart, that scope would have to travel between modules.
 """
 
 from __future__ import annotations

@@ -24,8 +24,6 @@ from activities.gateway.providers import adapter_for
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
 from activities.gateway.schema_check import InvalidSchemaError, check_json_output, check_schema
 from activities.gateway.types import (
-    CALL_MODEL,
-    DESCRIBE_MODELS,
     DescribeModelsInput,
     DescribeModelsResult,
     ModelCallInput,
@@ -33,6 +31,7 @@ from activities.gateway.types import (
 )
 from activities.http_client import OwnsHttpClient
 from activities.logging import activity_logger
+from core.names import CALL_MODEL, DESCRIBE_MODELS
 
 LOGGER_NAME = "chorus.gateway"
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from activities.gateway.pricing import lookup
 from activities.gateway.types import ModelInfo, ModelPrices
+from core.settings import project_path
 
 ProviderName = Literal["openai", "anthropic", "simulator"]
 PriceSource = Literal["registry", "genai-prices"]
@@ -30,7 +31,7 @@ DEFAULT_BASE_URLS: dict[str, str] = {
     "anthropic": "https://api.anthropic.com/v1",
 }
 
-DEFAULT_REGISTRY_PATH = Path(__file__).resolve().parents[2] / "chains" / "models.yaml"
+DEFAULT_REGISTRY_PATH = project_path("chains/models.yaml")
 """The registry shipped with the project (a source checkout or editable install)."""
 
 ALIAS_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"

@@ -12,11 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-CALL_MODEL = "chorus.call_model"
-"""Activity name: stable across releases so histories of runs in flight replay."""
-
-DESCRIBE_MODELS = "chorus.describe_models"
-"""Local activity that snapshots prices and limits of aliases into history."""
+from core.names import CALL_MODEL as CALL_MODEL  # re-exported for old imports
+from core.names import DESCRIBE_MODELS as DESCRIBE_MODELS
 
 
 class ToolSpec(BaseModel):

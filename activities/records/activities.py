@@ -18,12 +18,8 @@ import structlog
 from sqlalchemy import Engine
 from temporalio import activity
 
-from core.records import (
-    RECORD_APPROVAL,
-    RECORD_RUN,
-    ApprovalAuditInput,
-    RunRecordInput,
-)
+from core.names import RECORD_APPROVAL, RECORD_RUN
+from core.records import ApprovalAuditInput, RunRecordInput
 from store.crud import insert_approval_audit, upsert_run_record
 from store.engine import session_scope
 

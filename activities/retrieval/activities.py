@@ -22,12 +22,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.logging import activity_logger
 from activities.retrieval.embeddings import MAX_BATCH, Embedder
-from activities.retrieval.types import (
-    RETRIEVE,
-    RetrievalErrorType,
-    RetrieveInput,
-    RetrieveResult,
-)
+from activities.retrieval.types import RetrievalErrorType, RetrieveInput, RetrieveResult
+from core.names import RETRIEVE
 from store.engine import session_scope
 from store.knowledge import (
     EmptyQueryError,

@@ -7,9 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from core.names import RETRIEVE as RETRIEVE  # re-exported for old imports
 from core.passages import Passage
-
-RETRIEVE = "chorus.retrieve"
 
 __all__ = ["RETRIEVE", "Passage", "RetrievalErrorType", "RetrieveInput", "RetrieveResult"]
 

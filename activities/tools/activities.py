@@ -37,14 +37,13 @@ from activities.tools.errors import (
 )
 from activities.tools.registry import ToolRegistry
 from activities.tools.types import (
-    DESCRIBE_TOOLS,
-    RUN_TOOL,
     DescribeToolsInput,
     DescribeToolsResult,
     ToolCallInput,
     ToolCallResult,
     ToolErrorType,
 )
+from core.names import DESCRIBE_TOOLS, RUN_TOOL
 
 LOGGER_NAME = "chorus.tools"
 

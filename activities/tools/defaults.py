@@ -9,8 +9,9 @@ from typing import Protocol
 from activities.tools.builtin import BUILTIN_TOOL_NAMES, OrderDesk, register_builtin_tools
 from activities.tools.http_tools import load_http_tools
 from activities.tools.registry import ToolRegistry, refuse_taken_names
+from core.settings import project_path
 
-DEFAULT_TOOLS_PATH = Path(__file__).resolve().parents[2] / "chains" / "tools" / "http.yaml"
+DEFAULT_TOOLS_PATH = project_path("chains/tools/http.yaml")
 """The HTTP tools file shipped with the project (a source checkout or editable install)."""
 
 

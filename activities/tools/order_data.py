@@ -28,20 +28,18 @@ from pydantic import (
 
 from activities.tools.errors import ToolDefinitionError
 from activities.tools.python_tools import format_validation_error
+from core.settings import project_path
 
 ORDER_DATA_FILE = Path("chains") / "sample_data" / "order_desk.yaml"
 """The sample orders, relative to the project (or the image's WORKDIR)."""
 
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
 
 def default_order_data_file() -> Path:
-    """The shipped orders file: beside the sources in a checkout or an
-    editable install; else relative to the working directory, where a regular
-    install finds it (the Docker image copies chains/ to its WORKDIR, /app),
-    as the settings' relative defaults such as chains/models.yaml are."""
-    beside_sources = _PROJECT_ROOT / ORDER_DATA_FILE
-    return beside_sources if beside_sources.is_file() else ORDER_DATA_FILE
+    """The shipped orders file: in the source checkout (or editable install);
+    else relative to the working directory, where a regular install finds it
+    (the Docker image copies chains/ to its WORKDIR, /app), as the settings'
+    defaults such as chains/models.yaml are."""
+    return project_path(ORDER_DATA_FILE.as_posix())
 
 
 OrderStatus = Literal[

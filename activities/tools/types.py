@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-RUN_TOOL = "chorus.run_tool"
-DESCRIBE_TOOLS = "chorus.describe_tools"
-"""Local activity that snapshots the tools' schemas and policies into history."""
+from core.chain_errors import ChainErrorType
+from core.names import DESCRIBE_TOOLS as DESCRIBE_TOOLS
+from core.names import RUN_TOOL as RUN_TOOL  # re-exported for old imports
 
 
 class ToolInfo(BaseModel):
@@ -54,9 +54,10 @@ class ToolErrorType:
     """`ApplicationError.type` values `run_tool` raises: a tool's failure
     reaches the chain as one of these, never as a crashed worker."""
 
-    UNKNOWN = "UnknownTool"  # not retryable
-    INVALID_ARGUMENTS = "ToolInvalidArguments"  # not retryable; details: the errors
-    FAILED = "ToolFailed"  # the tool raised; retryable unless it said otherwise
+    # The chain reports these three as they are (core.chain_errors).
+    UNKNOWN = ChainErrorType.UNKNOWN_TOOL  # not retryable
+    INVALID_ARGUMENTS = ChainErrorType.TOOL_INVALID_ARGUMENTS  # not retryable; details: the errors
+    FAILED = ChainErrorType.TOOL_FAILED  # the tool raised; retryable unless it said otherwise
     TIMEOUT = "ToolTimeout"  # retryable
     HTTP_ERROR = "ToolHttpError"  # HTTP tools: 5xx/429 retryable, other 4xx not
     CONFIG = "ToolConfigError"  # e.g. a header's env var is missing; not retryable

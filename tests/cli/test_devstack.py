@@ -23,7 +23,7 @@ from temporalio.client import WorkflowExecutionStatus
 from cli.devstack import DevStack, DevStackError
 from core.settings import Settings
 from runs.catalog import load_chain
-from workflows.types import WORKFLOW_NAME, ChainInput, ChainResult
+from runs.client import RunClient
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "devstack-admin-key-0123456789"
@@ -163,13 +163,11 @@ async def test_stack_starts_runs_a_chain_stops_and_keeps_state(tmp_path: Path) -
         # The worker child process (`python -m worker`) runs a real chain.
         spec = load_chain("classify_then_answer", settings)
         workflow_id = f"devstack-{uuid.uuid4()}"
-        result = await client.execute_workflow(
-            WORKFLOW_NAME,
-            ChainInput(spec=spec, input={"question": "What is 2 + 2?"}),
-            id=workflow_id,
-            task_queue=settings.task_queue,
-            result_type=ChainResult,
-        )
+        result = await (
+            await RunClient(client, task_queue=settings.task_queue).start(
+                spec, {"question": "What is 2 + 2?"}, run_id=workflow_id
+            )
+        ).handle.result()
         assert result.status == "completed"
         assert result.usage.cost_usd > 0
 

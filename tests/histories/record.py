@@ -28,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.gateway.registry import ModelRegistry
 from cli.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
 from core.chain_spec import ChainSpec
+from core.names import DECIDE, PENDING_APPROVALS_QUERY
 from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG
 from runs.client import RunClient
 from simulator.control import SimulatorControl
@@ -38,12 +39,7 @@ from store.sample_knowledge import ingest_sample_knowledge
 from store.schema import create_all
 from tests.conftest import activity_host
 from worker.assembly import hosted_worker
-from workflows.types import (
-    DECIDE,
-    PENDING_APPROVALS_QUERY,
-    ApprovalDecision,
-    ApprovalState,
-)
+from workflows.types import ApprovalDecision, ApprovalState
 from workflows.validate import load_chain_yaml
 
 HERE = Path(__file__).resolve().parent

@@ -7,11 +7,12 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
+from core.names import PENDING_APPROVALS_QUERY
 from simulator.control import SimulatorControl
 from simulator.models import Rule, ToolCallSpec
 from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec, shipped_chain
 from tests.integration.test_approvals import decide
-from workflows.types import PENDING_APPROVALS_QUERY, ApprovalState
+from workflows.types import ApprovalState
 
 
 def agent_chain(registry: Any, **agent: Any):

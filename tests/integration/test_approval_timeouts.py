@@ -17,6 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from core.names import DECIDE, PENDING_APPROVALS_QUERY
 from core.temporal import register_search_attributes
 from runs.client import RunClient
 from store import crud
@@ -25,14 +26,7 @@ from store.schema import create_all
 from tests.conftest import activity_host
 from tests.integration.conftest import load_spec
 from worker.assembly import hosted_worker
-from workflows.types import (
-    DECIDE,
-    PENDING_APPROVALS_QUERY,
-    ApprovalDecision,
-    ApprovalRejection,
-    ApprovalState,
-    ChainResult,
-)
+from workflows.types import ApprovalDecision, ApprovalRejection, ApprovalState, ChainResult
 
 DAY = 24 * 3600
 

@@ -10,14 +10,13 @@ import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, CancelledError
 
+from core.names import DECIDE, PENDING_APPROVALS_QUERY
 from simulator.control import SimulatorControl
 from simulator.models import Fault, Rule
 from store import crud
 from store.engine import session_scope
 from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec, shipped_chain
 from workflows.types import (
-    DECIDE,
-    PENDING_APPROVALS_QUERY,
     ApprovalDecision,
     ApprovalRejection,
     ApprovalState,

@@ -17,7 +17,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.tools.types import RUN_TOOL, ToolCallInput, ToolCallResult
+    from activities.tools.types import ToolCallInput, ToolCallResult
+    from core.names import RUN_TOOL
     from workflows.tool_calls import describe_tools, tool_retry_policy
 
 

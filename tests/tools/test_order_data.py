@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.tools import order_data
+import core.settings
 from activities.tools.builtin import OrderDesk
 from activities.tools.errors import ToolDefinitionError
 from activities.tools.order_data import (
@@ -38,7 +38,7 @@ def test_a_regular_install_reads_it_from_the_working_directory(
 ) -> None:
     # Installed into site-packages, the sources have no chains/ beside them;
     # the image runs in WORKDIR /app, where the Dockerfile copies chains/.
-    monkeypatch.setattr(order_data, "_PROJECT_ROOT", tmp_path / "site-packages")
+    monkeypatch.setattr(core.settings, "project_root", lambda: None)
     monkeypatch.chdir(ROOT)
     assert (
         default_order_data_file() == ORDER_DATA_FILE == Path("chains/sample_data/order_desk.yaml")

@@ -9,7 +9,8 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 with workflow.unsafe.imports_passed_through():
     from core.chain_errors import ChainErrorType
     from core.chain_spec import AgentStep
-    from workflows.agent_types import AGENT_WORKFLOW_NAME, AgentInput, AgentResult
+    from core.names import AGENT_WORKFLOW_NAME
+    from workflows.agent_types import AgentInput, AgentResult
     from workflows.failures import ChainFailure
     from workflows.run_context import RunContext, Variables
     from workflows.types import StepRecord

@@ -6,9 +6,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.retrieval.types import RETRIEVE, RetrieveInput, RetrieveResult
+    from activities.retrieval.types import RetrieveInput, RetrieveResult
     from core.chain_errors import ChainErrorType
     from core.chain_spec import RetrieveStep
+    from core.names import RETRIEVE
     from workflows.failures import ChainFailure, describe_activity_error
     from workflows.run_context import RunContext, Variables
     from workflows.types import StepRecord
