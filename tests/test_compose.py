@@ -1,5 +1,5 @@
 """The production-shaped stack: docker-compose.yml, the Dockerfile of the
-Chorus image, and the scripts they mount from worker/deploy/.
+Chorus image, and the scripts they mount from deploy/.
 
 No Docker engine runs on the development machines, so nothing here builds an
 image or starts a container. What can be checked without one is checked for
@@ -34,7 +34,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.testing import WorkflowEnvironment
 
-from cli.devstack import find_temporal_binary, search_attribute_args
+from cli.devstack.temporal_server import find_temporal_binary, search_attribute_args
 
 if TYPE_CHECKING:
     from simulator.server import SimulatorServer
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-DEPLOY = ROOT / "worker" / "deploy"
+DEPLOY = ROOT / "deploy"
 REGISTER_SCRIPT = DEPLOY / "register-search-attributes.sh"
 POSTGRES_INIT = DEPLOY / "postgres-init" / "01-chorus.sh"
 ENV_EXAMPLE = DEPLOY / "chorus.env.example"
@@ -460,7 +460,7 @@ def test_installed_package_carries_its_data_files() -> None:
             if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
                 continue
             if not (path.parent / "__init__.py").is_file():
-                continue  # not inside a package (e.g. worker/deploy/): not installed
+                continue  # not inside a package (e.g. deploy/): not installed
             package = ".".join(path.parent.relative_to(ROOT).parts)
             if not any(fnmatch(path.name, glob) for glob in package_data.get(package, [])):
                 missing.append(str(path.relative_to(ROOT)))
