@@ -12,7 +12,8 @@ run. A start repeated with the same input (same hash in the workflow's memo)
 is recognised as the same request and adopts the run it started.
 
 Refusals are `core.problems` exceptions (HTTP-free): the API turns them into
-statuses, the CLI into messages.
+statuses, the CLI into messages. The module is about 500 lines on purpose: it
+is every call Chorus makes to Temporal about a run, kept in one place.
 """
 
 from __future__ import annotations
@@ -464,12 +465,9 @@ class RunClient:
                 code="decision_timeout",
             ) from exc
         except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise RunNotRunning(
-                    f"run {run_id!r} closed before the decision reached it",
-                    details={"run_id": run_id},
-                ) from exc
-            raise temporal_problem(exc, f"sending a decision to run {run_id!r}") from exc
+            raise _closed_meanwhile(
+                exc, run_id, "the decision reached it", f"sending a decision to run {run_id!r}"
+            ) from exc
 
     # -- cancel ------------------------------------------------------------------------
 
@@ -481,12 +479,17 @@ class RunClient:
                 rpc_timeout=RPC_TIMEOUT
             )
         except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise RunNotRunning(
-                    f"run {run_id!r} closed before it could be cancelled",
-                    details={"run_id": run_id},
-                ) from exc
-            raise temporal_problem(exc, f"cancelling run {run_id!r}") from exc
+            raise _closed_meanwhile(
+                exc, run_id, "it could be cancelled", f"cancelling run {run_id!r}"
+            ) from exc
+
+
+def _closed_meanwhile(exc: RPCError, run_id: str, before: str, action: str) -> ApiProblem:
+    """A run found running a moment ago that Temporal no longer has open
+    (RunNotRunning), or Temporal not answering (TemporalUnavailable)."""
+    if exc.status == RPCStatusCode.NOT_FOUND:
+        return RunNotRunning(f"run {run_id!r} closed before {before}", details={"run_id": run_id})
+    return temporal_problem(exc, action)
 
 
 def _rejection(exc: WorkflowUpdateFailedError, run_id: str, approval_id: str) -> ApiProblem:
