@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.gateway.activities import ModelGateway
 from activities.gateway.types import (
@@ -27,6 +25,7 @@ from activities.gateway.types import ProviderErrorType as T
 from simulator.control import SimulatorControl
 from simulator.models import Fault, Rule
 from tests.activities.conftest import ANTHROPIC_KEY_ENV, OPENAI_KEY_ENV
+from tests.activity_env import ActivityEnv, run_activity
 
 SCHEMA = {
     "type": "object",
@@ -40,35 +39,24 @@ SCHEMA = {
 }
 
 
-class Env:
-    """An ActivityEnvironment with a unique workflow id and a heartbeat log."""
+@dataclass
+class Env(ActivityEnv):
+    """call_model's activity context: a workflow id unique to the test (the
+    simulator's request ids start with it), attempt 2, and its heartbeats."""
 
-    def __init__(self, heartbeat_timeout: timedelta | None = None) -> None:
-        self.workflow_id = f"wf-{uuid.uuid4()}"
-        self.env = ActivityEnvironment()
-        self.env.info = dataclasses.replace(
-            ActivityEnvironment.default_info(),
-            workflow_id=self.workflow_id,
-            workflow_run_id="run-1",
-            activity_id="7",
-            activity_type=CALL_MODEL,
-            attempt=2,
-            heartbeat_timeout=heartbeat_timeout,
-        )
-        self.heartbeats: list[tuple[Any, ...]] = []
-        self.env.on_heartbeat = lambda *details: self.heartbeats.append(details)
+    activity_type: str = CALL_MODEL
+    activity_id: str = "7"
+    attempt: int = 2
 
     @property
     def request_id(self) -> str:
-        return f"{self.workflow_id}/7"
+        return f"{self.workflow_id}/{self.activity_id}"
 
     async def call(self, gateway: ModelGateway, req: ModelCallInput) -> ModelCallResult:
-        return await self.env.run(gateway.call_model, req)
+        return await self.execute(gateway.call_model, req)
 
     async def fail(self, gateway: ModelGateway, req: ModelCallInput) -> ApplicationError:
-        with pytest.raises(ApplicationError) as caught:
-            await self.call(gateway, req)
-        return caught.value
+        return await self.raised(gateway.call_model, req)
 
 
 def ask(alias: str, prompt: str = "hello", **kwargs: Any) -> ModelCallInput:
@@ -326,8 +314,7 @@ async def test_invalid_schema_fails_before_paying_for_a_call(
 
 
 async def test_describe_models(gateway: ModelGateway) -> None:
-    env = ActivityEnvironment()
-    result = await env.run(
+    result = await run_activity(
         gateway.describe_models, DescribeModelsInput(aliases=["strong", "nope", "cheap", "nope"])
     )
     assert sorted(result.models) == ["cheap", "strong"]

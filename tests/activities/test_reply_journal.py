@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ def journal_engine(tmp_path: Path) -> Engine:
 
 
 def at_attempt(env: Env, attempt: int) -> Env:
-    env.env.info = dataclasses.replace(env.env.info, attempt=attempt)
+    env.attempt = attempt
     return env
 
 

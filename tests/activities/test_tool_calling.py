@@ -5,16 +5,13 @@ that the simulator checks, and replies that never crash on bad arguments."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import uuid
 from typing import Any
 
 import httpx
 import pytest
 from structlog.testing import capture_logs
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.gateway.activities import ModelGateway
 from activities.gateway.providers import RAW_ARGUMENTS_KEY, adapter_for
@@ -23,7 +20,6 @@ from activities.gateway.providers.openai import build_payload as build_openai_pa
 from activities.gateway.providers.openai import parse_reply as parse_openai_reply
 from activities.gateway.registry import ModelRegistry
 from activities.gateway.types import (
-    CALL_MODEL,
     ChatMessage,
     ModelCallInput,
     ModelCallResult,
@@ -34,6 +30,7 @@ from activities.gateway.types import ProviderErrorType as T
 from simulator.control import SimulatorControl
 from simulator.models import Rule, ToolCallSpec, ToolResultSeen
 from tests.activities.conftest import SentRequests
+from tests.activities.test_call_model import Env
 
 ORDER_PARAMS = {
     "type": "object",
@@ -51,29 +48,6 @@ TOOLS = [
 ]
 QUESTION = "Where is my order A-17?"
 SYSTEM = "You are a support agent."
-
-
-class Env:
-    """An activity context whose workflow id is unique to the test."""
-
-    def __init__(self) -> None:
-        self.workflow_id = f"wf-tools-{uuid.uuid4()}"
-        self.env = ActivityEnvironment()
-        self.env.info = dataclasses.replace(
-            ActivityEnvironment.default_info(),
-            workflow_id=self.workflow_id,
-            workflow_run_id="run-1",
-            activity_id="3",
-            activity_type=CALL_MODEL,
-        )
-
-    async def call(self, gateway: ModelGateway, req: ModelCallInput) -> ModelCallResult:
-        return await self.env.run(gateway.call_model, req)
-
-    async def fail(self, gateway: ModelGateway, req: ModelCallInput) -> ApplicationError:
-        with pytest.raises(ApplicationError) as caught:
-            await self.call(gateway, req)
-        return caught.value
 
 
 @pytest.fixture

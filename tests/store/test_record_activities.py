@@ -10,13 +10,13 @@ from sqlalchemy import Engine, event, func
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.records.activities import RecordActivities
 from core.records import RECORD_APPROVAL, RECORD_RUN
 from store.crud import get_run, list_approval_audit
 from store.engine import make_engine, session_scope
 from store.models import RunRecord
+from tests.activity_env import ActivityEnv, run_activity
 from tests.store.conftest import audit_input, run_input
 
 
@@ -32,11 +32,11 @@ def test_activities_are_registered_under_their_stable_names() -> None:
 
 async def test_a_retried_run_write_leaves_one_row(engine: Engine) -> None:
     records = RecordActivities(engine)
-    env = ActivityEnvironment()
+    env = ActivityEnv()
     req = run_input(status="awaiting_approval", revision=2, current_step="review")
 
-    await env.run(records.record_run, req)
-    await env.run(records.record_run, req)  # the retry after a lost completion
+    await env.execute(records.record_run, req)
+    await env.execute(records.record_run, req)  # the retry after a lost completion
 
     with session_scope(engine) as session:
         assert session.exec(select(func.count()).select_from(RunRecord)).one() == 1
@@ -46,9 +46,9 @@ async def test_a_retried_run_write_leaves_one_row(engine: Engine) -> None:
 
 async def test_a_late_run_write_does_not_move_the_run_back(engine: Engine) -> None:
     records = RecordActivities(engine)
-    env = ActivityEnvironment()
-    await env.run(records.record_run, run_input(status="completed", revision=3))
-    await env.run(records.record_run, run_input(status="running", revision=1))
+    env = ActivityEnv()
+    await env.execute(records.record_run, run_input(status="completed", revision=3))
+    await env.execute(records.record_run, run_input(status="running", revision=1))
     with session_scope(engine) as session:
         row = get_run(session, run_id="run-1")
     assert row is not None and row.status == "completed"
@@ -56,9 +56,9 @@ async def test_a_late_run_write_does_not_move_the_run_back(engine: Engine) -> No
 
 async def test_a_retried_audit_write_leaves_one_row(engine: Engine) -> None:
     records = RecordActivities(engine)
-    env = ActivityEnvironment()
-    await env.run(records.record_approval, audit_input())
-    await env.run(records.record_approval, audit_input())
+    env = ActivityEnv()
+    await env.execute(records.record_approval, audit_input())
+    await env.execute(records.record_approval, audit_input())
     with session_scope(engine) as session:
         rows = list_approval_audit(session, run_id="run-1")
     assert [(r.reviewer, r.decision) for r in rows] == [("alice", "edit")]
@@ -72,7 +72,7 @@ async def test_database_work_runs_off_the_event_loop_thread(engine: Engine) -> N
 
     event.listen(engine, "before_cursor_execute", remember)
     try:
-        await ActivityEnvironment().run(RecordActivities(engine).record_run, run_input())
+        await run_activity(RecordActivities(engine).record_run, run_input())
     finally:
         event.remove(engine, "before_cursor_execute", remember)
     assert threads and threading.get_ident() not in threads
@@ -84,7 +84,7 @@ async def test_a_database_error_propagates_as_retryable(database_url: str) -> No
     engine = make_engine(database_url)
     try:
         with pytest.raises(DBAPIError) as caught:
-            await ActivityEnvironment().run(RecordActivities(engine).record_run, run_input())
+            await run_activity(RecordActivities(engine).record_run, run_input())
         assert not isinstance(caught.value, ApplicationError)
     finally:
         engine.dispose()

@@ -3,14 +3,12 @@ an activity environment with a unique activity identity, and a fresh order desk.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,12 +16,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.tools.activities import ToolActivities
 from activities.tools.builtin import OrderDesk
 from activities.tools.defaults import builtin_registry
 from activities.tools.types import RUN_TOOL, ToolCallInput, ToolCallResult
+from tests.activity_env import ActivityEnv
 
 
 @dataclass
@@ -152,41 +150,29 @@ def service(tool_service: ToolService) -> ToolService:
     return tool_service
 
 
-class ToolEnv:
-    """Runs `run_tool` the way a worker does (ActivityEnvironment), with a
-    unique activity identity and a record of heartbeats."""
+@dataclass
+class ToolEnv(ActivityEnv):
+    """Runs `run_tool` the way a worker does, with a unique activity identity
+    and a record of heartbeats."""
 
-    def __init__(self, heartbeat_timeout: timedelta | None = None, attempt: int = 1) -> None:
-        self.workflow_id = f"wf-{uuid.uuid4()}"
-        self.env = ActivityEnvironment()
-        self.env.info = dataclasses.replace(
-            ActivityEnvironment.default_info(),
-            workflow_id=self.workflow_id,
-            workflow_run_id="run-1",
-            activity_id="3",
-            activity_type=RUN_TOOL,
-            attempt=attempt,
-            heartbeat_timeout=heartbeat_timeout,
-        )
-        self.heartbeats: list[tuple[Any, ...]] = []
-        self.env.on_heartbeat = lambda *details: self.heartbeats.append(details)
+    activity_type: str = RUN_TOOL
+    activity_id: str = "3"
 
     @property
     def activity_key(self) -> str:
-        return f"{self.workflow_id}/run-1/3"
+        return f"{self.workflow_id}/{self.workflow_run_id}/{self.activity_id}"
 
     async def run(
         self, acts: ToolActivities, tool: str, key: str | None = None, /, **arguments: Any
     ) -> ToolCallResult:
         req = ToolCallInput(tool=tool, arguments=arguments, idempotency_key=key, step="s")
-        return await self.env.run(acts.run_tool, req)
+        return await self.execute(acts.run_tool, req)
 
     async def fail(
         self, acts: ToolActivities, tool: str, key: str | None = None, /, **arguments: Any
     ) -> ApplicationError:
-        with pytest.raises(ApplicationError) as caught:
-            await self.run(acts, tool, key, **arguments)
-        return caught.value
+        req = ToolCallInput(tool=tool, arguments=arguments, idempotency_key=key, step="s")
+        return await self.raised(acts.run_tool, req)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from activities.tools.types import (
     DescribeToolsInput,
     ToolErrorType,
 )
+from tests.activity_env import run_activity
 from tests.tools.conftest import ToolEnv
 
 
@@ -240,9 +241,7 @@ async def test_a_fast_tool_makes_no_heartbeat(acts: ToolActivities, env: ToolEnv
 
 
 async def test_describe_tools(acts: ToolActivities) -> None:
-    from temporalio.testing import ActivityEnvironment
-
-    result = await ActivityEnvironment().run(
+    result = await run_activity(
         acts.describe_tools, DescribeToolsInput(names=["keyed", "nope", "weather", "nope"])
     )
     assert sorted(result.tools) == ["keyed", "weather"]
