@@ -34,7 +34,11 @@ from activities.gateway.registry import ModelRegistry
 from activities.tools.defaults import builtin_registry
 from bench.raw_activities import RawActivities
 from bench.raw_workflow import RawInput, RawWorkflow
-from cli.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
+from cli.devstack.temporal_server import (
+    dynamic_config_args,
+    find_temporal_binary,
+    search_attribute_args,
+)
 from core.chain_spec import ChainSpec
 from core.logging import configure_logging
 from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings

@@ -54,7 +54,11 @@ from bench.raw_signal_workflow import (
     RawDecision,
     RawSignalInput,
 )
-from cli.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
+from cli.devstack.temporal_server import (
+    dynamic_config_args,
+    find_temporal_binary,
+    search_attribute_args,
+)
 from core.chain_spec import ChainSpec
 from core.names import DECIDE, PENDING_APPROVALS_QUERY
 from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings

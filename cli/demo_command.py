@@ -1,4 +1,4 @@
-"""`chorus demo`: the command; the demo itself is cli/demo.py."""
+"""`chorus demo`: the command; the demo itself is the cli/demo/ package."""
 
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ def demo(
     Shows each ticket's path (cheap or grounded strong answer, checks,
     approval), its reply and its cost per model, then the routed cost against
     sending every ticket to the strong model. Starts the dev stack if none is
-    running and stops what it started; see cli/demo.py.
+    running and stops what it started; see cli/demo/.
     """
     settings = load_settings()
     configure_logging(settings)
-    from cli.demo import DEMO_CHAIN, DemoError, run_demo
+    from cli.demo.errors import DemoError
+    from cli.demo.run import DEMO_CHAIN, run_demo
 
     spec = load_checked_chain(DEMO_CHAIN, settings)
     try:

@@ -1,5 +1,5 @@
 """The long-running processes: `chorus dev` (the whole dev stack, see
-cli/devstack.py), `chorus worker`, `chorus simulator` and `chorus api`."""
+cli/devstack/), `chorus worker`, `chorus simulator` and `chorus api`."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def dev() -> None:
 
 
 async def _dev(settings: Settings) -> int:
-    from cli.devstack import DevStack, DevStackError
+    from cli.devstack.errors import DevStackError
+    from cli.devstack.stack import DevStack
 
     stack = DevStack(settings, exclusive=True)
     try:

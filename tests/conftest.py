@@ -16,7 +16,11 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from cli.devstack import dynamic_config_args, find_temporal_binary, search_attribute_args
+from cli.devstack.temporal_server import (
+    dynamic_config_args,
+    find_temporal_binary,
+    search_attribute_args,
+)
 from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]

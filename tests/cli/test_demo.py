@@ -15,14 +15,11 @@ import psutil
 import pytest
 
 from activities.gateway.types import ModelPrices, TokenUsage
-from cli.demo import (
-    DEMO_REVIEWER,
-    SAMPLE_TICKETS,
-    comparison_prices,
-    describe_path,
-    strong_only_cost,
-)
-from cli.devstack import DevStack, port_open
+from cli.demo.analysis import comparison_prices, describe_path, strong_only_cost
+from cli.demo.driver import DEMO_REVIEWER
+from cli.demo.tickets import SAMPLE_TICKETS
+from cli.devstack.probes import port_open
+from cli.devstack.stack import DevStack
 from simulator.control import SimulatorControl
 from simulator.models import Fault
 from tests.cli.test_devstack import ROOT, gone, stack_env, stack_settings

@@ -20,7 +20,8 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import WorkflowExecutionStatus
 
-from cli.devstack import DevStack, DevStackError
+from cli.devstack.errors import DevStackError
+from cli.devstack.stack import DevStack
 from core.settings import Settings
 from runs.catalog import load_chain
 from runs.client import RunClient

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cli.devstack import DevStack
+from cli.devstack.stack import DevStack
 from runs.catalog import load_chain
 from runs.client import RunClient
 from simulator.control import SimulatorControl
