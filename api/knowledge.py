@@ -21,21 +21,25 @@ from sqlmodel import Session
 
 from api.errors import validation_details
 from core.problems import NotFound, Unprocessable, UnsupportedMediaType
-from store.knowledge import (
-    DOCUMENT_NAME_PATTERN,
-    EmbeddingMismatchError,
-    InvalidDocumentError,
-    InvalidKnowledgeNameError,
-    KnowledgeCollectionPublic,
-    KnowledgeDocument,
-    KnowledgeDocumentPublic,
-    UnknownCollectionError,
+from store.knowledge.crud import (
     delete_document,
     ensure_collection,
     get_collection,
     ingest_document,
     list_collections,
     list_documents,
+)
+from store.knowledge.errors import (
+    EmbeddingMismatchError,
+    InvalidDocumentError,
+    InvalidKnowledgeNameError,
+    UnknownCollectionError,
+)
+from store.knowledge.names import DOCUMENT_NAME_PATTERN
+from store.knowledge.tables import (
+    KnowledgeCollectionPublic,
+    KnowledgeDocument,
+    KnowledgeDocumentPublic,
 )
 
 JSON_TYPES = ("application/json",)

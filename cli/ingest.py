@@ -67,7 +67,8 @@ def ingest(
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"cannot read {path}: {exc}")
     from store.engine import session_scope
-    from store.knowledge import KnowledgeError, ensure_collection, ingest_document
+    from store.knowledge.crud import ensure_collection, ingest_document
+    from store.knowledge.errors import KnowledgeError
 
     results = []
     with database(settings) as engine:

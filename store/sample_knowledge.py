@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from store.engine import session_scope
-from store.knowledge import ensure_collection, ingest_document
+from store.knowledge.crud import ensure_collection, ingest_document
 
 KNOWLEDGE_DIR = Path(__file__).resolve().parents[1] / "chains" / "knowledge"
 SAMPLE_COLLECTIONS: dict[str, list[Path]] = {

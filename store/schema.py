@@ -8,7 +8,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
-import store.knowledge
+import store.knowledge.tables
 import store.models
 import store.reply_journal  # noqa: F401
 

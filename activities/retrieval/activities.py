@@ -25,16 +25,11 @@ from activities.retrieval.embeddings import MAX_BATCH, Embedder
 from activities.retrieval.types import RetrievalErrorType, RetrieveInput, RetrieveResult
 from core.names import RETRIEVE
 from store.engine import session_scope
-from store.knowledge import (
-    EmptyQueryError,
-    KnowledgeCollection,
-    UnknownCollectionError,
-    chunks_missing_embeddings,
-    collection_names,
-    get_collection,
-    search,
-    store_embeddings,
-)
+from store.knowledge.crud import collection_names, get_collection
+from store.knowledge.embeddings import chunks_missing_embeddings, store_embeddings
+from store.knowledge.errors import EmptyQueryError, UnknownCollectionError
+from store.knowledge.search import search
+from store.knowledge.tables import KnowledgeCollection
 
 LOGGER_NAME = "chorus.retrieval"
 

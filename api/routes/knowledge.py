@@ -21,7 +21,8 @@ from api.knowledge import (
     DocumentIngested,
     DocumentList,
 )
-from store.knowledge import COLLECTION_NAME_PATTERN, KnowledgeCollectionPublic
+from store.knowledge.names import COLLECTION_NAME_PATTERN
+from store.knowledge.tables import KnowledgeCollectionPublic
 
 router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
 

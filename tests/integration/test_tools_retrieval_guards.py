@@ -9,7 +9,7 @@ import pytest
 from simulator.control import SimulatorControl
 from simulator.models import Rule
 from store.engine import session_scope
-from store.knowledge import search
+from store.knowledge.search import search
 from store.sample_knowledge import ingest_sample_knowledge
 from tests.integration.conftest import FAST_RETRY, ChainRunner, load_spec
 from tests.integration.test_approvals import decide, wait_pending

@@ -19,7 +19,7 @@ import yaml
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from store.knowledge import IngestResult, ingest_document
+from store.knowledge.crud import IngestResult, ingest_document
 from tests.pg import BACKENDS, empty_database, engine_with_tables
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,12 +20,8 @@ from activities.retrieval.types import RetrievalErrorType, RetrieveInput, Retrie
 from simulator.control import SimulatorControl
 from simulator.models import Fault
 from store.engine import make_engine, session_scope
-from store.knowledge import (
-    chunks_missing_embeddings,
-    ensure_collection,
-    ingest_document,
-    list_collections,
-)
+from store.knowledge.crud import ensure_collection, ingest_document, list_collections
+from store.knowledge.embeddings import chunks_missing_embeddings
 from store.schema import create_all
 from tests.retrieval.conftest import COLLECTION, HELP_CENTER, ingest_help_center, qa_pairs
 

@@ -15,7 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.server import ApiServer
 from store.engine import make_engine, session_scope
-from store.knowledge import list_chunks, search
+from store.knowledge.crud import list_chunks
+from store.knowledge.search import search
 from tests.api.conftest import admin, api_settings, assert_error, bearer, temporal_address
 from tests.retrieval.conftest import HELP_CENTER
 

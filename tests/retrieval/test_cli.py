@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from store.engine import make_engine, session_scope
-from store.knowledge import get_collection, list_documents, search
+from store.knowledge.crud import get_collection, list_documents
+from store.knowledge.search import search
 from tests.cli_runner import database_env, invoke
 from tests.retrieval.conftest import HELP_CENTER, ROOT
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 from sqlmodel import Session
 
-from store.knowledge import search
+from store.knowledge.search import search
 from tests.retrieval.conftest import COLLECTION, QAPair, ingest_help_center, qa_pairs
 
 

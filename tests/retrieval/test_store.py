@@ -7,28 +7,26 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
-from store.knowledge import (
-    MAX_QUERY_TERMS,
-    EmbeddingMismatchError,
-    EmptyDocumentError,
-    EmptyQueryError,
-    InvalidDocumentError,
-    InvalidKnowledgeNameError,
-    KnowledgeChunk,
-    UnknownCollectionError,
-    chunks_missing_embeddings,
+from store.knowledge.crud import (
     delete_document,
     ensure_collection,
-    fts5_query,
     get_document,
     ingest_document,
     list_chunks,
     list_collections,
     list_documents,
-    search,
-    search_terms,
-    store_embeddings,
 )
+from store.knowledge.embeddings import chunks_missing_embeddings, store_embeddings
+from store.knowledge.errors import (
+    EmbeddingMismatchError,
+    EmptyDocumentError,
+    EmptyQueryError,
+    InvalidDocumentError,
+    InvalidKnowledgeNameError,
+    UnknownCollectionError,
+)
+from store.knowledge.search import MAX_QUERY_TERMS, fts5_query, search, search_terms
+from store.knowledge.tables import KnowledgeChunk
 from tests.retrieval.conftest import COLLECTION, ingest_help_center
 
 REFUNDS_V1 = """# Refunds
