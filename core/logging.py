@@ -19,11 +19,16 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+import structlog.tracebacks
 from temporalio import activity
 
+from core.redaction import redact_event, register_secret, url_password
 from core.settings import Settings
 
 _configured = False
+
+MAX_TRACEBACK_FRAMES = 20
+"""Frames of a traceback kept in a log record (the outermost and innermost)."""
 
 _QUIET_LIBRARIES = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
 """Libraries that log every request at INFO: their lines would drown the rest."""
@@ -41,6 +46,15 @@ def add_temporal_activity_context(
         event_dict.setdefault("activity_type", info.activity_type)
         event_dict.setdefault("attempt", info.attempt)
     return event_dict
+
+
+def register_settings_secrets(settings: Settings) -> None:
+    """Mask the secrets the settings hold in every log line: the bootstrap
+    admin key, the Temporal API key and the database password."""
+    for secret in (settings.admin_key, settings.temporal_api_key):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    register_secret(url_password(settings.database_url))
 
 
 def _use_json(settings: Settings) -> bool:
@@ -67,11 +81,23 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
         add_temporal_activity_context,
     ]
     renderer: structlog.typing.Processor
+    # Tracebacks never carry frames' local variables (a provider key, a
+    # caller's bearer token, a database URL), and are rendered before the
+    # redaction processor so it sees their text too.
     if _use_json(settings):
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.dict_tracebacks)
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(
+                    show_locals=False, max_frames=MAX_TRACEBACK_FRAMES
+                )
+            )
+        )
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        shared.append(structlog.processors.format_exc_info)
+    shared.append(redact_event)
+    register_settings_secrets(settings)
 
     structlog.configure(
         processors=[

@@ -21,12 +21,15 @@ fails at start-up with a message naming the variable, not at the first run.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.redaction import MASK, url_password
 
 ENV_PREFIX = "CHORUS_"
 
@@ -233,6 +236,15 @@ class Settings(BaseSettings):
         """OpenAI-compatible base URL of the simulator (what a registry entry's
         `base_url` would be for a real provider)."""
         return f"http://{self.simulator_host}:{self.simulator_port}/v1"
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # `repr(settings)` (a traceback, a debugger, a log line) shows no
+        # database password; SecretStr fields mask themselves.
+        for name, value in super().__repr_args__():
+            if name == "database_url" and isinstance(value, str):
+                password = url_password(value)
+                value = value.replace(f":{password}@", f":{MASK}@") if password else value
+            yield name, value
 
     @property
     def temporal_ui_url(self) -> str:

@@ -10,6 +10,7 @@ import os
 
 from activities.gateway.errors import config_error
 from activities.gateway.registry import ResolvedEntry
+from core.redaction import register_secret
 
 
 def read_api_key(entry: ResolvedEntry) -> str | None:
@@ -26,4 +27,5 @@ def read_api_key(entry: ResolvedEntry) -> str | None:
             f"alias {entry.alias!r} needs an API key in environment variable "
             f"{entry.api_key_env}, which is not set (or empty) on this worker"
         )
+    register_secret(key)
     return key

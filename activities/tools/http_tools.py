@@ -57,6 +57,7 @@ from activities.tools.errors import (
     tool_timeout,
 )
 from activities.tools.types import ToolErrorType, ToolInfo
+from core.redaction import register_secret
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
@@ -331,6 +332,7 @@ class HttpTool(Tool):
                 )
             headers[header] = f"{value.prefix}{secret}"
             secrets.append(secret)
+            register_secret(secret)
         return headers, secrets
 
     def _request_parts(
