@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.gateway.registry import ModelRegistry
 from activities.retrieval.activities import INVALID_QUERY, RetrievalActivities
@@ -23,6 +22,7 @@ from store.engine import make_engine, session_scope
 from store.knowledge.crud import ensure_collection, ingest_document, list_collections
 from store.knowledge.embeddings import chunks_missing_embeddings
 from store.schema import create_all
+from tests.activity_env import run_activity
 from tests.retrieval.conftest import COLLECTION, HELP_CENTER, ingest_help_center, qa_pairs
 
 
@@ -53,7 +53,7 @@ def hybrid_collection(engine: Engine) -> str:
 
 
 async def retrieve(acts: RetrievalActivities, **values: object) -> RetrieveResult:
-    return await ActivityEnvironment().run(  # type: ignore[no-any-return]
+    return await run_activity(
         acts.retrieve, RetrieveInput.model_validate({"step": "ground"} | values)
     )
 
