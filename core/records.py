@@ -11,7 +11,6 @@ from typing import Literal
 from pydantic import BaseModel
 
 from core.names import RECORD_APPROVAL as RECORD_APPROVAL
-from core.names import RECORD_RUN as RECORD_RUN  # re-exported for old imports
 from core.statuses import WorkflowRunStatus
 
 

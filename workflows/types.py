@@ -17,7 +17,6 @@ from core.names import AGENT_WORKFLOW_NAME as AGENT_WORKFLOW_NAME
 from core.names import DECIDE as DECIDE
 from core.names import PENDING_APPROVALS_QUERY as PENDING_APPROVALS_QUERY
 from core.names import STATE_QUERY as STATE_QUERY
-from core.names import WORKFLOW_NAME as WORKFLOW_NAME  # re-exported for old imports
 from core.statuses import WorkflowRunStatus
 
 RunStatus = WorkflowRunStatus

@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from core.names import CALL_MODEL as CALL_MODEL  # re-exported for old imports
 from core.names import DESCRIBE_MODELS as DESCRIBE_MODELS
 
 

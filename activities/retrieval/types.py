@@ -7,10 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.names import RETRIEVE as RETRIEVE  # re-exported for old imports
 from core.passages import Passage
 
-__all__ = ["RETRIEVE", "Passage", "RetrievalErrorType", "RetrieveInput", "RetrieveResult"]
+__all__ = ["Passage", "RetrievalErrorType", "RetrieveInput", "RetrieveResult"]
 
 
 class RetrieveInput(BaseModel):

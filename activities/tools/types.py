@@ -9,7 +9,6 @@ from pydantic import BaseModel, Field
 
 from core.chain_errors import ChainErrorType
 from core.names import DESCRIBE_TOOLS as DESCRIBE_TOOLS
-from core.names import RUN_TOOL as RUN_TOOL  # re-exported for old imports
 
 
 class ToolInfo(BaseModel):

@@ -13,8 +13,6 @@ from temporalio.exceptions import ApplicationError
 
 from activities.gateway.activities import ModelGateway
 from activities.gateway.types import (
-    CALL_MODEL,
-    DESCRIBE_MODELS,
     ChatMessage,
     DescribeModelsInput,
     ModelCallInput,
@@ -22,6 +20,7 @@ from activities.gateway.types import (
     TokenUsage,
 )
 from activities.gateway.types import ProviderErrorType as T
+from core.names import CALL_MODEL, DESCRIBE_MODELS
 from simulator.control import SimulatorControl
 from simulator.models import Fault, Rule
 from tests.activities.conftest import ANTHROPIC_KEY_ENV, OPENAI_KEY_ENV

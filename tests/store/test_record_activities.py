@@ -12,7 +12,7 @@ from sqlmodel import select
 from temporalio.exceptions import ApplicationError
 
 from activities.records.activities import RecordActivities
-from core.records import RECORD_APPROVAL, RECORD_RUN
+from core.names import RECORD_APPROVAL, RECORD_RUN
 from store.crud import get_run, list_approval_audit
 from store.engine import make_engine, session_scope
 from store.models import RunRecord

@@ -20,7 +20,8 @@ from temporalio.exceptions import ApplicationError
 from activities.tools.activities import ToolActivities
 from activities.tools.builtin import OrderDesk
 from activities.tools.defaults import builtin_registry
-from activities.tools.types import RUN_TOOL, ToolCallInput, ToolCallResult
+from activities.tools.types import ToolCallInput, ToolCallResult
+from core.names import RUN_TOOL
 from tests.activity_env import ActivityEnv
 
 

@@ -19,12 +19,8 @@ from temporalio.exceptions import ApplicationError
 from activities.tools.activities import MAX_OUTPUT_BYTES, ToolActivities
 from activities.tools.errors import ToolError
 from activities.tools.registry import ToolRegistry
-from activities.tools.types import (
-    DESCRIBE_TOOLS,
-    RUN_TOOL,
-    DescribeToolsInput,
-    ToolErrorType,
-)
+from activities.tools.types import DescribeToolsInput, ToolErrorType
+from core.names import DESCRIBE_TOOLS, RUN_TOOL
 from tests.activity_env import run_activity
 from tests.tools.conftest import ToolEnv
 
