@@ -6,12 +6,13 @@ budgets, fall back and count usage the same way."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.gateway.types import (
@@ -171,6 +172,7 @@ class ModelCaller:
                     alias, messages, options, record, purpose if index == 0 else "fallback"
                 )
             except ActivityError as err:
+                _raise_if_cancelled(err)
                 failures.append(f"{alias}: {describe_activity_error(err)}")
             except BudgetExceededError as err:
                 if fallback is None or alias == fallback:
@@ -180,6 +182,7 @@ class ModelCaller:
                 except BudgetExceededError as again:
                     raise _over_budget(options, again) from None
                 except ActivityError as again:
+                    _raise_if_cancelled(again)
                     failures.append(f"{fallback}: {describe_activity_error(again)}")
         raise ChainFailure(
             ChainErrorType.ALL_MODELS_FAILED,
@@ -216,3 +219,17 @@ class ModelCaller:
 
 def _over_budget(options: CallOptions, err: BudgetExceededError) -> ChainFailure:
     return ChainFailure(ChainErrorType.BUDGET_EXCEEDED, f"step {options.step}: {err}")
+
+
+CANCELLED_CALLS_END_THE_STEP = "cancelled-calls-end-the-step"
+"""Patch: a call cancelled with its run (or its parallel branch) ends the step
+as cancelled instead of falling back to the next alias. Runs recorded before
+it replay as they ran."""
+
+
+def _raise_if_cancelled(err: ActivityError) -> None:
+    """A cancelled call is not a failed alias: the cancellation goes on up
+    (the run ends `cancelled`, a parallel branch stops) and no fallback is
+    called and paid for."""
+    if isinstance(err.cause, CancelledError) and workflow.patched(CANCELLED_CALLS_END_THE_STEP):
+        raise asyncio.CancelledError() from err

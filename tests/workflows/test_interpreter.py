@@ -197,11 +197,6 @@ async def test_cheap_output_invalid_after_its_reasks_escalates(chains: Harness) 
 # -- cancellation ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ModelCaller reads the cancelled call's ActivityError as a failed alias: the "
-    "run falls back to the next alias and completes instead of ending cancelled",
-)
 async def test_a_run_cancelled_during_a_call_ends_cancelled_without_falling_back(
     chains: Harness,
 ) -> None:
