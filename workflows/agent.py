@@ -28,6 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import StepRecord
 
 RESULT_PREVIEW_CHARS = 300
+AGENT_DRAINS_HANDLERS = "agent-drains-handlers-before-continue-as-new"
+"""Patch: an agent waits for its Update and Signal handlers before it
+continues as new (runs recorded before it replay as they ran)."""
 MAX_TOOL_RESULT_CHARS = 20_000
 """A tool result longer than this is cut before it goes back to the model."""
 
@@ -71,6 +74,10 @@ class AgentWorkflow(ApprovalHost):
         try:
             while turn < step.max_turns:
                 if workflow.info().get_current_history_length() >= inp.history_event_limit:
+                    if workflow.patched(AGENT_DRAINS_HANDLERS):
+                        # A decision still being audited would be lost with
+                        # this run: let every handler finish first.
+                        await workflow.wait_condition(workflow.all_handlers_finished)
                     spent = inp.spent_usd + caller.budget.spent_usd
                     workflow.continue_as_new(
                         inp.model_copy(
