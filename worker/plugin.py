@@ -32,6 +32,7 @@ PASSTHROUGH_MODULES = (
     "core.chain_spec",
     "core.chain_errors",
     "core.names",
+    "core.json_formats",
     "core.statuses",
     "workflows.types",
     "workflows.activity_options",

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from referencing import Registry
 
 from core.chain_spec import GuardRules
+from core.json_formats import FORMAT_CHECKER
 from workflows.citations import cited_ids
 from workflows.pii import PII_KINDS, PII_NAMES, PiiKind, find_pii
 
@@ -84,7 +85,11 @@ class InvalidGuardRule(ValueError):
 
 
 def check(
-    output: Any, rules: GuardRules, *, retrieved_ids: Collection[str] | None = None
+    output: Any,
+    rules: GuardRules,
+    *,
+    retrieved_ids: Collection[str] | None = None,
+    chorus_formats: bool = True,
 ) -> list[Violation]:
     """Every violation of `rules` by `output`, in a fixed order (empty: it passes).
 
@@ -96,7 +101,7 @@ def check(
     """
     violations: list[Violation] = []
     if rules.json_schema is not None:
-        violations += _check_schema(output, rules.json_schema)
+        violations += _check_schema(output, rules.json_schema, chorus_formats)
     text = output_text(output)
     window = text[:MAX_CHECKED_CHARS]
     cut = len(text) > MAX_CHECKED_CHARS
@@ -239,18 +244,22 @@ meta-schemas) is unresolvable instead of fetched over the network."""
 
 
 @functools.lru_cache(maxsize=128)
-def _validator(schema_json: str) -> Draft202012Validator:
+def _validator(schema_json: str, chorus_formats: bool = True) -> Draft202012Validator:
+    """`chorus_formats`: check exactly Chorus's formats (core.json_formats),
+    the same on every worker; False only replays runs recorded before them
+    with jsonschema's own checker."""
     schema = json.loads(schema_json)
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as err:
         raise InvalidGuardRule(f"not a valid JSON Schema: {err.message}") from None
-    return Draft202012Validator(
-        schema, registry=_NO_REMOTE_REFS, format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
+    checker = FORMAT_CHECKER if chorus_formats else Draft202012Validator.FORMAT_CHECKER
+    return Draft202012Validator(schema, registry=_NO_REMOTE_REFS, format_checker=checker)
 
 
-def _check_schema(output: Any, schema: Mapping[str, Any]) -> list[Violation]:
+def _check_schema(
+    output: Any, schema: Mapping[str, Any], chorus_formats: bool = True
+) -> list[Violation]:
     if isinstance(output, str):
         candidate = output.strip()
         fenced = _FENCED.match(candidate)
@@ -260,7 +269,7 @@ def _check_schema(output: Any, schema: Mapping[str, Any]) -> list[Violation]:
             output = json.loads(candidate)
         except ValueError as err:
             return [Violation("json_schema", f"the output is not valid JSON ({err})")]
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = _validator(json.dumps(schema, sort_keys=True), chorus_formats)
     try:
         errors = sorted(
             validator.iter_errors(_plain(output)), key=lambda e: (e.json_path, e.message)

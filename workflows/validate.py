@@ -34,6 +34,7 @@ from core.chain_spec import (
     Step,
     ToolStep,
 )
+from core.json_formats import FORMAT_CHECKER
 from workflows import guards, templating
 from workflows.spec_parsing import (
     DOCUMENT,
@@ -509,9 +510,7 @@ def validate_input(spec: ChainSpec, value: Any) -> list[SpecProblem]:
     """Problems of a run input against the chain's `input_schema` (paths `input.x`)."""
     if spec.input_schema is None:
         return []
-    validator = Draft202012Validator(
-        spec.input_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
+    validator = Draft202012Validator(spec.input_schema, format_checker=FORMAT_CHECKER)
     errors = sorted(
         validator.iter_errors(value), key=lambda e: [_sort_key(p) for p in e.absolute_path]
     )

@@ -15,6 +15,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from core.json_formats import FORMAT_CHECKER
+
 MAX_SCHEMA_ERRORS = 20
 MAX_ERROR_CHARS = 300
 """Validation messages quote the instance; keep history and re-ask prompts small."""
@@ -58,7 +60,7 @@ def check_json_output(text: str, schema: dict[str, Any]) -> tuple[Any | None, li
         parsed = json.loads(candidate)
     except ValueError as exc:
         return None, [f"$: the reply is not valid JSON ({exc})"]
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
     errors = sorted(validator.iter_errors(parsed), key=lambda e: (e.json_path, e.message))
     if not errors:
         return parsed, None

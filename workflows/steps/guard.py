@@ -19,6 +19,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.steps.model import ModelRunner
     from workflows.types import StepRecord
 
+CHORUS_JSON_FORMATS = "guards-check-chorus-json-formats"
+"""Patch: guards check JSON Schema formats with core.json_formats."""
+
 GUARD_RETRY_PROMPT = (
     "Your answer did not pass these checks:\n{}\nAnswer again, fixing every problem."
 )
@@ -37,7 +40,12 @@ class GuardRunner:
             source = ctx.records.get(step.rules.citations_from)
             passages = (source.output or {}).get("passages", []) if source else []
             retrieved = [p["id"] for p in passages]
-        violations = guards.check(target.output, step.rules, retrieved_ids=retrieved)
+        # Formats are checked by Chorus's own checker on every worker alike;
+        # runs recorded before it replay with jsonschema's.
+        formats = step.rules.json_schema is not None and workflow.patched(CHORUS_JSON_FORMATS)
+        violations = guards.check(
+            target.output, step.rules, retrieved_ids=retrieved, chorus_formats=formats
+        )
         retries = 0
         while violations:
             described = guards.describe(violations)
@@ -61,7 +69,9 @@ class GuardRunner:
                     ],
                 )
                 ctx.publish_step(variables, target)
-                violations = guards.check(target.output, step.rules, retrieved_ids=retrieved)
+                violations = guards.check(
+                    target.output, step.rules, retrieved_ids=retrieved, chorus_formats=formats
+                )
                 continue
             if step.on_fail == "escalate":
                 approval = await ctx.ask_people(
