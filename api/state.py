@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
 from core.logging import get_logger
-from core.problems import DatabaseUnavailable, TemporalUnavailable
+from core.problems import DatabaseUnavailable, TemporalUnavailable, Unavailable
 from core.settings import Settings
 from core.temporal import TemporalConnectError, connect
 from runs.catalog import Catalog, ChainFileError, chain_files, sync_chain_dir
 from store import create_all, make_engine, session_scope
+from store.engine import WriteLockTimeout, write_scope
 
 log = get_logger(__name__)
 
@@ -34,6 +38,9 @@ CHAINS_DIR_AUTHOR = "chains-dir"
 CHAINS_CHECK_INTERVAL_S = 2.0
 """How long a changed chain file may go unseen by requests for chains that
 are found; a chain that is not found has the directory checked at once."""
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 Fingerprint = tuple[tuple[str, int, int, int], ...]
 """Name, size, mtime and inode of each chain file: a save changes one of them."""
@@ -140,14 +147,33 @@ class ChainsDir:
         return tuple(stats)
 
 
+class DatabaseBusy(Unavailable):
+    """Every database connection (or, on SQLite, the write turn) stayed taken
+    for longer than a request may wait: the API is overloaded, retry later."""
+
+    code = "database_busy"
+
+
 class Database:
     """The engine, plus the one-time preparation (tables, shipped chains) that
-    is retried until it succeeds once."""
+    is retried until it succeeds once.
+
+    Requests reach it through `read` and `write`: each call runs on a thread
+    in a session of its own, so a connection is held only while that thread
+    works, never while a request waits for Temporal or for a thread. The pool
+    has a connection for every API thread (`api_threads`), plus some for
+    what runs beside them (the chains directory's sync, health checks).
+    """
 
     def __init__(self, settings: Settings, catalog: Catalog) -> None:
         self.settings = settings
         self.catalog = catalog
-        self.engine: Engine = make_engine(settings.effective_database_url)
+        self.engine: Engine = make_engine(
+            settings.effective_database_url,
+            pool_size=settings.database_pool_size or settings.api_threads,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout_s=settings.database_pool_timeout_s,
+        )
         self._prepared = False
         self._lock = threading.Lock()
         self.last_error: str | None = None
@@ -187,9 +213,51 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        """A session committed when the block ends (blocking; for a thread)."""
         self.prepare()
-        with session_scope(self.engine) as session:
-            yield session
+        try:
+            with session_scope(self.engine) as session:
+                yield session
+        except PoolTimeout as exc:
+            raise self._busy(exc) from exc
+
+    async def read(
+        self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(session, ...)` on a thread, in a session of its own that is
+        closed (its connection back in the pool) before this returns. Rows
+        returned stay readable."""
+        return await run_in_threadpool(self._call, session_scope, fn, args, kwargs)
+
+    async def write(
+        self, fn: Callable[Concatenate[Session, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Like `read`, in a short write transaction (`store.engine.write_scope`:
+        on SQLite the process's writers take turns, so none meets "database is
+        locked"). `fn` commits nothing itself: the transaction commits when it
+        returns and rolls back if it raises."""
+        return await run_in_threadpool(self._call, write_scope, fn, args, kwargs)
+
+    def _call(
+        self,
+        scope: Callable[[Engine], AbstractContextManager[Session]],
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> T:
+        self.prepare()
+        try:
+            with scope(self.engine) as session:
+                return fn(session, *args, **kwargs)
+        except (PoolTimeout, WriteLockTimeout) as exc:
+            raise self._busy(exc) from exc
+
+    def _busy(self, exc: Exception) -> DatabaseBusy:
+        log.warning("database busy: a request waited too long", error=str(exc))
+        return DatabaseBusy(
+            "the database is busy (every connection is in use); retry shortly",
+            details={"reason": type(exc).__name__},
+        )
 
     def _safe_url(self) -> str:
         from sqlalchemy.engine import make_url

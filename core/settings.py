@@ -121,6 +121,27 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     """`production` refuses placeholder secrets (CHORUS_ENVIRONMENT)."""
 
+    # API capacity: what one API process takes on at once (see api/load_shedding.py)
+    api_max_in_flight: int = Field(default=64, ge=1)
+    """Requests the API handles at once; more wait in a queue (health checks never do)."""
+    api_max_queued: int = Field(default=256, ge=0)
+    """Requests that may wait for a slot; beyond that a request gets 503 with
+    `Retry-After` at once."""
+    api_queue_timeout_s: float = Field(default=5.0, gt=0)
+    """How long a queued request waits for a slot before it gets 503 with `Retry-After`."""
+    api_threads: int = Field(default=40, ge=1)
+    """Threads for blocking work (database calls, sync routes); the API's
+    database pool is sized from this."""
+    api_body_read_timeout_s: float = Field(default=30.0, gt=0)
+    """A request body not received in full within this long gets 408 (a slow
+    client cannot hold a connection and a slot forever)."""
+    database_pool_size: int | None = Field(default=None, ge=1)
+    """Connections the API keeps open (None: one per API thread, `api_threads`)."""
+    database_max_overflow: int = Field(default=10, ge=0)
+    """Connections the API may open beyond `database_pool_size` under load."""
+    database_pool_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a request waits for a free database connection before a 503."""
+
     # Files (defaults: see the module docstring)
     state_dir: Path = Field(default_factory=lambda: project_path(".state"))
     """Project-local state: Temporal's SQLite file, child logs, pid files."""
