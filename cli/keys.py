@@ -26,6 +26,13 @@ def keys_create(
         list[str] | None,
         typer.Option(help="extra role the key may review as (repeatable), e.g. supervisor"),
     ] = None,
+    scope: Annotated[
+        str | None,
+        typer.Option(
+            help="which runs the key sees: own (a service key: the runs it starts; a "
+            "reviewer: approvals for its roles) or all; default own, all for admins"
+        ),
+    ] = None,
 ) -> None:
     """Create an API key and print it once: only its hash is stored."""
     settings = load_settings()
@@ -37,13 +44,24 @@ def keys_create(
         try:
             with session_scope(engine) as session:
                 row, plaintext = create_api_key(
-                    session, name=name, role=role, approval_roles=approval_role or []
+                    session,
+                    name=name,
+                    role=role,
+                    approval_roles=approval_role or [],
+                    scope=scope,
                 )
         except StoreError as exc:
             fail(str(exc))
     extra = f", may also review as {', '.join(row.approval_roles)}" if row.approval_roles else ""
+    if row.scope == "all":
+        sees = "sees every run"
+    elif row.role == "service":
+        sees = "sees the runs it starts"
+    else:
+        sees = "sees approvals for its roles"
     err_console.print(
-        f"created {escape(row.role)} key [bold]{escape(row.name)}[/]{escape(extra)}. Copy it now: "
+        f"created {escape(row.role)} key [bold]{escape(row.name)}[/]{escape(extra)} "
+        f"(scope {escape(row.scope)}: {sees}). Copy it now: "
         "it will not be shown again.",
         highlight=False,
     )
@@ -67,7 +85,7 @@ def keys_list(
         print(json.dumps([key.model_dump(mode="json") for key in keys]))
         return
     table = Table(title="API keys", title_justify="left")
-    for column in ("name", "role", "approval roles", "prefix", "created", "status"):
+    for column in ("name", "role", "approval roles", "scope", "prefix", "created", "status"):
         table.add_column(column)
     for key in keys:
         status = (
@@ -79,6 +97,7 @@ def keys_list(
             Text(key.name),
             Text(key.role),
             Text(", ".join(key.approval_roles)),
+            Text(key.scope),
             f"{key.key_prefix}…",
             when(key.created_at),
             status,

@@ -31,11 +31,15 @@ from store.errors import (
     DuplicateKeyNameError,
     InvalidApprovalRoleError,
     InvalidKeyNameError,
+    InvalidKeyScopeError,
+    ReservedKeyNameError,
     RunExistsError,
     UnknownRoleError,
 )
 from store.models import (
     API_KEY_ROLES,
+    BOOTSTRAP_ADMIN,
+    KEY_SCOPES,
     ApiKey,
     ApprovalAudit,
     ChainVersion,
@@ -241,21 +245,43 @@ def list_runs(
     *,
     chain: str | None = None,
     status: str | None = None,
+    created_by: str | None = None,
+    reviewed_by: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> list[RunRecord]:
-    """Runs newest first, optionally of one chain and/or one status."""
+    """Runs newest first, optionally of one chain and/or one status, started
+    by one API key (`created_by`) and/or with a decision by one reviewer in
+    the audit log (`reviewed_by`)."""
     statement = select(RunRecord)
     if chain is not None:
         statement = statement.where(RunRecord.chain == chain)
     if status is not None:
         statement = statement.where(RunRecord.status == status)
+    if created_by is not None:
+        statement = statement.where(RunRecord.created_by == created_by)
+    if reviewed_by is not None:
+        reviewed = select(ApprovalAudit.run_id).where(ApprovalAudit.reviewer == reviewed_by)
+        statement = statement.where(col(RunRecord.run_id).in_(reviewed))
     statement = (
         statement.order_by(desc(col(RunRecord.started_at)), desc(col(RunRecord.run_id)))
         .offset(max(offset, 0))
         .limit(min(max(limit, 0), MAX_LIST_LIMIT))
     )
     return list(session.exec(statement).all())
+
+
+def run_creators(session: Session, *, run_ids: Collection[str]) -> dict[str, str | None]:
+    """Who started each of these runs (`created_by`), for the ids the run
+    index has; None for runs started outside the API."""
+    wanted = sorted(set(run_ids))
+    found: dict[str, str | None] = {}
+    for start in range(0, len(wanted), 500):
+        statement = select(RunRecord.run_id, RunRecord.created_by).where(
+            col(RunRecord.run_id).in_(wanted[start : start + 500])
+        )
+        found.update((run_id, creator) for run_id, creator in session.exec(statement).all())
+    return found
 
 
 _STUB_ONLY_FIELDS = frozenset({"run_id", "input_hash", "created_by"})
@@ -345,25 +371,64 @@ def _check_roles(role: str, approval_roles: Sequence[str]) -> list[str]:
     return checked
 
 
+def _check_scope(role: str, scope: str | None) -> str:
+    if scope is None:
+        return "all" if role == "admin" else "own"
+    if scope not in KEY_SCOPES:
+        raise InvalidKeyScopeError(
+            f"unknown scope {scope!r}: a key's scope is one of {', '.join(KEY_SCOPES)}"
+        )
+    if role == "admin" and scope != "all":
+        raise InvalidKeyScopeError(
+            f"scope {scope!r} does not apply to an admin key: admins see every run"
+        )
+    return scope
+
+
+def _active_key_named(session: Session, name: str) -> ApiKey | None:
+    """The active key whose name equals `name` ignoring case (names are ASCII)."""
+    statement = select(ApiKey).where(
+        func.lower(ApiKey.name) == name.lower(), col(ApiKey.revoked_at).is_(None)
+    )
+    return session.exec(statement).first()
+
+
 def create_api_key(
-    session: Session, *, name: str, role: str, approval_roles: list[str] | None = None
+    session: Session,
+    *,
+    name: str,
+    role: str,
+    approval_roles: list[str] | None = None,
+    scope: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; returns its row and the key itself, which is not stored
-    anywhere and cannot be shown again.
+    anywhere and cannot be shown again. `scope` defaults to `own` (`all` for
+    an admin key, which always sees everything).
 
-    Raises UnknownRoleError, InvalidApprovalRoleError, InvalidKeyNameError, or
-    DuplicateKeyNameError when an active key already has the name.
+    Raises UnknownRoleError, InvalidApprovalRoleError, InvalidKeyNameError,
+    InvalidKeyScopeError, ReservedKeyNameError for the bootstrap admin's name,
+    or DuplicateKeyNameError when an active key has the name (ignoring case:
+    the name is the reviewer identity the audit log records).
     """
     if not _KEY_NAME.match(name):
         raise InvalidKeyNameError(
             f"invalid key name {name!r}: use 1-100 letters, digits, '_', '.', '@' or '-'"
         )
+    if name.lower() == BOOTSTRAP_ADMIN.lower():
+        raise ReservedKeyNameError(name, BOOTSTRAP_ADMIN)
     extra_roles = _check_roles(role, approval_roles or [])
+    checked_scope = _check_scope(role, scope)
+    # The unique index catches the same name racing in; this catches the
+    # same name in another case, which the index cannot see.
+    existing = _active_key_named(session, name)
+    if existing is not None:
+        raise DuplicateKeyNameError(name, existing.name)
     plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
         name=name,
         role=role,
         approval_roles=extra_roles,
+        scope=checked_scope,
         key_prefix=plaintext[:KEY_PREFIX_LENGTH],
         key_hash=hash_api_key(plaintext),
     )

@@ -16,6 +16,8 @@ __all__ = [
     "DuplicateKeyNameError",
     "InvalidApprovalRoleError",
     "InvalidKeyNameError",
+    "InvalidKeyScopeError",
+    "ReservedKeyNameError",
     "RunExistsError",
     "StoreError",
     "UnknownRoleError",
@@ -52,14 +54,31 @@ class InvalidApprovalRoleError(StoreError, ValueError):
 
 
 class DuplicateKeyNameError(StoreError):
-    """An active API key already has this name."""
+    """An active API key already has this name (names are compared ignoring case)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, existing: str | None = None) -> None:
         self.name = name
+        self.existing = existing or name
+        same = "" if self.existing == name else f" ({self.existing!r}: names ignore case)"
         super().__init__(
-            f"an active API key named {name!r} already exists: "
+            f"an active API key named {name!r} already exists{same}: "
             "pick another name, or revoke that key first"
         )
+
+
+class ReservedKeyNameError(StoreError):
+    """The name is the bootstrap admin's identity, which no stored key may take."""
+
+    def __init__(self, name: str, reserved: str) -> None:
+        self.name = name
+        super().__init__(
+            f"the key name {name!r} is reserved: {reserved!r} is the identity of the "
+            "bootstrap admin key (CHORUS_ADMIN_KEY); pick another name"
+        )
+
+
+class InvalidKeyScopeError(StoreError, ValueError):
+    """A key scope that is not one of own, all, or `own` for an admin key."""
 
 
 class InvalidKeyNameError(StoreError, ValueError):

@@ -24,6 +24,17 @@ from core.chain_spec import ChainSpec
 ApiKeyRole = Literal["service", "reviewer", "admin"]
 API_KEY_ROLES: tuple[ApiKeyRole, ...] = ("service", "reviewer", "admin")
 
+KeyScope = Literal["own", "all"]
+KEY_SCOPES: tuple[KeyScope, ...] = ("own", "all")
+"""Which runs a key sees: `own` (a service key: the runs it started; a
+reviewer: approvals for its roles, their runs and the runs it decided on),
+or `all`. Admin keys always see everything."""
+
+BOOTSTRAP_ADMIN = "bootstrap-admin"
+"""The identity the bootstrap admin key (CHORUS_ADMIN_KEY) acts as. No stored
+key may take this name, in any case, so that `bootstrap-admin` in the audit
+log always means that key."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -175,6 +186,9 @@ class ApiKeyBase(SQLModel):
     """One of API_KEY_ROLES."""
     approval_roles: list[str] = Field(default_factory=list, sa_type=JSONType)
     """Extra role names the key may review as (e.g. `supervisor` for escalations)."""
+    scope: str = Field(default="own", max_length=16, sa_column_kwargs={"server_default": "own"})
+    """One of KEY_SCOPES. Databases made before this column get it from
+    `store.schema.upgrade` (`own`; `all` for admin keys)."""
     key_prefix: str = Field(index=True, max_length=16)
     """The key's first characters, to tell keys apart in listings and logs."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -213,3 +227,4 @@ class ApiKeyPublic(ApiKeyBase):
     """A key as the API and `chorus keys list` show it: never its hash."""
 
     role: ApiKeyRole  # type: ignore[assignment]
+    scope: KeyScope  # type: ignore[assignment]

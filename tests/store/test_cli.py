@@ -81,6 +81,24 @@ def test_keys_create_refuses_bad_roles_and_duplicate_names(cli_env: dict[str, st
     assert dup.exit_code == 1 and "'x' already exists" in dup.stderr
 
 
+def test_keys_create_with_a_scope_and_never_the_bootstrap_name(cli_env: dict[str, str]) -> None:
+    wide = invoke(
+        ["keys", "create", "--name", "ops", "--role", "service", "--scope", "all"], cli_env
+    )
+    assert wide.exit_code == 0, wide.output
+    assert "scope all: sees every run" in wide.stderr
+    narrow = invoke(["keys", "create", "--name", "backend", "--role", "service"], cli_env)
+    assert "scope own: sees the runs it starts" in narrow.stderr
+    bad = invoke(["keys", "create", "--name", "x", "--role", "service", "--scope", "some"], cli_env)
+    assert bad.exit_code == 1 and "unknown scope 'some'" in bad.stderr
+    reserved = invoke(
+        ["keys", "create", "--name", "Bootstrap-Admin", "--role", "reviewer"], cli_env
+    )
+    assert reserved.exit_code == 1 and "'Bootstrap-Admin' is reserved" in reserved.stderr
+    listed = json.loads(invoke(["keys", "list", "--json"], cli_env).stdout)
+    assert {(k["name"], k["scope"]) for k in listed} == {("ops", "all"), ("backend", "own")}
+
+
 def test_chains_publish_validates_numbers_and_skips_unchanged(
     cli_env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
