@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -332,7 +332,7 @@ class RunClient:
             ApprovalView.of(detail.run_id, detail.chain, a) for a in pending
         ]
         if state.error:
-            detail.error = RunError(message=state.error)
+            detail.error = RunError(type=state.error_type, message=state.error)
 
     async def _closed_result(self, handle: WorkflowHandle[Any, Any], run_id: str) -> ChainResult:
         try:
@@ -394,8 +394,11 @@ class RunClient:
             PENDING_APPROVALS_QUERY, result_type=list[ApprovalState], rpc_timeout=QUERY_TIMEOUT
         )
 
-    async def list_pending(self, *, chain: str | None, limit: int) -> ApprovalList:
-        """Pending approvals of every run awaiting one, oldest run first."""
+    async def list_pending(
+        self, *, chain: str | None, limit: int, roles: Collection[str] | None = None
+    ) -> ApprovalList:
+        """Pending approvals of every run awaiting one, oldest run first; with
+        `roles`, only those whose `required_role` is one of them."""
         runs = [run async for run in self._awaiting_runs(chain, limit)]
         gate = asyncio.Semaphore(QUERY_CONCURRENCY)
 
@@ -414,7 +417,9 @@ class RunClient:
                 unavailable.append(run_id)
                 continue
             items.extend(
-                ApprovalView.of(run_id, run_chain, a) for a in pending if a.status == "pending"
+                ApprovalView.of(run_id, run_chain, a)
+                for a in pending
+                if a.status == "pending" and (roles is None or a.required_role in roles)
             )
         return ApprovalList(items=items, unavailable_runs=unavailable)
 

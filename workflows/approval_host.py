@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import ClassVar, Literal
 
+from pydantic import ValidationError
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -18,7 +20,12 @@ with workflow.unsafe.imports_passed_through():
     from core.records import ApprovalAuditInput
     from workflows.activity_options import DEFAULT_ACTIVITY_OPTIONS, ActivityOptions
     from workflows.approvals import ApprovalDesk, AuditEntry, DecisionRejected
-    from workflows.types import ApprovalDecision, ApprovalState, DecisionOutcome
+    from workflows.types import (
+        ApprovalDecision,
+        ApprovalRejection,
+        ApprovalState,
+        DecisionOutcome,
+    )
 
 
 @dataclass(frozen=True)
@@ -53,15 +60,21 @@ class ApprovalHost:
         return self._desk.pending()
 
     @workflow.update(name=DECIDE)
-    async def decide(self, decision: ApprovalDecision) -> DecisionOutcome:
-        """A reviewer's decision; answered once its audit row is written."""
+    async def decide(self, payload: RawValue) -> DecisionOutcome:
+        """A reviewer's decision; answered once its audit row is written.
+
+        Taken raw and decoded here, so a payload that does not parse (from
+        the Temporal CLI, say) is refused by the validator as a
+        MalformedDecision instead of failing to decode, retryably."""
+        decision = _decode_decision(payload)
         await self._audit(self._desk.apply(decision, workflow.now()))
         return self._desk.outcome(decision.approval_id)
 
     @decide.validator
-    def _check_decision(self, decision: ApprovalDecision) -> None:
+    def _check_decision(self, payload: RawValue) -> None:
         # Raising here rejects the Update before it enters history: the caller
         # learns why at once and the run is unchanged.
+        decision = _decode_decision(payload)
         try:
             self._desk.check(decision)
         except DecisionRejected as rejected:
@@ -70,9 +83,15 @@ class ApprovalHost:
             ) from None
 
     @workflow.signal(name=DECIDE)
-    async def decide_signal(self, decision: ApprovalDecision) -> None:
+    async def decide_signal(self, payload: RawValue) -> None:
         """The same decision for tools that can only signal. A signal cannot be
         refused, so an invalid one is logged and listed in the run's state."""
+        try:
+            decision = _decode_decision(payload)
+        except ApplicationError as malformed:
+            workflow.logger.warning("ignored decision signal: %s", malformed.message)
+            self._ignored_signals.append(f"{malformed.type}: {malformed.message}")
+            return
         try:
             entry = self._desk.apply(decision, workflow.now())
         except DecisionRejected as rejected:
@@ -154,3 +173,24 @@ def rejection_message(step: str, approval: ApprovalState) -> str:
     return f"step {step}: rejected by {last.reviewer}" + (
         f": {last.comment}" if last.comment else ""
     )
+
+
+def _decode_decision(payload: RawValue) -> ApprovalDecision:
+    """The decision a `decide` Update or Signal carries, or a non-retryable
+    MalformedDecision naming what does not parse (unknown fields included)."""
+    try:
+        decoded = workflow.payload_converter().from_payload(payload.payload, ApprovalDecision)
+    except Exception as err:  # any decoding or validation failure of the payload
+        problems = err.errors() if isinstance(err, ValidationError) else []
+        what = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'decision'}: {problem['msg']}"
+            for problem in problems
+        ) or str(err)
+        raise ApplicationError(
+            f"malformed decision: {what}"[:500],
+            type=ApprovalRejection.MALFORMED,
+            non_retryable=True,
+        ) from None
+    if not isinstance(decoded, ApprovalDecision):  # pragma: no cover - converter contract
+        decoded = ApprovalDecision.model_validate(decoded)
+    return decoded

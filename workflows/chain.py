@@ -39,6 +39,8 @@ COST_REFRESH = timedelta(seconds=2)
 """Shortest interval between two ChorusCostUsd upserts while a run goes on."""
 PATCH_THROTTLE_COST_UPSERTS = "chorus-throttle-cost-upserts"
 PATCH_RUN_INDEX = "chorus-run-index"
+PATCH_COST_WITH_STATUS = "cost-published-with-status"
+"""ChorusCostUsd is written with every status change (parking on an approval too)."""
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -69,6 +71,7 @@ class ChainWorkflow(ApprovalHost):
         self._interpreter = Interpreter(self._run_ctx)
         self._status: RunStatus = "running"
         self._error: str | None = None
+        self._error_type: str | None = None
         self._cost_published_at: datetime | None = None
         self._throttle_cost_upserts = True
         self._index_runs = True
@@ -98,9 +101,11 @@ class ChainWorkflow(ApprovalHost):
             last = await self._interpreter.run_steps(spec.steps, variables)
             output = ctx.records[spec.output].output if spec.output else last
         except ChainRejected as rejection:
+            self._error_type = rejection.error_type
             await self._finish("rejected", str(rejection))
             return self._result(None, rejection.error_type)
         except ChainFailure as failure:
+            self._error_type = failure.error_type
             await self._finish("failed", str(failure))
             raise ApplicationError(
                 str(failure),
@@ -136,6 +141,8 @@ class ChainWorkflow(ApprovalHost):
             ),
             approvals=self._desk.all(),
             error=self._error,
+            error_type=self._error_type,
+            ignored_signals=list(self._ignored_signals),
         )
 
     # -- run lifecycle -------------------------------------------------------
@@ -169,7 +176,12 @@ class ChainWorkflow(ApprovalHost):
         status: RunStatus = "awaiting_approval" if self._desk.pending() else "running"
         if status != self._status:
             self._status = status
-            workflow.upsert_search_attributes([STATUS_KEY.value_set(status)])
+            attributes = [STATUS_KEY.value_set(status)]
+            if workflow.patched(PATCH_COST_WITH_STATUS):
+                # A run parked on an approval shows what it has spent so far.
+                attributes.append(COST_KEY.value_set(self._run_ctx.budget.spent_usd))
+                self._cost_published_at = workflow.now()
+            workflow.upsert_search_attributes(attributes)
             await self._index_run()
 
     async def _index_run(self, *, finished: bool = False) -> None:

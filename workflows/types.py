@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from activities.gateway.types import TokenUsage
 from core.chain_spec import ChainSpec
@@ -110,6 +110,12 @@ class RunState(BaseModel):
     budget: BudgetState
     approvals: list[ApprovalState] = Field(default_factory=list)
     error: str | None = None
+    error_type: str | None = None
+    """Set with `error` when the run is failing (a `failed` status never
+    comes without its type)."""
+    ignored_signals: list[str] = Field(default_factory=list)
+    """`decide` signals the run could not apply, with the reason (a signal
+    cannot be refused to its sender)."""
 
 
 class ChainResult(BaseModel):
@@ -131,6 +137,9 @@ ApprovalStatus = Literal["pending", "approved", "rejected"]
 class ApprovalDecision(BaseModel):
     """What a reviewer sends. `payload_hash` binds the decision to what the
     reviewer saw: a decision on a payload that has changed since is stale."""
+
+    model_config = ConfigDict(extra="forbid")
+    """A misspelt field (`coment`) is a malformed decision, not a silent loss."""
 
     approval_id: str = Field(min_length=1)
     decision: DecisionKind
