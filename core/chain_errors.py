@@ -34,6 +34,11 @@ class ChainErrorType:
     """A prompt, text, argument or condition template failed to render or
     evaluate against the run's context."""
 
+    TEMPLATE_LIMIT_EXCEEDED: Final = "TemplateLimitExceeded"
+    """A template went over a rendering limit (output size, loop steps, a
+    value's size, a width or precision, nesting, memory): it would have
+    exhausted the worker, so the step fails instead of retrying forever."""
+
     NO_ROUTE_MATCHED: Final = "NoRouteMatched"
     """A route step found no branch whose condition held, and has no
     `otherwise`."""
@@ -83,6 +88,7 @@ CHAIN_ERROR_TYPES: Final[tuple[str, ...]] = (
     ChainErrorType.UNKNOWN_MODEL_ALIAS,
     ChainErrorType.UNKNOWN_TOOL,
     ChainErrorType.TEMPLATE_ERROR,
+    ChainErrorType.TEMPLATE_LIMIT_EXCEEDED,
     ChainErrorType.NO_ROUTE_MATCHED,
     ChainErrorType.STEP_LIMIT_EXCEEDED,
     ChainErrorType.BUDGET_EXCEEDED,

@@ -159,4 +159,4 @@ def _template_errors(where: str) -> Iterator[None]:
     try:
         yield
     except templating.TemplateRenderError as err:
-        raise ChainFailure(ChainErrorType.TEMPLATE_ERROR, f"{where}: {err}") from None
+        raise ChainFailure(err.error_type, f"{where}: {err}") from None

@@ -7,6 +7,14 @@ Hence a sandboxed, immutable environment whose only globals are pure
 (a typo in a prompt fails the step instead of sending an empty string to a
 model), and no autoescape (prompts are not HTML).
 
+Rendering has limits (output size, loop steps, value sizes, widths and
+precisions, nesting: `workflows.template_sandbox`), counted rather than timed,
+so a template that would exhaust the worker fails the step with
+`TemplateLimitError` (the run's `TemplateLimitExceeded`) on every worker and
+every replay. A run whose history was recorded before the limits (no
+`template-limits` marker) re-renders without them where one trips, so it
+replays as it ran.
+
 The same parser serves static analysis (`references`), which the validator
 uses to reject references to unknown or not-yet-run steps before a run starts.
 """
@@ -15,18 +23,33 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2.environment import Template, TemplateExpression
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
 from jinja2.runtime import Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from temporalio import workflow
+
+from core.chain_errors import ChainErrorType
+from workflows.template_sandbox import (
+    DEFAULT_LIMITS,
+    LEGACY_LIMITS,
+    BoundedSandbox,
+    LimitExceeded,
+    TemplateLimits,
+    budget,
+    instrument,
+)
 
 __all__ = [
+    "TEMPLATE_LIMITS_PATCH",
+    "TemplateLimitError",
+    "TemplateLimits",
     "TemplateRefs",
     "TemplateRenderError",
     "evaluate",
@@ -36,10 +59,10 @@ __all__ = [
 ]
 
 _CACHE_SIZE = 1024
-_MAX_SEQUENCE_PRODUCT = 1_000_000
-"""Largest string or list that `*` may build (a template must not exhaust memory)."""
-_MAX_POWER_BITS = 100_000
-"""Largest integer (in bits) that `**` may build (`9 ** 9 ** 9` would never finish)."""
+_T = TypeVar("_T")
+
+TEMPLATE_LIMITS_PATCH = "template-limits"
+"""Marks the runs whose templates render with limits (`workflow.patched`)."""
 
 
 class TemplateRenderError(Exception):
@@ -49,6 +72,9 @@ class TemplateRenderError(Exception):
     syntax error, the refused operation); `line` is the 1-based line in
     `source` when known.
     """
+
+    error_type: ClassVar[str] = ChainErrorType.TEMPLATE_ERROR
+    """The `ApplicationError.type` the run fails with."""
 
     def __init__(self, source: str, message: str, line: int | None = None) -> None:
         self.source = source
@@ -60,6 +86,13 @@ class TemplateRenderError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.source, self.message, self.line))
+
+
+class TemplateLimitError(TemplateRenderError):
+    """A template went over a rendering limit (or ran out of memory or
+    stack): rendering it again would fail again."""
+
+    error_type: ClassVar[str] = ChainErrorType.TEMPLATE_LIMIT_EXCEEDED
 
 
 @dataclass(frozen=True)
@@ -74,36 +107,8 @@ class TemplateRefs:
     """True when a step is looked up by a computed key (`steps[name]`): not checkable statically."""
 
 
-class _ChorusEnvironment(ImmutableSandboxedEnvironment):
-    """Immutable sandbox that also refuses operators building huge values."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(count, int)
-                    and len(seq) * count > _MAX_SEQUENCE_PRODUCT
-                ):
-                    raise SecurityError(
-                        f"refusing to build a sequence of {len(seq) * count} items with '*' "
-                        f"(limit {_MAX_SEQUENCE_PRODUCT})"
-                    )
-        elif (
-            operator == "**"
-            and isinstance(left, int)
-            and isinstance(right, int)
-            and right > 0
-            and max(left.bit_length(), 1) * right > _MAX_POWER_BITS
-        ):
-            raise SecurityError(f"refusing to compute {left} ** {right} (result too large)")
-        return super().call_binop(context, operator, left, right)
-
-
-def _make_environment() -> _ChorusEnvironment:
-    env = _ChorusEnvironment(
+def _make_environment() -> BoundedSandbox:
+    env = BoundedSandbox(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -163,18 +168,22 @@ def _parse_tree(source: str, *, expression: bool) -> nodes.Template:
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def _compiled_template(source: str) -> Any:
+def _compiled_template(source: str) -> Template:
+    tree = instrument(_parse_template(source), _ENV)
     try:
-        return _ENV.from_string(source)
+        return _ENV.from_string(tree)
     except TemplateSyntaxError as err:
         raise _syntax_error(source, err) from None
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def _compiled_expression(source: str) -> Any:
-    _parse_expression(source)  # same checks and messages as `references`
+def _compiled_expression(source: str) -> TemplateExpression:
+    # What `Environment.compile_expression` does, with the instrumentation.
+    expr = _parse_expression(source)  # same checks and messages as `references`
+    body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+    tree = instrument(nodes.Template(body, lineno=1), _ENV)
     try:
-        return _ENV.compile_expression(source, undefined_to_none=False)
+        return TemplateExpression(_ENV.from_string(tree), undefined_to_none=False)
     except TemplateSyntaxError as err:  # pragma: no cover - caught by the parse above
         raise _syntax_error(source, err) from None
 
@@ -183,23 +192,16 @@ def _compiled_expression(source: str) -> Any:
 
 
 def render(source: str, context: Mapping[str, Any]) -> str:
-    """Render a prompt template; any missing variable or refused operation raises."""
+    """Render a prompt template; any missing variable, refused operation or
+    exceeded limit raises."""
     template = _compiled_template(source)
-    try:
-        return str(template.render(dict(context)))
-    except _RUNTIME_ERRORS as err:
-        raise _runtime_error(source, err, context, expression=False) from None
+    return _limited(lambda limits: _render(template, source, context, limits))
 
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     """Evaluate one expression (e.g. a route condition) against the context."""
     compiled = _compiled_expression(expression)
-    try:
-        value = compiled(dict(context))
-        _raise_if_undefined(value)
-    except _RUNTIME_ERRORS as err:
-        raise _runtime_error(expression, err, context, expression=True) from None
-    return value
+    return _limited(lambda limits: _evaluate(compiled, expression, context, limits))
 
 
 def evaluate_bool(expression: str, context: Mapping[str, Any]) -> bool:
@@ -214,6 +216,82 @@ def evaluate_bool(expression: str, context: Mapping[str, Any]) -> bool:
 _RUNTIME_ERRORS = (TemplateError, ArithmeticError, TypeError, ValueError, LookupError)
 """Failures of the template itself. Other errors (e.g. a sandbox restriction of the
 Temporal SDK) are bugs of ours and must surface as they are."""
+
+_LIMIT_ERRORS = (LimitExceeded, MemoryError, RecursionError)
+"""A template that costs too much: over a limit, or (should a limit miss a
+case) out of memory or stack, which would recur on every attempt."""
+
+
+def _limited(attempt: Callable[[TemplateLimits], _T]) -> _T:
+    """Run `attempt` under the limits; in a workflow whose history was
+    recorded without them (replaying, no marker), once more without."""
+    try:
+        return attempt(DEFAULT_LIMITS)
+    except TemplateLimitError:
+        if _limits_in_force():
+            raise
+    return attempt(LEGACY_LIMITS)
+
+
+def _limits_in_force() -> bool:
+    # Only asked when a limit trips, so runs within the limits record no
+    # marker; a run wedged on a template before the limits existed takes the
+    # new path on its next (non-replayed) attempt and fails cleanly.
+    return not workflow.in_workflow() or workflow.patched(TEMPLATE_LIMITS_PATCH)
+
+
+def _render(
+    template: Template, source: str, context: Mapping[str, Any], limits: TemplateLimits
+) -> str:
+    pieces: list[str] = []
+    size = 0
+    with budget(limits):
+        stream = template.generate(dict(context))
+        try:
+            for piece in stream:
+                size += len(piece)
+                if size > limits.max_output_chars and not limits.legacy:
+                    raise LimitExceeded(
+                        f"the output would pass {limits.max_output_chars} characters"
+                    )
+                pieces.append(piece)
+        except _LIMIT_ERRORS as err:
+            raise _limit_error(source, err) from None
+        except _RUNTIME_ERRORS as err:
+            raise _runtime_error(source, err, context, expression=False) from None
+        finally:
+            stream.close()
+    return "".join(pieces)
+
+
+def _evaluate(
+    compiled: TemplateExpression,
+    expression: str,
+    context: Mapping[str, Any],
+    limits: TemplateLimits,
+) -> Any:
+    with budget(limits):
+        try:
+            value = compiled(dict(context))
+            _raise_if_undefined(value)
+        except _LIMIT_ERRORS as err:
+            raise _limit_error(expression, err, expression=True) from None
+        except _RUNTIME_ERRORS as err:
+            raise _runtime_error(expression, err, context, expression=True) from None
+    return value
+
+
+def _limit_error(
+    source: str, err: BaseException, *, expression: bool = False
+) -> TemplateLimitError:
+    if isinstance(err, MemoryError):
+        reason = "it ran out of memory"
+    elif isinstance(err, RecursionError):
+        reason = "it nested too deep (Python's recursion limit)"
+    else:
+        reason = str(err)
+    line = None if expression else _template_line(err.__traceback__)
+    return TemplateLimitError(source, f"template limit exceeded: {reason}", line)
 
 
 def _raise_if_undefined(value: Any, depth: int = 0) -> None:

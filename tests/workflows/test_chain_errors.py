@@ -9,6 +9,7 @@ RELEASED = {
     "UNKNOWN_MODEL_ALIAS": "UnknownModelAlias",
     "UNKNOWN_TOOL": "UnknownTool",
     "TEMPLATE_ERROR": "TemplateError",
+    "TEMPLATE_LIMIT_EXCEEDED": "TemplateLimitExceeded",
     "NO_ROUTE_MATCHED": "NoRouteMatched",
     "STEP_LIMIT_EXCEEDED": "StepLimitExceeded",
     "BUDGET_EXCEEDED": "BudgetExceeded",

@@ -4,11 +4,19 @@ the sandbox, and the static analysis the validator relies on."""
 from __future__ import annotations
 
 import pickle
+import time
+import tracemalloc
 from typing import Any
 
 import pytest
+from jinja2 import StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from core.chain_errors import ChainErrorType
+from workflows import templating
+from workflows.template_sandbox import LEGACY_LIMITS, TemplateLimits
 from workflows.templating import (
+    TemplateLimitError,
     TemplateRefs,
     TemplateRenderError,
     evaluate,
@@ -102,8 +110,6 @@ def test_syntax_error_carries_the_line() -> None:
         "{{ input.__class__ }}",
         "{{ input.tags.append('x') }}",  # immutable sandbox: no mutation of context
         "{{ input.update({'a': 1}) }}",
-        "{{ 'x' * 100000000 }}",  # would build a 100 MB string
-        "{{ 7 ** 10000000 }}",  # would compute for a long time
     ],
 )
 def test_sandbox_refuses_unsafe_operations(source: str) -> None:
@@ -218,3 +224,243 @@ def test_references_report_syntax_errors_with_line() -> None:
     assert info.value.line == 3
     with pytest.raises(TemplateRenderError, match="syntax error"):
         references("steps.a ==", expression=True)
+
+
+# -- limits ------------------------------------------------------------------------------
+
+BOMBS: dict[str, tuple[str, str]] = {
+    # The four of issue 8, then their relatives.
+    "namespace doubling": (
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
+        "'~' concatenation would be 1048576 characters",
+    ),
+    "format width": ("{{ '{:>300000000}'.format(1) }}", "width or precision of 300000000"),
+    "center filter": ("{{ 'ab' | center(10**12) }}", "filter 'center' width of 1000000000000"),
+    "nested ranges": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "more than 200000 steps",
+    ),
+    "namespace doubling with +": (
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s | length }}",
+        "'+' concatenation",
+    ),
+    "nested format width": ("{{ '{:>{}}'.format(1, 300000000) }}", "of 300000000"),
+    "format precision": ("{{ '{:.300000000f}'.format(1.0) }}", "of 300000000"),
+    "format_map width": ("{{ '{a:>99999999}'.format_map({'a': 1}) }}", "of 99999999"),
+    "printf width": ("{{ '%300000000d' % 1 }}", "printf-style width or precision"),
+    "printf star width": ("{{ '%*d' % (300000000, 1) }}", "printf-style '*' width"),
+    "format filter width": ("{{ '%.300000000f' | format(1.0) }}", "printf-style width"),
+    "str.center": ("{{ 'ab'.center(10**12) }}", "str.center width"),
+    "str.ljust": ("{{ 'ab'.ljust(10**9) }}", "str.ljust width"),
+    "str.rjust": ("{{ 'ab'.rjust(10**9, '-') }}", "str.rjust width"),
+    "str.zfill": ("{{ '1'.zfill(10**9) }}", "str.zfill width"),
+    "str.expandtabs": ("{{ ('\t' * 100000).expandtabs(10000) }}", "str.expandtabs would be"),
+    "str.replace": ("{{ ('a' * 100000).replace('a', 'b' * 100) }}", "str.replace would be"),
+    "str.join": ("{{ ('x' * 100000).join(['a'] * 100) }}", "str.join would be"),
+    "str.translate": ("{{ ('a' * 1000).translate({97: 'x' * 10000}) }}", "translate would be"),
+    "int.to_bytes": ("{{ (1).to_bytes(10**10, 'big') | length }}", "to_bytes length"),
+    "string repetition": ("{{ 'x' * 100000000 }}", "'*' repetition would be 100000000"),
+    "list repetition": ("{{ ([0] * 10**8) | length }}", "'*' repetition"),
+    "integer power": ("{{ 7 ** 10000000 }}", "integer of more than 100000 bits"),
+    "integer squaring": (
+        "{% set ns = namespace(x=3) %}{% for i in range(40) %}"
+        "{% set ns.x = ns.x * ns.x %}{% endfor %}{{ ns.x > 0 }}",
+        "integer of more than 100000 bits",
+    ),
+    "replace filter": ("{{ ('a' * 1000000) | replace('a', 'bb') }}", "filter 'replace' would be"),
+    "indent filter": ("{{ ('\n' * 100000) | indent(10000) }}", "filter 'indent' would be"),
+    "join filter": ("{{ range(1000) | map('string') | join('x' * 10000) }}", "filter 'join'"),
+    "batch fill": ("{{ [1] | batch(10**9, 0) | list | length }}", "filter 'batch' size"),
+    "slice count": ("{{ [1] | slice(10**9) | list | length }}", "filter 'slice' count"),
+    "big range": ("{{ range(10**9) | length }}", "range() of 1000000000 items"),
+    "exponential macro": (
+        "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+        "{{ f(40) }}",
+        "more than 200000 steps",
+    ),
+    "endless macro": ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "nested more than 50"),
+    "macro doubling": (
+        "{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% else %}{{ s | length }}"
+        "{% endif %}{% endmacro %}{{ d('a', 40) }}",
+        "'~' concatenation",
+    ),
+    "endless recursive loop": (
+        "{% for x in [1, 2] recursive %}{{ loop([1, 2]) }}{% endfor %}",
+        "nested more than 50",
+    ),
+    "shared list printed": (
+        "{% set ns = namespace(l=[0, 0]) %}{% for i in range(40) %}"
+        "{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}",
+        "more than",
+    ),
+    "one string many times": ("{{ ['x' * 1000000] * 1000 }}", "as text"),
+    "one string many times as JSON": ("{{ (['x' * 100000] * 100) | tojson }}", "as text"),
+    "output size": ("{% for i in range(10000) %}{{ 'x' * 1000 }}{% endfor %}", "the output"),
+    "literal output": ("{% for i in range(100000) %}" + "y" * 1000 + "{% endfor %}", "output"),
+    "accumulating a list": (
+        "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}"
+        "{% set ns.l = ns.l + ['x' * 1000 ~ i] %}{% endfor %}{{ ns.l | length }}",
+        "characters in all",
+    ),
+    "slicing in a loop": (
+        "{% set s = 'x' * 1000000 %}{% for i in range(100000) %}{{ s[1:] | length }}{% endfor %}",
+        "characters in all",
+    ),
+    "lazy filter chain in a loop": (
+        "{% for i in range(100000) %}{{ range(100000) | select('odd') | list | length }}"
+        "{% endfor %}",
+        "steps",
+    ),
+    "sorting in a loop": (
+        "{% for i in range(100000) %}{{ range(100000) | list | sort | length }}{% endfor %}",
+        "steps",
+    ),
+}
+
+
+@pytest.mark.parametrize("source", [s for s, _ in BOMBS.values()], ids=list(BOMBS))
+def test_templates_over_a_limit_fail_fast_with_a_named_error(source: str) -> None:
+    phrase = next(p for s, p in BOMBS.values() if s == source)
+    started = time.perf_counter()
+    with pytest.raises(TemplateLimitError) as info:
+        render(source, CONTEXT)
+    elapsed = time.perf_counter() - started
+
+    err = info.value
+    assert err.error_type == ChainErrorType.TEMPLATE_LIMIT_EXCEEDED == "TemplateLimitExceeded"
+    assert err.message.startswith("template limit exceeded: ")
+    assert phrase in err.message
+    # A workflow task fails as deadlocked after 2 s: a bomb must stop far sooner
+    # (measured: under 0.25 s each on a loaded 2-core machine).
+    assert elapsed < 1.0, f"{elapsed:.2f} s"
+
+
+def test_templates_over_a_limit_stay_within_a_small_memory_budget() -> None:
+    """Refused before they allocate: the worst bomb peaks at a few MB (the
+    issue's format width reached 5.6 GB, namespace doubling 256 MB)."""
+    peaks = {}
+    for name, (source, _) in BOMBS.items():
+        tracemalloc.start()
+        try:
+            with pytest.raises(TemplateLimitError):
+                render(source, CONTEXT)
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    worst = max(peaks, key=peaks.__getitem__)
+    assert peaks[worst] < 64 * 2**20, f"{worst}: {peaks[worst] / 2**20:.0f} MB"
+
+
+def test_expressions_have_the_same_limits() -> None:
+    with pytest.raises(TemplateLimitError, match=r"str\.center width"):
+        evaluate("'ab'.center(10**12) == ''", {})
+    with pytest.raises(TemplateLimitError, match="steps"):
+        evaluate_bool("range(100000) | select('odd') | map('string') | join | length > 0", {})
+
+
+def test_limit_errors_say_where_and_survive_pickling() -> None:
+    with pytest.raises(TemplateLimitError) as info:
+        render("Intro\n{{ 'ab'.ljust(10**9) }}", {})
+    assert info.value.line == 2
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert isinstance(copy, TemplateLimitError)
+    assert (copy.message, copy.line) == (info.value.message, 2)
+
+
+def test_memory_and_recursion_errors_become_limit_errors() -> None:
+    """Should a limit miss a case, running out of memory or stack still
+    fails the step instead of the workflow task."""
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(TemplateLimitError, match="nested too deep"):
+        render("{{ value | tojson }}", {"value": deep})
+
+
+PASSAGES = [
+    {"title": f"Doc {i}", "text": "lorem ipsum " * 20, "score": i / 1000} for i in range(1000)
+]
+
+
+def test_ordinary_templates_render_as_before() -> None:
+    """Loops with `loop.*`, filters, macros, call blocks, recursive loops,
+    slices, formats and `~` render exactly as Jinja renders them."""
+    source = (
+        "{% macro item(p, n) %}[{{ n }}/{{ caller() if caller else '' }}] {{ p.title | upper }}"
+        "{% endmacro %}"
+        "{% for p in passages if p.score >= 0.998 %}"
+        "{{ loop.index }}/{{ loop.length }}{{ ',' if not loop.last }}"
+        "{% endfor %}\n"
+        "{% for p in passages[:2] %}{% call item(p, loop.revindex) %}c{% endcall %}\n"
+        "{% endfor %}"
+        "{% for node in tree recursive %}{{ node.name }}{% if node.kids %}({{ loop(node.kids) }})"
+        "{% endif %}{% endfor %}\n"
+        "{{ '{:>6.2f}|{:<4}|'.format(3.14159, 'ab') }}{{ '%05d %s' % (42, 'x') }}"
+        "{{ '%-4s|' | format('ab') }}{{ 'a' ~ 1 ~ [2] }}\n"
+        "{{ passages | map(attribute='title') | select('in', ['Doc 1', 'Doc 2']) | join(', ') }}"
+        "{{ (passages | sort(attribute='score', reverse=true) | first).title }}"
+        "{{ 'x' | center(9) }}|{{ 'ab\ncd' | indent(2) }}|{{ ('abc' * 3)[::-2] }}"
+    )
+    tree = [{"name": "a", "kids": [{"name": "b", "kids": []}, {"name": "c", "kids": []}]}]
+    text = render(source, {"passages": PASSAGES, "tree": tree})
+    assert text.splitlines() == [
+        "1/2,2/2",
+        "[2/c] DOC 0",
+        "[1/c] DOC 1",
+        "a(bc)",
+        "  3.14|ab  |00042 xab  |a1[2]",
+        "Doc 1, Doc 2Doc 999    x    |ab",
+        "  cd|cabca",
+    ]
+    stock = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+    assert text == stock.from_string(source).render(passages=PASSAGES, tree=tree)
+
+
+def test_a_large_but_ordinary_prompt_renders() -> None:
+    """A thousand retrieved passages (about 260 KB of prompt) are well inside the limits."""
+    source = (
+        "Answer from these passages:\n"
+        "{% for p in passages %}[{{ loop.index }}] {{ p.title }} ({{ '%.3f' % p.score }}): "
+        "{{ p.text | trim }}\n{% endfor %}"
+    )
+    text = render(source, {"passages": PASSAGES})
+    assert text.count("\n") == 1001
+    assert 200_000 < len(text) < 300_000
+
+
+def test_limits_are_counts_so_every_worker_agrees() -> None:
+    """The same template stops at the same place every time: the error
+    names the same step count, whatever the machine's speed."""
+    source = (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}"
+    )
+    messages = set()
+    for _ in range(3):
+        with pytest.raises(TemplateLimitError) as info:
+            render(source, {})
+        messages.add(info.value.message)
+    assert len(messages) == 1
+
+
+def test_legacy_limits_render_what_ran_before_the_limits() -> None:
+    """A run recorded before the limits re-renders without them on replay,
+    with the two checks that existed then and their old errors."""
+    source = "{% for i in range(300) %}{% for j in range(300) %}.{% endfor %}{% endfor %}"
+    template = templating._compiled_template(source)
+    with pytest.raises(TemplateLimitError):
+        render(source, {})
+    assert templating._render(template, source, {}, LEGACY_LIMITS) == "." * 90_000
+
+    old = "{{ 'x' * 100000000 }}"
+    with pytest.raises(TemplateRenderError, match="not allowed in a template") as info:
+        templating._render(templating._compiled_template(old), old, {}, LEGACY_LIMITS)
+    assert not isinstance(info.value, TemplateLimitError)
+
+
+def test_limits_can_be_tightened() -> None:
+    tight = TemplateLimits(max_output_chars=10)
+    template = templating._compiled_template("{{ 'x' * 11 }}")
+    with pytest.raises(TemplateLimitError, match="pass 10 characters"):
+        templating._render(template, "{{ 'x' * 11 }}", {}, tight)
