@@ -89,6 +89,18 @@ def url_password(url: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def mask_known_secrets(text: str, mask: str = MASK) -> str:
+    """`text` with every secret this process registered replaced by `mask`.
+
+    For text that leaves the process by another road than a log line: an
+    error message bound for workflow history, where a provider or a server
+    may have echoed back the key it was sent."""
+    for secret in SECRETS.values():
+        if secret in text:
+            text = text.replace(secret, mask)
+    return text
+
+
 def redact_text(text: str, limit: int = MAX_FIELD_CHARS) -> str:
     """`text` with every known secret and secret-shaped value masked, cut to
     `limit` characters.
@@ -99,9 +111,7 @@ def redact_text(text: str, limit: int = MAX_FIELD_CHARS) -> str:
     length = len(text)
     if length > limit:
         text = text[: limit + _CUT_MARGIN]
-    for secret in SECRETS.values():
-        if secret in text:
-            text = text.replace(secret, MASK)
+    text = mask_known_secrets(text)
     for shape in _SHAPES:
         text = shape.sub(lambda m: (m.group(1) + " " + MASK) if m.lastindex else MASK, text)
     text = _URL_PASSWORD.sub(lambda m: m.group("scheme") + MASK + "@", text)

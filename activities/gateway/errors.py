@@ -25,6 +25,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities.gateway.types import ProviderErrorType
+from core.redaction import mask_known_secrets
 
 MAX_PROVIDER_MESSAGE_CHARS = 500
 """Provider messages can echo the whole prompt; history only needs the gist."""
@@ -73,7 +74,9 @@ _BODY_CLASSIFIED_STATUSES = frozenset({400, 402, 403, 413, 422, 429})
 
 
 def redact(text: str) -> str:
-    """Replace anything that looks like an API key or bearer token."""
+    """Replace every secret the worker read (a provider may echo the key it
+    was sent) and anything that looks like an API key or bearer token."""
+    text = mask_known_secrets(text, "[redacted]")
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub("[redacted]", text)
     return text

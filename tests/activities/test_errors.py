@@ -16,6 +16,7 @@ from activities.gateway.errors import (
     translate_http_error,
 )
 from activities.gateway.types import ProviderErrorType as T
+from core.redaction import register_secret
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -268,6 +269,16 @@ def test_message_never_carries_a_key() -> None:
     assert "abcdEFGH1234" not in err.message
     assert "[redacted]" in err.message
     assert "Bearer abc" not in redact("echo: Authorization: Bearer abcdefghijklmnop")
+
+
+def test_message_never_echoes_a_key_the_worker_read_whatever_its_shape() -> None:
+    key = "canary-unshaped-provider-key-4d2e"  # no sk-, no Bearer: only known by value
+    register_secret(key)
+    body = anthropic_body("authentication_error", f"invalid x-api-key: {key}")
+    err = translate_http_error("anthropic", 401, {}, body, alias="claude")
+    assert key not in err.message
+    assert "invalid x-api-key: [redacted]" in err.message
+    assert key not in connection_error("openai", "gpt", OSError(f"refused {key}")).message
 
 
 def test_plain_text_and_empty_bodies() -> None:

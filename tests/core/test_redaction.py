@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from core.logging import configure_logging, get_logger
-from core.redaction import MASK, redact_text, register_secret
+from core.redaction import MASK, mask_known_secrets, redact_text, register_secret
 from core.settings import Settings
 
 PROVIDER_KEY = "canary-provider-key-7f3a9c"
@@ -95,3 +95,12 @@ def test_settings_repr_shows_no_secret() -> None:
     for secret in (ADMIN_KEY, DB_PASSWORD, "canary-temporal-key-99"):
         assert secret not in text
     assert "postgresql://chorus:***@db/chorus" in text
+
+
+def test_known_secrets_are_masked_outside_logs_too() -> None:
+    # An error message bound for workflow history goes through this.
+    register_secret(PROVIDER_KEY)
+    echoed = f"Incorrect API key provided: {PROVIDER_KEY}; key {PROVIDER_KEY}"
+    assert mask_known_secrets(echoed) == f"Incorrect API key provided: {MASK}; key {MASK}"
+    assert mask_known_secrets(echoed, "[redacted]").count("[redacted]") == 2
+    assert mask_known_secrets("nothing secret here") == "nothing secret here"
