@@ -10,9 +10,23 @@ sends the Update and names the validator's reason.
 
 from __future__ import annotations
 
+from api import ownership
 from api.deps import Principal
 from api.schemas import DecisionRequest, DecisionResult
+from api.state import Database
 from runs.client import RunClient
+from runs.views import ApprovalList
+
+
+async def list_pending(
+    db: Database, runs: RunClient, *, principal: Principal, chain: str | None, limit: int
+) -> ApprovalList:
+    """The pending approvals the caller sees (`api.ownership`): a reviewer
+    those of its roles, a service key those of its runs."""
+    listing = await runs.list_pending(
+        chain=chain, limit=limit, roles=ownership.approval_roles_filter(principal)
+    )
+    return await db.read(ownership.owned_approvals, principal=principal, listing=listing)
 
 
 async def decide(

@@ -1,9 +1,19 @@
 """Dependencies of the routes, as `Annotated` aliases: the database session,
 the Temporal client, and who is calling with which role.
 
+No dependency holds a database connection for the rest of the request: a
+route that awaits Temporal reaches the database through `DatabaseDep`
+(one short session per call, on a thread), and the key check uses a session
+of its own.
+
 Authentication is a bearer API key: a key stored (hashed) in the database,
 or the bootstrap admin key from CHORUS_ADMIN_KEY, which acts as an admin
 named `bootstrap-admin` so that the first real keys can be created.
+
+Roles say what a key may do; its scope says which runs it may do it to
+(`Principal.run_access`): a service key sees and cancels the runs it started,
+a reviewer the runs and approvals of its roles, unless the key was created
+with scope `all`; an admin sees everything.
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -19,23 +29,37 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from api.errors import http_error
-from api.state import ApiState
+from api.state import ApiState, Database
 from core.problems import ApiProblem
 from core.settings import Settings
 from runs.client import RunClient
 from store import verify_api_key
+from store.models import BOOTSTRAP_ADMIN
 
-BOOTSTRAP_ADMIN = "bootstrap-admin"
 ROLES = ("service", "reviewer", "admin")
+
+RunAccess = Literal["all", "owned", "reviewed"]
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: a key's name (the identity recorded in the audit log) and roles."""
+    """The caller: a key's name (the identity recorded in the audit log),
+    roles, and scope (`own` or `all`: which runs it sees)."""
 
     name: str
     role: str
     approval_roles: list[str] = field(default_factory=list)
+    scope: str = "own"
+
+    @property
+    def run_access(self) -> RunAccess:
+        """Which runs the caller sees: `all` (an admin, or a key of scope
+        `all`); `owned`, a service key: the runs it started; `reviewed`, a
+        reviewer: approvals of its roles and the runs they belong to, and
+        runs it has decided on."""
+        if self.role == "admin" or self.scope == "all":
+            return "all"
+        return "owned" if self.role == "service" else "reviewed"
 
     @property
     def reviewer_roles(self) -> list[str]:
@@ -63,7 +87,11 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 def get_session(state: StateDep) -> Iterator[Session]:
     """One session per request, committed before the response is sent (the
-    dependency's scope is the route function), rolled back if the route raises."""
+    dependency's scope is the route function), rolled back if the route raises.
+
+    For sync routes, which use it on their own thread: its connection is
+    taken at the first query and given back when the route returns. A route
+    that awaits anything between queries uses `DatabaseDep` instead."""
     try:
         state.database.prepare()
     except ApiProblem as problem:
@@ -73,6 +101,15 @@ def get_session(state: StateDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+async def get_database(state: StateDep) -> Database:
+    return state.database
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+"""The database for async routes: `await db.read(fn, ...)` / `await db.write(fn, ...)`
+run `fn(session, ...)` on a thread in a session of their own."""
 
 
 async def get_temporal_client(state: StateDep) -> Client:
@@ -102,9 +139,8 @@ def _unauthorized(message: str) -> Exception:
     return http_error(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def get_principal(
+async def get_principal(
     state: StateDep,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Who is calling; 401 (with `WWW-Authenticate: Bearer`) when no valid key is given."""
@@ -115,11 +151,18 @@ def get_principal(
     if admin_key is not None and hmac.compare_digest(
         presented.encode(), admin_key.get_secret_value().encode()
     ):
-        return Principal(BOOTSTRAP_ADMIN, "admin")
-    key = verify_api_key(session, presented=presented)
+        return Principal(BOOTSTRAP_ADMIN, "admin", scope="all")
+    key = await state.database.read(verify_api_key, presented=presented)
     if key is None:
         raise _unauthorized("unknown or revoked API key")
-    return Principal(key.name, key.role, list(key.approval_roles or []))
+    if key.name.lower() == BOOTSTRAP_ADMIN.lower():
+        # Made before the name was reserved: its decisions would be recorded
+        # as the bootstrap admin's.
+        raise _unauthorized(
+            f"API key {key.name!r} has the bootstrap admin's reserved name: revoke it "
+            f"(DELETE /v1/keys/{key.name}) and create one under another name"
+        )
+    return Principal(key.name, key.role, list(key.approval_roles or []), scope=key.scope)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

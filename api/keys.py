@@ -17,6 +17,7 @@ from store import (
     list_api_keys,
     revoke_api_key,
 )
+from store.errors import InvalidKeyScopeError, ReservedKeyNameError
 
 
 def public(key: ApiKey) -> ApiKeyPublic:
@@ -26,11 +27,22 @@ def public(key: ApiKey) -> ApiKeyPublic:
 def create(session: Session, body: KeyCreate) -> KeyCreated:
     try:
         key, plaintext = create_api_key(
-            session, name=body.name, role=body.role, approval_roles=list(body.approval_roles)
+            session,
+            name=body.name,
+            role=body.role,
+            approval_roles=list(body.approval_roles),
+            scope=body.scope,
         )
     except DuplicateKeyNameError as exc:
-        raise KeyExists(str(exc), details={"name": body.name}) from None
-    except (UnknownRoleError, InvalidApprovalRoleError, InvalidKeyNameError) as exc:
+        raise KeyExists(str(exc), details={"name": body.name, "existing": exc.existing}) from None
+    except ReservedKeyNameError as exc:
+        raise KeyExists(str(exc), code="key_name_reserved", details={"name": body.name}) from None
+    except (
+        UnknownRoleError,
+        InvalidApprovalRoleError,
+        InvalidKeyNameError,
+        InvalidKeyScopeError,
+    ) as exc:
         raise Unprocessable(str(exc), code="invalid_key") from None
     return KeyCreated(**public(key).model_dump(), key=plaintext)
 

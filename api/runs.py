@@ -20,9 +20,11 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col
 from starlette.concurrency import run_in_threadpool
 
+from api import ownership
 from api.deps import Principal
 from api.schemas import RunAccepted, RunCreate, RunSummary
-from core.problems import ChainNotFound, RunConflict, RunNotFound
+from api.state import Database
+from core.problems import ChainNotFound, RunConflict
 from runs.client import RunClient, input_hash_of
 from runs.views import RunDetail, RunError
 from store import (
@@ -214,10 +216,23 @@ class RunStarter:
 # -- read ------------------------------------------------------------------------------
 
 
-async def read_run(session: Session, runs: RunClient, run_id: str) -> RunDetail:
+async def read_run(db: Database, runs: RunClient, run_id: str, principal: Principal) -> RunDetail:
     """A run as Temporal knows it (live state, or the closed run's result),
-    completed from the run index; the index alone once Temporal forgot it."""
-    record = await in_thread(get_run, session, run_id=run_id)
+    completed from the run index; the index alone once Temporal forgot it.
+    RunNotFound for a run the caller may not see (`api.ownership`)."""
+    record = await db.read(ownership.visible_record, principal=principal, run_id=run_id)
+    detail = await _read(runs, run_id, record)
+    if principal.run_access != "reviewed":
+        return detail
+    seen = ownership.reviewer_view(principal, detail)
+    if not seen.pending_approvals and not await db.read(
+        ownership.has_reviewed, reviewer=principal.name, run_id=run_id
+    ):
+        raise ownership.run_not_found(run_id)
+    return seen
+
+
+async def _read(runs: RunClient, run_id: str, record: RunRecord | None) -> RunDetail:
     if record is None:
         detail = await runs.read(run_id)
     else:
@@ -231,7 +246,7 @@ async def read_run(session: Session, runs: RunClient, run_id: str) -> RunDetail:
     if detail is not None:
         return detail
     if record is None:
-        raise RunNotFound(f"no run with id {run_id!r}", details={"run_id": run_id})
+        raise ownership.run_not_found(run_id)
     return _from_index(record)
 
 
@@ -256,7 +271,31 @@ def _from_index(record: RunRecord) -> RunDetail:
 
 
 def list_run_summaries(
-    session: Session, *, chain: str | None, status: str | None, limit: int, offset: int
+    session: Session,
+    *,
+    principal: Principal,
+    chain: str | None,
+    status: str | None,
+    limit: int,
+    offset: int,
 ) -> list[RunSummary]:
-    records = list_runs(session, chain=chain, status=status, limit=limit, offset=offset)
+    """The runs the caller sees (`api.ownership`), newest first."""
+    records = list_runs(
+        session,
+        chain=chain,
+        status=status,
+        limit=limit,
+        offset=offset,
+        **ownership.runs_filter(principal),
+    )
     return [RunSummary.model_validate(record, from_attributes=True) for record in records]
+
+
+# -- cancel ----------------------------------------------------------------------------
+
+
+async def cancel_run(db: Database, runs: RunClient, run_id: str, principal: Principal) -> None:
+    """Ask a run to cancel; RunNotFound for a run the caller may not see."""
+    if principal.run_access != "all":
+        await db.read(ownership.visible_record, principal=principal, run_id=run_id)
+    await runs.cancel(run_id)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from core.chain_spec import CHAIN_NAME_PATTERN
 from core.statuses import RunStatus
 from store import ApiKeyPublic, ChainVersionPublic
-from store.models import ApiKeyRole
+from store.models import ApiKeyRole, KeyScope
 from workflows.types import DecisionKind, DecisionOutcome
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
@@ -129,6 +129,11 @@ class KeyCreate(RequestModel):
     """Also the reviewer identity recorded in the approval audit log."""
     role: ApiKeyRole
     approval_roles: list[ApprovalRole] = Field(default_factory=list, max_length=20)
+    scope: KeyScope | None = Field(
+        default=None,
+        description="Which runs the key sees: `own` (default; a service key: the runs it "
+        "starts, a reviewer: approvals for its roles) or `all`. Admin keys see every run.",
+    )
 
 
 class KeyCreated(ApiKeyPublic):

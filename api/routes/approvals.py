@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from api import approvals
-from api.deps import ReaderDep, ReviewerDep, RunClientDep
+from api.deps import DatabaseDep, ReaderDep, ReviewerDep, RunClientDep
 from api.errors import error_responses
 from api.routes.runs import RunIdPath
 from api.schemas import DecisionRequest, DecisionResult
@@ -21,16 +21,17 @@ router = APIRouter(tags=["approvals"])
     "/v1/approvals",
     response_model=ApprovalList,
     responses=error_responses(401, 403, 422, 503),
-    summary="Pending approvals across runs",
+    summary="Pending approvals across runs (a reviewer's: those of its roles)",
 )
 async def list_approvals(
-    _principal: ReaderDep,
+    principal: ReaderDep,
+    db: DatabaseDep,
     runs: RunClientDep,
     approval_status: Annotated[Literal["pending"], Query(alias="status")] = "pending",
     chain: Annotated[str | None, Query(max_length=100, pattern=CHAIN_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most runs to look at")] = 200,
 ) -> ApprovalList:
-    return await runs.list_pending(chain=chain, limit=limit)
+    return await approvals.list_pending(db, runs, principal=principal, chain=chain, limit=limit)
 
 
 @router.post(

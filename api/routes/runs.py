@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from api import runs
-from api.deps import ReaderDep, RunClientDep, ServiceDep, SessionDep
+from api.deps import DatabaseDep, ReaderDep, RunClientDep, ServiceDep, SessionDep
 from api.errors import error_responses
 from api.schemas import (
     RUN_ID_PATTERN,
@@ -54,16 +54,21 @@ async def start_run(
     responses=error_responses(401, 403, 422, 503),
     summary="List runs from the run index, newest first",
 )
-def list_runs(
-    _principal: ReaderDep,
-    session: SessionDep,
+async def list_runs(
+    principal: ReaderDep,
+    db: DatabaseDep,
     chain: Annotated[str | None, Query(max_length=100)] = None,
     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> RunList:
-    items = runs.list_run_summaries(
-        session, chain=chain, status=run_status, limit=limit, offset=offset
+    items = await db.read(
+        runs.list_run_summaries,
+        principal=principal,
+        chain=chain,
+        status=run_status,
+        limit=limit,
+        offset=offset,
     )
     return RunList(items=items, limit=limit, offset=offset)
 
@@ -75,9 +80,9 @@ def list_runs(
     summary="A run: status, current steps, pending approvals, usage, result or error",
 )
 async def get_run(
-    run_id: RunIdPath, _principal: ReaderDep, session: SessionDep, run_client: RunClientDep
+    run_id: RunIdPath, principal: ReaderDep, db: DatabaseDep, run_client: RunClientDep
 ) -> RunDetail:
-    return await runs.read_run(session, run_client, run_id)
+    return await runs.read_run(db, run_client, run_id, principal)
 
 
 @router.post(
@@ -88,7 +93,7 @@ async def get_run(
     summary="Ask a running run to cancel",
 )
 async def cancel_run(
-    run_id: RunIdPath, _principal: ServiceDep, run_client: RunClientDep
+    run_id: RunIdPath, principal: ServiceDep, db: DatabaseDep, run_client: RunClientDep
 ) -> CancelAccepted:
-    await run_client.cancel(run_id)
+    await runs.cancel_run(db, run_client, run_id, principal)
     return CancelAccepted(run_id=run_id)

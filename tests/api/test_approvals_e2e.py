@@ -331,7 +331,7 @@ async def test_every_validator_refusal_has_its_status_and_leaves_the_run_unchang
         http, keys.reviewer2, run_id, "first", decision="approve", payload_hash=good_hash
     )
     assert done_first.json()["status"] == "approved"
-    second = await pending_for(http, keys.reviewer, run_id, "second")
+    second = await pending_for(http, keys.supervisor, run_id, "second")
     assert second["required_role"] == "supervisor"
     by_chain = await http.get("/v1/approvals", params={"chain": chain}, headers=admin())
     assert {item["run_id"] for item in by_chain.json()["items"]} == {run_id}

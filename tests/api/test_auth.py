@@ -6,8 +6,10 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 from core.settings import Settings
+from store import ApiKey, hash_api_key, session_scope
 from tests.api.conftest import ADMIN_KEY, Keys, admin, assert_error, bearer
 
 pytestmark = pytest.mark.usefixtures("api")
@@ -142,6 +144,82 @@ async def test_key_requests_are_validated(http: httpx.AsyncClient) -> None:
         "/v1/keys", json={"name": "has space", "role": "service"}, headers=admin()
     )
     assert assert_error(bad_name, 422)["details"][0]["path"] == "body.name"
+
+
+@pytest.mark.parametrize("name", ["bootstrap-admin", "Bootstrap-Admin", "BOOTSTRAP-ADMIN"])
+async def test_the_bootstrap_admins_name_is_reserved(http: httpx.AsyncClient, name: str) -> None:
+    for role in ("reviewer", "admin"):
+        response = await http.post("/v1/keys", json={"name": name, "role": role}, headers=admin())
+        error = assert_error(response, 409, "key_name_reserved")
+        assert f"{name!r} is reserved" in error["message"] and error["details"] == {"name": name}
+    listing = await http.get("/v1/keys", headers=admin())
+    assert all(k["name"].lower() != "bootstrap-admin" for k in listing.json()["items"])
+
+
+async def test_key_names_are_unique_ignoring_case(http: httpx.AsyncClient) -> None:
+    name = f"Casey-{uuid.uuid4().hex[:8]}"
+    first = await http.post("/v1/keys", json={"name": name, "role": "reviewer"}, headers=admin())
+    assert first.status_code == 201
+    other_case = name.lower()
+    again = await http.post(
+        "/v1/keys", json={"name": other_case, "role": "reviewer"}, headers=admin()
+    )
+    error = assert_error(again, 409, "key_exists")
+    assert other_case in error["message"] and name in error["message"]
+    assert error["details"] == {"name": other_case, "existing": name}
+
+
+async def test_key_scopes_are_shown_and_checked(http: httpx.AsyncClient) -> None:
+    tag = uuid.uuid4().hex[:8]
+    cases = [
+        ({"role": "service"}, "own"),
+        ({"role": "service", "scope": "all"}, "all"),
+        ({"role": "reviewer", "scope": "own"}, "own"),
+        ({"role": "admin"}, "all"),
+    ]
+    for i, (body, scope) in enumerate(cases):
+        created = await http.post("/v1/keys", json={"name": f"s{i}-{tag}", **body}, headers=admin())
+        assert created.status_code == 201 and created.json()["scope"] == scope, created.text
+    listing = (await http.get("/v1/keys", headers=admin())).json()["items"]
+    assert sorted(k["scope"] for k in listing if k["name"].endswith(tag)) == sorted(
+        scope for _, scope in cases
+    )
+
+    admin_own = await http.post(
+        "/v1/keys", json={"name": f"a-{tag}", "role": "admin", "scope": "own"}, headers=admin()
+    )
+    assert (
+        "does not apply to an admin key" in assert_error(admin_own, 422, "invalid_key")["message"]
+    )
+    unknown = await http.post(
+        "/v1/keys", json={"name": f"u-{tag}", "role": "service", "scope": "most"}, headers=admin()
+    )
+    assert assert_error(unknown, 422, "invalid_request")["details"][0]["path"] == "body.scope"
+
+
+async def test_a_stored_key_under_the_bootstrap_name_is_refused(
+    http: httpx.AsyncClient, db_engine: Engine
+) -> None:
+    """A key made before the name was reserved would act as the bootstrap
+    admin in the audit log: it stops working, and says how to replace it."""
+    plaintext = f"chorus_{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    with session_scope(db_engine) as session:
+        session.add(
+            ApiKey(
+                name="Bootstrap-Admin",
+                role="reviewer",
+                key_prefix=plaintext[:12],
+                key_hash=hash_api_key(plaintext),
+            )
+        )
+    response = await http.get("/v1/approvals", headers=bearer(plaintext))
+    error = assert_error(response, 401, "unauthorized")
+    assert (
+        "reserved name" in error["message"]
+        and "DELETE /v1/keys/Bootstrap-Admin" in error["message"]
+    )
+    revoked = await http.delete("/v1/keys/Bootstrap-Admin", headers=admin())
+    assert revoked.status_code == 200
 
 
 def test_placeholder_admin_key_is_refused_outside_development() -> None:

@@ -86,7 +86,7 @@ async def test_start_run_and_read_its_result(
     assert accepted["status"] == "running" and accepted["created"] is True
     uuid.UUID(accepted["run_id"])
 
-    run = await run_until_closed(http, accepted["run_id"], keys.reviewer)
+    run = await run_until_closed(http, accepted["run_id"], keys.service)
     assert run["status"] == "completed" and run["output"] == GREETING
     assert run["chain"] == chain and run["version"] == 1
     assert run["steps"]["hello"]["status"] == "completed"
