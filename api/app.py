@@ -23,6 +23,7 @@ from api.body_limit import BodySizeLimitMiddleware
 from api.chain_sync import ChainSyncMiddleware, chain_not_found_handler
 from api.errors import install_error_handlers
 from api.json_body import JsonBodyMiddleware
+from api.load_shedding import LoadSheddingMiddleware
 from api.routes import approvals, chains, health, keys, knowledge, runs
 from api.state import ApiState, Database, TemporalConnector
 from core.logging import get_logger
@@ -96,7 +97,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # reads its body.
     app.add_middleware(ChainSyncMiddleware)
     app.add_middleware(JsonBodyMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.api_max_body_bytes,
+        read_timeout_s=settings.api_body_read_timeout_s,
+    )
+    # Outermost: a request beyond capacity is refused before anything reads it.
+    app.add_middleware(
+        LoadSheddingMiddleware,
+        max_in_flight=settings.api_max_in_flight,
+        max_queued=settings.api_max_queued,
+        queue_timeout_s=settings.api_queue_timeout_s,
+        threads=settings.api_threads,
+    )
     for module in (runs, approvals, chains, keys, knowledge, health):
         app.include_router(module.router)
     return app

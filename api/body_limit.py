@@ -1,13 +1,20 @@
-"""Refuse request bodies over a size limit before reading them in full.
+"""Refuse request bodies over a size limit before reading them in full, and
+bodies that do not arrive in time.
 
 A declared `Content-Length` over the limit is refused at once, without
 reading a byte of the body. A body without one (chunked) is read only up to
 the limit plus one byte, then refused; a body within the limit is handed to
 the app as it was received. Refusals use the API's error shape (413), and the
 app never sees the request, so nothing can start.
+
+A body not received in full within `read_timeout_s` gets 408 and the
+connection is closed: a client that sends slowly (or stops half-way) cannot
+hold a connection, and a slot of the API's capacity, for ever.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -18,9 +25,12 @@ from api.request_body import replaying
 class BodySizeLimitMiddleware:
     """Pure ASGI middleware (no BaseHTTPMiddleware: it would buffer every response)."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, read_timeout_s: float | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,20 +46,37 @@ class BodySizeLimitMiddleware:
 
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            size += len(body)
-            if size > self.max_body_bytes:
-                await self._refuse(scope, receive, send, None)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.read_timeout_s):
+                while size <= self.max_body_bytes:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    body = message.get("body", b"")
+                    size += len(body)
+                    chunks.append(body)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await self._too_slow(scope, receive, send, size)
+            return
+        if size > self.max_body_bytes:
+            await self._refuse(scope, receive, send, None)
+            return
 
         await self.app(scope, replaying(b"".join(chunks), receive), send)
+
+    async def _too_slow(self, scope: Scope, receive: Receive, send: Send, received: int) -> None:
+        timeout = self.read_timeout_s
+        response = error_response(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {timeout:g} s "
+            f"({received} bytes received); send it in one go",
+            {"read_timeout_s": timeout, "received_bytes": received},
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
 
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, declared: int | None

@@ -69,15 +69,12 @@ def _canary(label: str) -> str:
     return f"canary{label}{uuid.uuid4().hex}"
 
 
-def _closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
+def _free_port() -> int:
+    """A port nothing listens on (bound, then released): for a service to
+    start on, or for an alias or a tool that must meet a refused connection."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _free_port() -> int:
-    return _closed_port()
 
 
 @contextmanager
@@ -97,7 +94,7 @@ def _write_files(root: Path, simulator_url: str, capture_url: str) -> dict[str, 
     """The deployment under test: a model registry whose aliases read the
     canary keys, a tools file whose headers read the canary tool secret,
     one chain per alias and tool, and a simulator that insists on a key."""
-    refused = f"http://127.0.0.1:{_closed_port()}/v1"
+    refused = f"http://127.0.0.1:{_free_port()}/v1"
     common = {"model": "sim-mini", "prices": PRICES, "timeout_s": 30}
     simulated = {**common, "timeout_s": TIMEOUT_S}
     models = {
@@ -131,7 +128,7 @@ def _write_files(root: Path, simulator_url: str, capture_url: str) -> dict[str, 
     }
     tools = {
         "canary_http": {**tool, "base_url": capture_url},
-        "canary_http_down": {**tool, "base_url": f"http://127.0.0.1:{_closed_port()}"},
+        "canary_http_down": {**tool, "base_url": f"http://127.0.0.1:{_free_port()}"},
     }
     chains_dir = root / "chains"
     chains_dir.mkdir()
@@ -321,6 +318,9 @@ async def test_no_canary_leaves_in_logs_database_histories_or_answers(
             for error_type in EXPECTED_MODEL_ERRORS:
                 assert error_type in worker_log, f"no {error_type} failure in worker.log"
             assert "tool_call.failed" in worker_log and "ToolHttpError" in worker_log
+            # The providers' echoes of the keys reached the log, masked.
+            assert "Incorrect API key provided: [redacted]" in worker_log
+            assert "invalid x-api-key: [redacted]" in worker_log
             assert "unhandled error" in _log_lines(log_dir, "api")
 
             # -- and none of them is anywhere ---------------------------------------------
