@@ -8,13 +8,13 @@ up by themselves; publishing the same spec as the latest is a no-op.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 
 from sqlmodel import Session
 
 from api.schemas import ChainSummary
 from core.chain_spec import ChainSpec
+from core.input_limits import DEFAULT_LIMITS, InputLimits, InputProblem, json_size, loads_json
 from core.problems import ChainNotFound, InvalidChainSpec, UnsupportedMediaType
 from runs.catalog import Catalog
 from store import (
@@ -56,8 +56,12 @@ def _invalid(name: str, problems: list[SpecProblem]) -> InvalidChainSpec:
     )
 
 
-def parse_spec_body(name: str, body: bytes, content_type: str | None) -> ChainSpec:
-    """The request body (JSON, or YAML text) as a ChainSpec; 422 listing problems."""
+def parse_spec_body(
+    name: str, body: bytes, content_type: str | None, limits: InputLimits = DEFAULT_LIMITS
+) -> ChainSpec:
+    """The request body (JSON, or YAML text) as a ChainSpec within the input
+    limits (depth, strings, numbers, size after YAML alias expansion); 422
+    listing problems."""
     media = (content_type or "application/json").split(";")[0].strip().lower()
     if media not in JSON_TYPES + YAML_TYPES:
         raise UnsupportedMediaType(
@@ -70,14 +74,21 @@ def parse_spec_body(name: str, body: bytes, content_type: str | None) -> ChainSp
         raise _invalid(name, [SpecProblem(DOCUMENT, "the body is not UTF-8 text")]) from None
     try:
         if media in YAML_TYPES:
-            return parse_chain_yaml(text)
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ChainSpecError([SpecProblem(DOCUMENT, f"invalid JSON: {exc}")]) from None
-        return parse_chain(data)
+            spec = parse_chain_yaml(text, limits)
+        else:
+            try:
+                data = loads_json(text, limits, root="", max_bytes=limits.max_spec_bytes)
+            except InputProblem as problem:
+                problems = [SpecProblem(problem.path or DOCUMENT, problem.problem)]
+                raise ChainSpecError(problems) from None
+            spec = parse_chain(data)
     except ChainSpecError as exc:
         raise _invalid(name, exc.problems) from None
+    size = json_size(spec.model_dump(mode="json"))
+    if size > limits.max_spec_bytes:
+        problem = f"the spec is {size} bytes as JSON; the limit is {limits.max_spec_bytes}"
+        raise _invalid(name, [SpecProblem(DOCUMENT, problem)])
+    return spec
 
 
 def publish(

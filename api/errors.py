@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.bodies import refused_body
 from core import problems
 from core.logging import get_logger
 
@@ -128,8 +129,15 @@ async def _http_exception_handler(_request: Request, exc: Exception) -> JSONResp
     return error_response(exc.status_code, code, message, details, exc.headers)
 
 
-async def _validation_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    refused = refused_body(request)
+    if refused is not None:
+        # The body broke an input limit (`api.bodies`): its problem, named by
+        # path, is the answer rather than "not a valid object". A body that
+        # is not JSON keeps the code it always had.
+        code = "invalid_request" if refused.code == "invalid_json" else refused.code
+        return error_response(422, code, refused.message, refused.details)
     details = validation_details(exc.errors())
     first = details[0] if details else {"path": "<request>", "message": "invalid request"}
     more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""

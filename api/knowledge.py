@@ -12,14 +12,21 @@ text itself (`text/plain`, `text/markdown`) with `name` (and optionally
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import Session
 
 from api.errors import validation_details
+from core.input_limits import (
+    DEFAULT_LIMITS,
+    InputLimits,
+    InputProblem,
+    check_text,
+    check_value,
+    loads_json,
+)
 from core.problems import NotFound, Unprocessable, UnsupportedMediaType
 from store.knowledge.crud import (
     delete_document,
@@ -41,6 +48,8 @@ from store.knowledge.tables import (
     KnowledgeDocument,
     KnowledgeDocumentPublic,
 )
+
+T = TypeVar("T")
 
 JSON_TYPES = ("application/json",)
 TEXT_TYPES = ("text/plain", "text/markdown", "text/x-markdown")
@@ -114,9 +123,14 @@ class DocumentList(BaseModel):
 
 
 def parse_document_body(
-    body: bytes, content_type: str | None, params: dict[str, str | None]
+    body: bytes,
+    content_type: str | None,
+    params: dict[str, str | None],
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> DocumentIngest:
-    """The request as a DocumentIngest: JSON, or raw text plus query parameters."""
+    """The request as a DocumentIngest: JSON, or raw text plus query parameters,
+    within the input limits (a document's text may have `max_document_chars`;
+    no string may hold a NUL, which PostgreSQL cannot store)."""
     media = (content_type or "application/json").split(";")[0].strip().lower()
     if media not in JSON_TYPES + TEXT_TYPES:
         raise UnsupportedMediaType(
@@ -130,21 +144,40 @@ def parse_document_body(
         raise InvalidDocument("the body is not UTF-8 text") from None
     try:
         if media in JSON_TYPES:
-            try:
-                data: Any = json.loads(text)
-            except ValueError as exc:
-                raise InvalidDocument(f"the body is not valid JSON: {exc}") from None
+            where = {field: f"body.{field}" for field in DocumentIngest.model_fields}
+            data = _checked(
+                lambda: loads_json(text, limits, max_string_chars=limits.max_document_chars)
+            )
+            if isinstance(data, dict):
+                # Only the text may be as long as a document.
+                rest = {key: value for key, value in data.items() if key != "text"}
+                _checked(lambda: check_value(rest, limits, root="body"))
             return DocumentIngest.model_validate(data)
+        where = {"name": "query.name", "source": "query.source", "title": "query.title"}
+        where["text"] = "body"
         if not params.get("name"):
             raise InvalidDocument(
                 "a text body needs the document's name as a query parameter: ?name=refunds.md",
                 details=[{"path": "query.name", "message": "Field required", "type": "missing"}],
             )
+        _checked(lambda: check_value(params, limits, root="query"))
+        _checked(lambda: check_text(text, path="body", max_chars=limits.max_document_chars))
         return DocumentIngest.model_validate({**params, "text": text})
     except ValidationError as exc:
         details = validation_details(exc.errors())
+        for detail in details:
+            field = detail["path"].split(".")[0]
+            detail["path"] = detail["path"].replace(field, where.get(field, field), 1)
         first = details[0]
         raise InvalidDocument(f"{first['path']}: {first['message']}", details=details) from None
+
+
+def _checked(check: Callable[[], T]) -> T:
+    """`check()`, its input-limit refusal as an InvalidDocument naming the path."""
+    try:
+        return check()
+    except InputProblem as problem:
+        raise InvalidDocument(problem.message, details=problem.details) from None
 
 
 def document_public(row: KnowledgeDocument) -> KnowledgeDocumentPublic:

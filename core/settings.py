@@ -29,6 +29,7 @@ from typing import Any, Literal, Self
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.input_limits import InputLimits
 from core.redaction import MASK, url_password
 
 ENV_PREFIX = "CHORUS_"
@@ -115,6 +116,9 @@ class Settings(BaseSettings):
     """Interface `chorus api` listens on (0.0.0.0 in a container)."""
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Request bodies over this size are refused with 413 before being read in full."""
+    input_limits: InputLimits = Field(default_factory=InputLimits)
+    """Depth, string, number and document limits of what requests carry
+    (`core.input_limits`); env: a JSON object, e.g. `CHORUS_INPUT_LIMITS='{"max_depth": 32}'`."""
     admin_key: SecretStr | None = None
     """Bootstrap admin API key (CHORUS_ADMIN_KEY): an admin named `bootstrap-admin`
     that can create the real keys. Outside development it must not be a placeholder."""
@@ -291,6 +295,8 @@ class Settings(BaseSettings):
                 env[key] = "true" if value else "false"
             elif isinstance(value, dict):
                 env[key] = json.dumps(value)
+            elif isinstance(value, InputLimits):
+                env[key] = value.model_dump_json()
             else:
                 env[key] = str(value)
         return env

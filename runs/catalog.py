@@ -17,6 +17,7 @@ import yaml
 from sqlmodel import Session
 
 from core.chain_spec import ChainSpec
+from core.input_limits import DEFAULT_LIMITS, InputLimits
 from core.settings import Settings
 from store import ChainVersion, publish_chain_version
 
@@ -48,6 +49,8 @@ class Catalog:
 
     aliases: frozenset[str]
     tools: frozenset[str]
+    limits: InputLimits = DEFAULT_LIMITS
+    """What a run's input and chain may be (`core.input_limits`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Catalog:
@@ -56,6 +59,7 @@ class Catalog:
         return cls(
             aliases=frozenset(read_model_aliases(settings.models_file)),
             tools=frozenset(read_tool_names(settings)),
+            limits=settings.input_limits,
         )
 
 

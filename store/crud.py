@@ -62,15 +62,19 @@ _KEY_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,100}$")
 
 
 def canonical_json(value: Any) -> str:
-    """One JSON text per value: sorted keys, no whitespace, UTF-8 kept as is."""
+    """One JSON text per value: sorted keys, no whitespace, UTF-8 kept as is.
+    Raises ValueError for NaN and infinities, which JSON cannot represent
+    (the API refuses them first: `core.input_limits`)."""
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
 
 
 def hash_json(value: Any) -> str:
-    """sha256 hex of the canonical JSON of a value (spec hashes, input hashes)."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+    """sha256 hex of the canonical JSON of a value (spec hashes, input hashes).
+    Total over strings: a lone surrogate (refused by the API, but possible from
+    other callers) hashes as its code point instead of raising."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def spec_hash(spec: ChainSpec) -> str:

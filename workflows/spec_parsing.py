@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from core.chain_spec import STEP_NAME_PATTERN, ChainSpec, ParallelStep, RouteStep, Step
+from core.input_limits import DEFAULT_LIMITS, InputLimits, InputProblem, check_value
 
 __all__ = [
     "DOCUMENT",
@@ -28,6 +29,7 @@ __all__ = [
     "format_path",
     "iter_steps",
     "join_path",
+    "load_yaml",
     "parse_chain",
     "parse_chain_yaml",
 ]
@@ -63,7 +65,62 @@ class ChainSpecError(ValueError):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last
+    one), and bounds what a document may become while it is composed: nesting
+    deeper than the limits' `max_depth` (PyYAML's composer recurses, so 1,000
+    levels end in a RecursionError), and a document whose size with every
+    alias expanded exceeds `max_spec_bytes` (a few hundred bytes of nested
+    aliases can mean gigabytes: an alias bomb), or an alias of itself."""
+
+    def __init__(self, stream: str, limits: InputLimits) -> None:
+        super().__init__(stream)
+        self.limits = limits
+        self._depth = 0
+        self._aliased = False
+        self._expanded: dict[int, int] = {}
+        """Expanded size of each composed node (approximate JSON bytes)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            node: yaml.Node = super().compose_node(parent, index)
+            self._aliased = True
+            if id(node) not in self._expanded:
+                raise yaml.composer.ComposerError(
+                    None, None, "found an alias inside the node it names (a recursive alias)", mark
+                )
+            return node
+        mark = self.peek_event().start_mark
+        collection = self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent)
+        if collection and self._depth >= self.limits.max_depth:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {self.limits.max_depth} levels deep", mark
+            )
+        self._depth += collection
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= collection
+        size = self._size(node)
+        limit = self.limits.max_spec_bytes
+        if size > limit:
+            problem = (
+                f"the document expands to at least {size} bytes with its aliases expanded "
+                f"(each use of an alias counts as a copy); the limit is {limit}"
+                if self._aliased
+                else f"the document is at least {size} bytes as JSON; the limit is {limit}"
+            )
+            raise yaml.composer.ComposerError(None, None, problem, mark)
+        self._expanded[id(node)] = size
+        return node
+
+    def _size(self, node: yaml.Node) -> int:
+        sizes = self._expanded
+        if isinstance(node, yaml.SequenceNode):
+            return 2 + sum(sizes[id(item)] + 1 for item in node.value)
+        if isinstance(node, yaml.MappingNode):
+            return 2 + sum(sizes[id(key)] + sizes[id(value)] + 2 for key, value in node.value)
+        return len(str(node.value)) + 3
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -85,16 +142,40 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
     return loader.construct_mapping(node, deep=True)
 
 
+def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode) -> Any:
+    # Python converts at most 4,300 digits (slowly), and raises a ValueError
+    # past that; no 64-bit integer has more than 20 characters.
+    if len(str(node.value)) > 30:
+        raise yaml.constructor.ConstructorError(
+            None, None, "integer outside the 64-bit range", node.start_mark
+        )
+    return loader.construct_yaml_int(node)
+
+
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
-def parse_chain_yaml(text: str) -> ChainSpec:
-    """YAML text to a ChainSpec; raises ChainSpecError naming each problem."""
+def load_yaml(text: str, limits: InputLimits = DEFAULT_LIMITS) -> Any:
+    """YAML text to plain data within `limits` (see `_StrictLoader`), every
+    value checked by `core.input_limits.check_value`; raises ChainSpecError."""
+    loader = _StrictLoader(text, limits)
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        data = loader.get_single_data()
     except yaml.YAMLError as err:
         raise ChainSpecError([SpecProblem(DOCUMENT, _yaml_message(err))]) from None
-    return parse_chain(data)
+    finally:
+        loader.dispose()
+    try:
+        check_value(data, limits, max_bytes=limits.max_spec_bytes)
+    except InputProblem as problem:
+        raise ChainSpecError([SpecProblem(problem.path or DOCUMENT, problem.problem)]) from None
+    return data
+
+
+def parse_chain_yaml(text: str, limits: InputLimits = DEFAULT_LIMITS) -> ChainSpec:
+    """YAML text to a ChainSpec; raises ChainSpecError naming each problem."""
+    return parse_chain(load_yaml(text, limits))
 
 
 def _yaml_message(err: yaml.YAMLError) -> str:

@@ -8,13 +8,15 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from api import chains
+from api.bodies import CheckedJsonRoute
 from api.deps import AdminDep, ReaderDep, SessionDep, StateDep
 from api.errors import error_responses
 from api.schemas import ChainList, ChainVersionList
 from core.chain_spec import CHAIN_NAME_PATTERN
+from core.input_limits import MAX_VERSION
 from store import ChainVersionPublic
 
-router = APIRouter(prefix="/v1/chains", tags=["chains"])
+router = APIRouter(prefix="/v1/chains", tags=["chains"], route_class=CheckedJsonRoute)
 
 ChainNamePath = Annotated[str, Path(min_length=1, max_length=100, pattern=CHAIN_NAME_PATTERN)]
 
@@ -50,7 +52,7 @@ def get_chain(
     name: ChainNamePath,
     _principal: ReaderDep,
     session: SessionDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> ChainVersionPublic:
     return chains.read(session, name=name, version=version)
 
@@ -86,7 +88,14 @@ async def put_chain(
     session: SessionDep,
     state: StateDep,
 ) -> ChainVersionPublic:
-    spec = chains.parse_spec_body(name, await request.body(), request.headers.get("content-type"))
+    # Parsing a large or deeply nested document takes CPU: off the event loop.
+    spec = await run_in_threadpool(
+        chains.parse_spec_body,
+        name,
+        await request.body(),
+        request.headers.get("content-type"),
+        state.settings.input_limits,
+    )
     stored, created = await run_in_threadpool(
         chains.publish,
         session,

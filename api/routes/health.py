@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api import health
+from api.bodies import CheckedJsonRoute
 from api.deps import StateDep
 from api.errors import error_responses, http_error
 from api.schemas import Health, Readiness
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CheckedJsonRoute)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from api import keys
+from api.bodies import CheckedJsonRoute
 from api.deps import AdminDep, SessionDep
 from api.errors import error_responses
 from api.schemas import KEY_NAME_PATTERN, KeyCreate, KeyCreated, KeyList, KeyRevoked
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=CheckedJsonRoute)
 
 
 @router.post(

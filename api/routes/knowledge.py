@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from api import knowledge
+from api.bodies import CheckedJsonRoute
 from api.deps import ReaderDep, ReviewerDep, SessionDep, StateDep
 from api.errors import error_responses
 from api.knowledge import (
@@ -24,7 +25,7 @@ from api.knowledge import (
 from store.knowledge.names import COLLECTION_NAME_PATTERN
 from store.knowledge.tables import KnowledgeCollectionPublic
 
-router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
+router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"], route_class=CheckedJsonRoute)
 
 CollectionPath = Annotated[str, Path(min_length=1, max_length=100, pattern=COLLECTION_NAME_PATTERN)]
 
@@ -101,14 +102,17 @@ async def post_document(
     response: Response,
     _principal: ReviewerDep,
     session: SessionDep,
+    state: StateDep,
     name: Annotated[str | None, Query(description="document name, for a text body")] = None,
     source: Annotated[str | None, Query(description="for a text body")] = None,
     title: Annotated[str | None, Query(description="for a text body")] = None,
 ) -> DocumentIngested:
-    body = knowledge.parse_document_body(
+    body = await run_in_threadpool(
+        knowledge.parse_document_body,
         await request.body(),
         request.headers.get("content-type"),
         {"name": name, "source": source, "title": title},
+        state.settings.input_limits,
     )
     result = await run_in_threadpool(knowledge.ingest, session, collection=collection, body=body)
     if result.replaced or result.unchanged:
