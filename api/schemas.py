@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from core.chain_spec import CHAIN_NAME_PATTERN
+from core.input_limits import MAX_VERSION
 from core.statuses import RunStatus
 from store import ApiKeyPublic, ChainVersionPublic
 from store.models import ApiKeyRole, KeyScope
@@ -35,7 +36,9 @@ class RequestModel(BaseModel):
 
 class RunCreate(RequestModel):
     chain: str = Field(max_length=100, pattern=CHAIN_NAME_PATTERN)
-    version: int | None = Field(default=None, ge=1, description="Default: the latest version.")
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_VERSION, description="Default: the latest version."
+    )
     input: Any = Field(default=None, description="Must match the chain's input_schema.")
     run_id: str | None = Field(
         default=None,
@@ -45,7 +48,10 @@ class RunCreate(RequestModel):
         description="Client-chosen id: makes the request idempotent. Default: a new UUID.",
     )
     max_cost_usd: float | None = Field(
-        default=None, gt=0, description="Cap on this run's cost; the lower of it and the chain's."
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Cap on this run's cost; the lower of it and the chain's.",
     )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from api import approvals
+from api.bodies import CheckedJsonRoute
 from api.deps import DatabaseDep, ReaderDep, ReviewerDep, RunClientDep
 from api.errors import error_responses
 from api.routes.runs import RunIdPath
@@ -14,7 +15,7 @@ from api.schemas import DecisionRequest, DecisionResult
 from core.chain_spec import CHAIN_NAME_PATTERN
 from runs.views import ApprovalList
 
-router = APIRouter(tags=["approvals"])
+router = APIRouter(tags=["approvals"], route_class=CheckedJsonRoute)
 
 
 @router.get(

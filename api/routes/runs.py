@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from api import runs
+from api.bodies import CheckedJsonRoute
 from api.deps import DatabaseDep, ReaderDep, RunClientDep, ServiceDep, SessionDep
 from api.errors import error_responses
 from api.schemas import (
@@ -16,10 +17,11 @@ from api.schemas import (
     RunCreate,
     RunList,
 )
+from core.chain_spec import CHAIN_NAME_PATTERN
 from core.statuses import RunStatus
 from runs.views import RunDetail
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(prefix="/v1/runs", tags=["runs"], route_class=CheckedJsonRoute)
 
 RunIdPath = Annotated[str, Path(min_length=1, max_length=200, pattern=RUN_ID_PATTERN)]
 
@@ -57,7 +59,7 @@ async def start_run(
 async def list_runs(
     principal: ReaderDep,
     db: DatabaseDep,
-    chain: Annotated[str | None, Query(max_length=100)] = None,
+    chain: Annotated[str | None, Query(max_length=100, pattern=CHAIN_NAME_PATTERN)] = None,
     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
