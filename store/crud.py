@@ -46,6 +46,7 @@ from store.models import (
     RunRecord,
     utcnow,
 )
+from store.text import storable_values
 
 API_KEY_PREFIX = "chorus_"
 KEY_PREFIX_LENGTH = 12
@@ -296,10 +297,12 @@ def upsert_run_record(session: Session, *, record: RunRecordInput) -> RunRecord:
 
     The write applies only when `record.revision` is at least the stored one,
     in one statement, so a retried or late write never moves a run backwards.
-    The stub's `input_hash` and `created_by` are never touched.
+    The stub's `input_hash` and `created_by` are never touched. Text is
+    stored as `store.text.storable_text` makes it (a NUL in an error message
+    must not make the write fail on PostgreSQL).
     """
     table = RunRecord.__table__  # type: ignore[attr-defined]
-    values = record.model_dump()
+    values = storable_values(record.model_dump())
     statement = backend_insert(session, RunRecord).values(**values)
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
@@ -308,7 +311,7 @@ def upsert_run_record(session: Session, *, record: RunRecordInput) -> RunRecord:
         where=table.c.revision <= excluded.revision,
     )
     session.exec(statement)
-    stored = session.get(RunRecord, record.run_id, populate_existing=True)
+    stored = session.get(RunRecord, values["run_id"], populate_existing=True)
     assert stored is not None
     return stored
 
@@ -319,18 +322,21 @@ def upsert_run_record(session: Session, *, record: RunRecordInput) -> RunRecord:
 def insert_approval_audit(session: Session, *, entry: ApprovalAuditInput) -> ApprovalAudit:
     """Append one decision to the audit log, once: inserting the same
     (run_id, approval_id, sequence) again returns the row already there,
-    also when two writers race (the unique constraint decides)."""
+    also when two writers race (the unique constraint decides). Texts
+    (approval text, comment, edit) are stored as `store.text.storable_text`
+    makes them: a NUL must not make the write fail on PostgreSQL."""
+    values = storable_values(entry.model_dump())
     statement = (
         backend_insert(session, ApprovalAudit)
-        .values(**entry.model_dump())
+        .values(**values)
         .on_conflict_do_nothing(index_elements=["run_id", "approval_id", "sequence"])
     )
     session.exec(statement)
     lookup = (
         select(ApprovalAudit)
         .where(
-            ApprovalAudit.run_id == entry.run_id,
-            ApprovalAudit.approval_id == entry.approval_id,
+            ApprovalAudit.run_id == values["run_id"],
+            ApprovalAudit.approval_id == values["approval_id"],
             ApprovalAudit.sequence == entry.sequence,
         )
         .execution_options(populate_existing=True)

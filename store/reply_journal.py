@@ -19,6 +19,7 @@ from sqlalchemy.types import JSON
 from sqlmodel import Field, Session, SQLModel, select
 
 from store.engine import backend_insert
+from store.text import storable_text
 
 
 class ModelReply(SQLModel, table=True):
@@ -30,14 +31,17 @@ class ModelReply(SQLModel, table=True):
 
 
 def get_reply(session: Session, *, request_id: str) -> dict[str, Any] | None:
-    row = session.exec(select(ModelReply).where(ModelReply.request_id == request_id)).first()
+    key = storable_text(request_id)
+    row = session.exec(select(ModelReply).where(ModelReply.request_id == key)).first()
     return None if row is None else dict(row.reply)
 
 
 def record_reply(session: Session, *, request_id: str, reply: dict[str, Any]) -> None:
-    """Idempotent: the first reply recorded for a request id stays."""
+    """Idempotent: the first reply recorded for a request id stays. The reply
+    is JSON text (a NUL inside travels escaped, which PostgreSQL's `json`
+    takes); the key goes through `store.text` like every text column."""
     statement = backend_insert(session, ModelReply).values(
-        request_id=request_id, reply=reply, created_at=datetime.now(UTC)
+        request_id=storable_text(request_id), reply=reply, created_at=datetime.now(UTC)
     )
     session.exec(statement.on_conflict_do_nothing(index_elements=["request_id"]))  # type: ignore[call-overload]
 

@@ -27,6 +27,11 @@ def _run_index_retry() -> RetryPolicy:
     return RetryPolicy(maximum_attempts=8, maximum_interval=timedelta(seconds=10))
 
 
+def _audit_retry() -> RetryPolicy:
+    # 1 + 2 + 4 + 8 + 16 + 30 * 9 s: about five minutes of attempts.
+    return RetryPolicy(maximum_attempts=15, maximum_interval=timedelta(seconds=30))
+
+
 @dataclass(frozen=True)
 class ActivityOptions:
     """What workflows schedule their activities with."""
@@ -39,12 +44,21 @@ class ActivityOptions:
     """`record_run` (local activity writing the run index row)."""
 
     run_index_retry: RetryPolicy = field(default_factory=_run_index_retry)
-    """The run index is a convenience copy: after these attempts the write is
-    logged and skipped rather than failing the run."""
+    """The run index is a convenience copy: after these attempts (or at once,
+    when the database refuses the row: `RecordRefused` is non-retryable) the
+    write is logged and skipped rather than failing the run."""
 
     audit_timeout: timedelta = timedelta(seconds=30)
-    """`record_approval`, retried (Temporal's default policy) until the
-    database takes it: an audit log with holes is worse than a late answer."""
+    """`record_approval` (the audit row of a decision)."""
+
+    audit_retry: RetryPolicy = field(default_factory=_audit_retry)
+    """`record_approval` rides out a database outage of about five minutes
+    (an audit log with holes is worse than a late answer), but not forever: a
+    run waits for its decision Updates to finish before it closes, so an
+    unbounded retry held runs open for good. After the last attempt, or at
+    once for a row the database refuses (`RecordRefused`), the Update fails
+    naming the audit write; the decision itself stands in the run's history
+    and result."""
 
     retrieve_timeout: timedelta = timedelta(seconds=60)
     """`retrieve` (embedding the query and searching a collection)."""

@@ -145,8 +145,9 @@ class ApprovalHost:
         return self._desk.time_out(approval.approval_id, outcome, now)
 
     async def _audit(self, entry: AuditEntry) -> None:
-        """Write one decision to the audit log. Retried until the database
-        takes it: an audit log with holes is worse than a late answer."""
+        """Write one decision to the audit log, retried for a while
+        (`ActivityOptions.audit_retry`): an audit log with holes is worse
+        than a late answer, and a run held open for good worse still."""
         approval, decision = entry.approval, entry.decision
         await workflow.execute_activity(
             RECORD_APPROVAL,
@@ -164,6 +165,7 @@ class ApprovalHost:
                 decided_at=decision.at,
             ),
             start_to_close_timeout=self.activity_options.audit_timeout,
+            retry_policy=self.activity_options.audit_retry,
             summary=f"audit {approval.approval_id}: {decision.decision} by {decision.reviewer}",
         )
 

@@ -3,9 +3,15 @@ approval audit log.
 
 Both are idempotent (an activity runs at least once): a run write is an upsert
 ordered by revision, an audit write is keyed by (run, approval, sequence). A
-database error propagates and Temporal retries the activity, which is safe
-for the same reason. The database driver blocks, so each write runs in a
-thread: the worker's event loop keeps serving workflow tasks meanwhile.
+database error that may pass (connection lost, database locked, a table not
+there yet) propagates and Temporal retries the activity, a bounded number of
+times (`workflows.activity_options`), which is safe for the same reason. A
+row the database refuses as such (a data or integrity error: a value too long
+for its column, say) would be refused on every attempt, so it fails the
+activity at once as a non-retryable `RecordRefused`. Text is made storable on
+every backend first (`store.text`: a NUL no longer fails a write on
+PostgreSQL). The database driver blocks, so each write runs in a thread: the
+worker's event loop keeps serving workflow tasks meanwhile.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from core.names import RECORD_APPROVAL, RECORD_RUN
 from core.records import ApprovalAuditInput, RunRecordInput
@@ -24,6 +32,9 @@ from store.crud import insert_approval_audit, upsert_run_record
 from store.engine import session_scope
 
 LOGGER_NAME = "chorus.records"
+
+RECORD_REFUSED = "RecordRefused"
+"""`ApplicationError.type` of a write the database refuses on every attempt."""
 
 
 class RecordActivities:
@@ -40,12 +51,25 @@ class RecordActivities:
     @activity.defn(name=RECORD_RUN)
     async def record_run(self, req: RunRecordInput) -> None:
         """Upsert the run's index row; an older revision leaves it unchanged."""
-        await asyncio.to_thread(self._record_run, req)
+        try:
+            await asyncio.to_thread(self._record_run, req)
+        except Exception as exc:
+            refusal = _refusal(exc, f"run index row of {req.run_id!r}")
+            if refusal is None:
+                raise
+            raise refusal from None
 
     @activity.defn(name=RECORD_APPROVAL)
     async def record_approval(self, req: ApprovalAuditInput) -> None:
         """Append a decision to the audit log, once however often it is retried."""
-        await asyncio.to_thread(self._record_approval, req)
+        try:
+            await asyncio.to_thread(self._record_approval, req)
+        except Exception as exc:
+            what = f"audit row {req.approval_id!r}/{req.sequence} of {req.run_id!r}"
+            refusal = _refusal(exc, what)
+            if refusal is None:
+                raise
+            raise refusal from None
 
     def _record_run(self, req: RunRecordInput) -> None:
         with session_scope(self.engine) as session:
@@ -70,3 +94,33 @@ class RecordActivities:
             sequence=req.sequence,
             decision=req.decision,
         )
+
+
+def _refusal(exc: Exception, what: str) -> ApplicationError | None:
+    """A non-retryable `RecordRefused` when the database (or the driver,
+    before sending) refused the row itself; None when a retry may succeed."""
+    if not _refused(exc):
+        return None
+    cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
+    # The driver's message names the problem; the statement and its
+    # parameters (the row's texts) stay out of the error and the history
+    # (hence no chained cause), and out of the log.
+    reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
+    structlog.get_logger(LOGGER_NAME).warning(
+        "record refused", what=what, error_type=type(cause).__name__, reason=reason
+    )
+    return ApplicationError(
+        f"the database refused the {what}: {type(cause).__name__}: {reason}",
+        type=RECORD_REFUSED,
+        non_retryable=True,
+    )
+
+
+def _refused(exc: Exception) -> bool:
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    if isinstance(exc, DBAPIError):  # operational, programming (no table yet), ...
+        return False
+    if isinstance(exc, StatementError):  # raised before the driver sent anything
+        return isinstance(exc.orig, ValueError | TypeError)
+    return isinstance(exc, ValueError | TypeError)

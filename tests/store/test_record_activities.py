@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,12 +12,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 from temporalio.exceptions import ApplicationError
 
-from activities.records.activities import RecordActivities
+from activities.records.activities import RECORD_REFUSED, RecordActivities
 from core.names import RECORD_APPROVAL, RECORD_RUN
 from store.crud import get_run, list_approval_audit
 from store.engine import make_engine, session_scope
 from store.models import RunRecord
 from tests.activity_env import ActivityEnv, run_activity
+from tests.pg import engine_with_tables, postgres_schema
 from tests.store.conftest import audit_input, run_input
 
 
@@ -88,3 +90,35 @@ async def test_a_database_error_propagates_as_retryable(database_url: str) -> No
         assert not isinstance(caught.value, ApplicationError)
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def postgres_engine(postgres_admin: Engine) -> Iterator[Engine]:
+    with (
+        postgres_schema(postgres_admin, "chorus_test_records_") as url,
+        engine_with_tables(url) as engine,
+    ):
+        yield engine
+
+
+@pytest.mark.parametrize(
+    ("activity", "payload", "what"),
+    [
+        ("record_approval", audit_input(step="s" * 65, comment="private words"), "audit row"),
+        ("record_run", run_input(status="running", chain="c" * 101), "run index row"),
+    ],
+)
+async def test_a_row_the_database_refuses_fails_at_once_and_is_not_retried(
+    postgres_engine: Engine, activity: str, payload: Any, what: str
+) -> None:
+    """A value too long for its column is refused on every attempt: the
+    activity says so as a non-retryable RecordRefused instead of letting
+    Temporal retry it (the audit write used to retry forever)."""
+    with pytest.raises(ApplicationError) as caught:
+        await run_activity(getattr(RecordActivities(postgres_engine), activity), payload)
+    err = caught.value
+    assert (err.type, err.non_retryable) == (RECORD_REFUSED, True)
+    assert f"the database refused the {what}" in err.message
+    assert "StringDataRightTruncation" in err.message
+    assert err.__cause__ is None  # the statement and the row's texts stay out of history
+    assert "private words" not in err.message and "INSERT" not in err.message

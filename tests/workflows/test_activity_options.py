@@ -96,7 +96,7 @@ class Recorded:
 
 
 def expected(
-    run: Recorded, activity: str, inp: dict[str, Any]
+    run: Recorded, activity: str, inp: dict[str, Any], recorded_policy: dict[str, Any] | None = None
 ) -> tuple[timedelta, timedelta, RetryPolicy | None]:
     """(start-to-close, heartbeat, retry policy) the options give; a None
     policy means the server's default."""
@@ -115,7 +115,9 @@ def expected(
     if activity == "chorus.retrieve":
         return options.retrieve_timeout, timedelta(0), None
     if activity == "chorus.record_approval":
-        return options.audit_timeout, timedelta(0), None
+        # Histories recorded before `audit_retry` bounded it carry the server's default.
+        bounded = recorded_policy is not None and "maximumAttempts" in recorded_policy
+        return options.audit_timeout, timedelta(0), options.audit_retry if bounded else None
     raise AssertionError(f"no expectation for {activity}")
 
 
@@ -126,7 +128,7 @@ SERVER_DEFAULT = RetryPolicy(maximum_interval=timedelta(seconds=100))
 def test_recorded_activities_were_scheduled_with_these_options(path: Path) -> None:
     run = Recorded(path)
     for activity, inp, attrs in run.scheduled():
-        start_to_close, heartbeat, policy = expected(run, activity, inp)
+        start_to_close, heartbeat, policy = expected(run, activity, inp, attrs.get("retryPolicy"))
         assert _duration(attrs.get("startToCloseTimeout")) == start_to_close, activity
         assert _duration(attrs.get("heartbeatTimeout")) == heartbeat, activity
         assert _policy(attrs.get("retryPolicy")) == (policy or SERVER_DEFAULT), activity
@@ -155,3 +157,22 @@ def test_options_are_frozen() -> None:
     with pytest.raises(AttributeError):
         OPTIONS.audit_timeout = timedelta(seconds=1)  # type: ignore[misc]
     assert ActivityOptions() == OPTIONS
+
+
+def _retry_window(policy: RetryPolicy) -> timedelta:
+    """How long the backoff between the first and the last attempt adds up to."""
+    assert policy.maximum_attempts > 0, "unbounded"
+    interval, total = policy.initial_interval, timedelta(0)
+    for _ in range(policy.maximum_attempts - 1):
+        total += interval
+        interval = min(interval * policy.backoff_coefficient, policy.maximum_interval or interval)
+    return total
+
+
+def test_record_writes_retry_a_bounded_while() -> None:
+    """No record write retries forever (a run waits for its decision Updates,
+    so an endless audit retry held runs open for good), yet a short database
+    outage costs only a late answer."""
+    audit = _retry_window(OPTIONS.audit_retry)
+    assert timedelta(minutes=2) <= audit <= timedelta(minutes=10), audit
+    assert _retry_window(OPTIONS.run_index_retry) <= timedelta(minutes=2)
