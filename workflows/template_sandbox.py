@@ -369,13 +369,16 @@ def _replaced_size(text: Any, old: Any, new: Any, count: Any) -> int:
 
 
 def _listed(current: _Budget, iterable: Any) -> list[Any]:
-    """An iterable as a list, one step per item (a list or tuple: its length)."""
+    """An iterable as a list, one step per item of a list or tuple; an
+    iterator's items cost what producing them lazily did (`map`, `select`
+    run Python per item: `_CALLBACK_WEIGHT`)."""
     if isinstance(iterable, list | tuple):
         current.charge(steps=len(iterable))
         return list(iterable) if isinstance(iterable, tuple) else iterable
+    weight = 1 if isinstance(iterable, _SIZED) else _CALLBACK_WEIGHT
     items = []
     for item in iterable:
-        current.charge(steps=1)
+        current.charge(steps=weight)
         items.append(item)
     return items
 
@@ -463,6 +466,15 @@ def _check_filter(
             current.width(_argument(args, kwargs, 0, "linecount"), "filter 'batch' size")
     elif name == "slice":
         current.width(_argument(args, kwargs, 0, "slices"), "filter 'slice' count")
+    elif name == "sum" and isinstance(
+        start := _argument(args, kwargs, 1, "start"), str | bytes | list | tuple
+    ):
+        # Summing sequences adds them one by one: each partial sum is a copy.
+        items = _listed(current, value)
+        value = items
+        size = len(start) + sum(len(i) for i in items if isinstance(i, _SIZED))
+        current.value(size, "filter 'sum'")
+        current.charge(chars=size * len(items) // 2)
     elif name == "join" and not isinstance(value, Undefined):
         separator = _argument(args, kwargs, 0, "d")
         sep_len = len(separator) if isinstance(separator, str) else 0

@@ -313,6 +313,10 @@ BOMBS: dict[str, tuple[str, str]] = {
         "{% endfor %}",
         "steps",
     ),
+    "summing lists": (
+        "{{ ([range(100000) | list] * 1000) | sum(start=[]) | length }}",
+        "filter 'sum' would be",
+    ),
     "sorting in a loop": (
         "{% for i in range(100000) %}{{ range(100000) | list | sort | length }}{% endfor %}",
         "steps",
@@ -402,6 +406,7 @@ def test_ordinary_templates_render_as_before() -> None:
         "{{ passages | map(attribute='title') | select('in', ['Doc 1', 'Doc 2']) | join(', ') }}"
         "{{ (passages | sort(attribute='score', reverse=true) | first).title }}"
         "{{ 'x' | center(9) }}|{{ 'ab\ncd' | indent(2) }}|{{ ('abc' * 3)[::-2] }}"
+        "{{ [[1], [2]] | sum(start=[]) }}"
     )
     tree = [{"name": "a", "kids": [{"name": "b", "kids": []}, {"name": "c", "kids": []}]}]
     text = render(source, {"passages": PASSAGES, "tree": tree})
@@ -412,7 +417,7 @@ def test_ordinary_templates_render_as_before() -> None:
         "a(bc)",
         "  3.14|ab  |00042 xab  |a1[2]",
         "Doc 1, Doc 2Doc 999    x    |ab",
-        "  cd|cabca",
+        "  cd|cabca[1, 2]",
     ]
     stock = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
     assert text == stock.from_string(source).render(passages=PASSAGES, tree=tree)
