@@ -9,6 +9,7 @@ prompt is input + cache_read + cache_creation; `output_tokens` includes any
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -26,6 +27,7 @@ from simulator.pipeline import (
     serve_call,
     simulator_config,
 )
+from simulator.rate_limits import LimitSnapshot
 from simulator.replies import (
     ChatRequest,
     ForcedTool,
@@ -65,6 +67,18 @@ class AnthropicDialect:
             "request_id": f"req_sim_{uuid.uuid4().hex[:24]}",
         }
         return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+    def rate_limit_headers(self, snapshot: LimitSnapshot) -> dict[str, str]:
+        """Anthropic's `anthropic-ratelimit-*`: limit, remaining, and the
+        RFC 3339 time the quota is replenished, per kind."""
+        headers: dict[str, str] = {}
+        now = datetime.now(UTC)
+        for kind, limit, remaining, reset in snapshot.kinds():
+            at = (now + timedelta(seconds=reset)).isoformat(timespec="milliseconds")
+            headers[f"anthropic-ratelimit-{kind}-limit"] = str(limit)
+            headers[f"anthropic-ratelimit-{kind}-remaining"] = str(remaining)
+            headers[f"anthropic-ratelimit-{kind}-reset"] = at.replace("+00:00", "Z")
+        return headers
 
     def unknown_model(self, model: str) -> ProviderError:
         return ProviderError(404, f"model: {model}", error_type="not_found_error")
@@ -298,6 +312,13 @@ async def create_message(request: Request) -> Response:
         )
 
     spec = CallSpec(
-        "messages", chat.model, chat.prompt, chat.prompt_tokens, True, answer, chat.tool_results
+        "messages",
+        chat.model,
+        chat.prompt,
+        chat.prompt_tokens,
+        True,
+        answer,
+        chat.tool_results,
+        max_output_tokens=chat.max_tokens or 0,
     )
     return await serve_call(request, DIALECT, spec)

@@ -8,7 +8,7 @@ from types import TracebackType
 
 import httpx
 
-from simulator.models import CallRecord, CallsOut, Fault, Rule
+from simulator.models import CallRecord, CallsOut, Fault, ProviderLimit, Rule
 
 
 class SimulatorControlError(RuntimeError):
@@ -47,6 +47,11 @@ class SimulatorControl:
     async def add_faults(self, *faults: Fault) -> None:
         payload = {"faults": [f.model_dump(mode="json", exclude_none=True) for f in faults]}
         await self._send("POST", "/_sim/faults", json=payload)
+
+    async def set_limits(self, *limits: ProviderLimit) -> None:
+        """Provider-side rate limits per model (requests and tokens per window)."""
+        payload = {"limits": [limit.model_dump(mode="json", exclude_none=True) for limit in limits]}
+        await self._send("POST", "/_sim/limits", json=payload)
 
     async def calls(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from simulator.models import CallsOut, FaultsIn, RulesIn
+from simulator.models import CallsOut, FaultsIn, LimitsIn, RulesIn
 from simulator.pipeline import simulator_config, simulator_state
 
 router = APIRouter(prefix="/_sim", tags=["simulator control"])
@@ -36,6 +36,13 @@ async def add_rules(request: Request, body: RulesIn) -> dict[str, int]:
 async def add_faults(request: Request, body: FaultsIn) -> dict[str, int]:
     simulator_state(request).add_faults(body.faults)
     return {"added": len(body.faults)}
+
+
+@router.post("/limits")
+async def set_limits(request: Request, body: LimitsIn) -> dict[str, int]:
+    """Provider-side rate limits per model (429 with Retry-After when over), until reset."""
+    simulator_state(request).set_limits(body.limits)
+    return {"set": len(body.limits)}
 
 
 @router.get("/calls")

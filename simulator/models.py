@@ -50,12 +50,30 @@ class SimModel(BaseModel):
     embedding_dim: int = Field(default=64, gt=0)
 
 
+class ProviderLimit(BaseModel):
+    """A provider-side rate limit on one model: requests and tokens per
+    sliding window. A request over it gets 429 with Retry-After; every answer
+    reports what is left in the dialect's rate-limit headers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    rpm: int | None = Field(default=None, ge=1)
+    """Requests per window."""
+    tpm: int | None = Field(default=None, ge=1)
+    """Tokens per window (prompt + max_tokens while in flight, real usage after)."""
+    window_s: float = Field(default=60.0, gt=0)
+    """The window's length: 60 for per-minute limits, shorter in tests."""
+
+
 class SimulatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: dict[str, SimModel]
     require_api_key: bool = False
     """When set, a request without an API key gets a 401 in the provider's shape."""
+    limits: list[ProviderLimit] = Field(default_factory=list)
+    """Provider-side rate limits (the control API's `/_sim/limits` adds more)."""
 
 
 def load_simulator_config(path: str | Path) -> SimulatorConfig:
@@ -282,6 +300,12 @@ class FaultsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     faults: list[Fault]
+
+
+class LimitsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limits: list[ProviderLimit]
 
 
 class CallsOut(BaseModel):

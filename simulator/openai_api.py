@@ -26,6 +26,7 @@ from simulator.pipeline import (
     serve_call,
     simulator_config,
 )
+from simulator.rate_limits import LimitSnapshot, openai_duration
 from simulator.replies import (
     ChatRequest,
     ForcedTool,
@@ -75,6 +76,15 @@ class OpenAIDialect:
             }
         }
         return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+    def rate_limit_headers(self, snapshot: LimitSnapshot) -> dict[str, str]:
+        """OpenAI's `x-ratelimit-*`: limit, remaining and time to reset, per kind."""
+        headers: dict[str, str] = {}
+        for kind, limit, remaining, reset in snapshot.kinds():
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = openai_duration(reset)
+        return headers
 
     def unknown_model(self, model: str) -> ProviderError:
         return ProviderError(
@@ -374,7 +384,14 @@ async def chat_completions(request: Request) -> Response:
         )
 
     spec = CallSpec(
-        "chat", chat.model, chat.prompt, chat.prompt_tokens, True, answer, chat.tool_results
+        "chat",
+        chat.model,
+        chat.prompt,
+        chat.prompt_tokens,
+        True,
+        answer,
+        chat.tool_results,
+        max_output_tokens=chat.max_tokens or 0,
     )
     return await serve_call(request, DIALECT, spec)
 

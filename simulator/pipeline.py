@@ -1,8 +1,10 @@
 """The life of one simulated provider call, shared by every endpoint.
 
 Order: log the call, reject an unknown model, apply a pending fault, reject a
-prompt over the context window, pick a scripted rule, wait the model's
-latency (watching for the client to go away), then answer. The call log entry
+prompt over the context window, refuse a call over the model's rate limit
+(429 with Retry-After), pick a scripted rule, wait the model's latency
+(watching for the client to go away), then answer with the rate-limit
+headers of the dialect. The call log entry
 is created first so that tests can see calls in flight.
 """
 
@@ -27,6 +29,7 @@ from simulator.models import (
     ToolCallSpec,
     ToolResultSeen,
 )
+from simulator.rate_limits import LimitSnapshot, retry_after_header
 from simulator.state import Endpoint, RuleUse, SimulatorState
 
 REQUEST_ID_HEADER = "x-chorus-request-id"
@@ -45,6 +48,8 @@ class Dialect(Protocol):
     def context_exceeded(self, prompt_tokens: int, window: int) -> ProviderError: ...
 
     def malformed_response(self) -> Response: ...
+
+    def rate_limit_headers(self, snapshot: LimitSnapshot) -> dict[str, str]: ...
 
 
 @dataclass
@@ -69,6 +74,8 @@ class CallSpec:
     answer: Callable[[SimModel, RuleUse | None], Completion]
     tool_results: list[ToolResultSeen] = field(default_factory=list)
     """Tool results that end the conversation: logged, and matched by `Rule.after_tool`."""
+    max_output_tokens: int = 0
+    """The request's max_tokens: counted against a token limit while in flight."""
 
 
 def simulator_state(request: Request) -> SimulatorState:
@@ -169,6 +176,31 @@ async def serve_call(request: Request, dialect: Dialect, spec: CallSpec) -> Resp
     if spec.prompt_tokens > model.context_window:
         return reject(dialect.context_exceeded(spec.prompt_tokens, model.context_window))
 
+    limit_headers: dict[str, str] = {}
+    limit = state.limit_for(spec.model, simulator_config(request).limits)
+    if limit is not None:
+        verdict = state.usage_windows.check(
+            limit,
+            record=record,
+            prompt_tokens=spec.prompt_tokens,
+            max_tokens=spec.max_output_tokens,
+            now=time.time(),
+        )
+        limit_headers = dialect.rate_limit_headers(verdict.snapshot)
+        if not verdict.admitted:
+            return reject(
+                ProviderError(
+                    429,
+                    f"Rate limit reached for {spec.model} on {verdict.reason}; "
+                    f"retry after {verdict.retry_after_s:.2f} s (simulated)",
+                    code="rate_limit_exceeded",
+                    headers={
+                        **limit_headers,
+                        "Retry-After": retry_after_header(verdict.retry_after_s),
+                    },
+                )
+            )
+
     use = (
         state.take_rule(
             model=spec.model,
@@ -183,6 +215,7 @@ async def serve_call(request: Request, dialect: Dialect, spec: CallSpec) -> Resp
     if not await pause(request, latency_s + extra_delay_s):
         return aborted(use)
     _complete(state, record, completion)
+    completion.response.headers.update(limit_headers)
     return completion.response
 
 

@@ -12,7 +12,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
-from simulator.models import CallOutcome, CallRecord, Fault, Rule
+from simulator.models import CallOutcome, CallRecord, Fault, ProviderLimit, Rule
+from simulator.rate_limits import ProviderLimits
 
 Endpoint = Literal["chat", "messages", "embeddings"]
 
@@ -50,12 +51,26 @@ class SimulatorState:
     _faults: list[_FaultSlot] = field(default_factory=list)
     _calls: list[CallRecord] = field(default_factory=list)
     _seq: int = 0
+    _limits: dict[str, ProviderLimit] = field(default_factory=dict)
+    usage_windows: ProviderLimits = field(default_factory=ProviderLimits)
+    """Requests and tokens counted against the models' rate limits."""
 
     def reset(self) -> None:
         self._rules.clear()
         self._faults.clear()
         self._calls.clear()
         self._seq = 0
+        self._limits.clear()
+        self.usage_windows.reset()
+
+    def set_limits(self, limits: list[ProviderLimit]) -> None:
+        """Provider-side limits per model, over the configuration's, until reset."""
+        self._limits.update({limit.model: limit for limit in limits})
+
+    def limit_for(self, model: str, configured: list[ProviderLimit]) -> ProviderLimit | None:
+        if model in self._limits:
+            return self._limits[model]
+        return next((limit for limit in configured if limit.model == model), None)
 
     def add_rules(self, rules: list[Rule]) -> None:
         self._rules.extend(_RuleSlot(rule) for rule in rules)

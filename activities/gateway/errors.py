@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from activities.gateway.types import ProviderErrorType
@@ -294,3 +297,132 @@ def config_error(message: str) -> ApplicationError:
     """Worker configuration is wrong (unknown alias, missing key variable):
     every retry would fail the same way until an operator fixes it."""
     return ApplicationError(message, type=ProviderErrorType.CONFIG, non_retryable=True)
+
+
+# -- back-pressure: when the next attempt starts ---------------------------------
+
+RETRY_AFTER_JITTER_MAX_S = 5.0
+"""Most a provider's Retry-After is stretched by: enough to spread the callers
+it gave the same answer to, small beside the wait itself."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The exponential schedule retries are drawn under (the activity's retry
+    policy: the chain's `retry` setting)."""
+
+    initial_s: float = 1.0
+    coefficient: float = 2.0
+    maximum_s: float = 30.0
+
+    @classmethod
+    def of(cls, policy: RetryPolicy | None) -> Backoff:
+        if policy is None:
+            return cls()
+        initial = policy.initial_interval.total_seconds() if policy.initial_interval else 1.0
+        maximum = (
+            policy.maximum_interval.total_seconds()
+            if policy.maximum_interval
+            else initial * 100  # Temporal's default maximum interval
+        )
+        return cls(initial, policy.backoff_coefficient, maximum)
+
+    def ceiling(self, attempt: int) -> float:
+        """min(cap, base * coefficient^(attempt - 1)): the first retry draws
+        under the initial interval, as Temporal's own schedule starts there."""
+        exponent = max(attempt - 1, 0)
+        try:
+            grown = self.initial_s * self.coefficient**exponent
+        except OverflowError:
+            grown = math.inf
+        return min(self.maximum_s, grown)
+
+
+def full_jitter(attempt: int, backoff: Backoff, rng: random.Random) -> timedelta:
+    """uniform(0, ceiling): callers that failed together retry apart (AWS's
+    "full jitter"), instead of all at once after the same backoff."""
+    return timedelta(seconds=rng.uniform(0.0, backoff.ceiling(attempt)))
+
+
+def retry_after_jitter(retry_after: timedelta, rng: random.Random) -> timedelta:
+    """The provider's Retry-After plus up to 0.5 s + 10 % of it (at most
+    RETRY_AFTER_JITTER_MAX_S): never sooner than asked, and not all at once."""
+    seconds = retry_after.total_seconds()
+    spread = min(RETRY_AFTER_JITTER_MAX_S, 0.5 + 0.1 * seconds)
+    return timedelta(seconds=seconds + rng.uniform(0.0, spread))
+
+
+def pace_retry(
+    error: ApplicationError,
+    *,
+    attempt: int,
+    backoff: Backoff,
+    max_retry_after_s: float,
+    rng: random.Random,
+    now: datetime,
+    step: str | None = None,
+) -> ApplicationError:
+    """The error to raise for a failed attempt, with when to try again.
+
+    Not retryable: unchanged. Retryable without a Retry-After: the next
+    attempt after `full_jitter`. With a Retry-After (the translator put it in
+    `next_retry_delay`) up to `max_retry_after_s`: after it plus a small
+    jitter. Longer: the alias is unavailable for now, a non-retryable
+    `ProviderUnavailable` saying until when, so the step asks its next
+    fallback at once instead of waiting. Pure: `rng` and `now` are given.
+    """
+    if error.non_retryable:
+        return error
+    details = _details_with(error, step=step)
+    asked = error.next_retry_delay
+    if asked is not None and asked.total_seconds() > max_retry_after_s:
+        until = now + asked
+        first = details[0] if details and isinstance(details[0], dict) else {}
+        alias = first.get("alias")
+        who = f"alias {alias!r}" if alias else "this alias"
+        details = (
+            {
+                **first,
+                "retry_after_s": asked.total_seconds(),
+                "unavailable_until": _iso(until),
+                "was": error.type,
+            },
+            *details[1:],
+        )
+        return ApplicationError(
+            f"{error.message}; it asked to wait {asked.total_seconds():g} s, longer than "
+            f"{who} waits (max_retry_after_s {max_retry_after_s:g}): unavailable until "
+            f"{_iso(until)}, the next fallback is asked",
+            *details,
+            type=ProviderErrorType.UNAVAILABLE,
+            non_retryable=True,
+            category=error.category,
+        )
+    delay = (
+        retry_after_jitter(asked, rng) if asked is not None else full_jitter(attempt, backoff, rng)
+    )
+    return ApplicationError(
+        error.message,
+        *details,
+        type=error.type,
+        non_retryable=False,
+        next_retry_delay=delay,
+        category=error.category,
+    )
+
+
+def _details_with(error: ApplicationError, **extra: Any) -> tuple[Any, ...]:
+    """The error's details, its first dict completed with `extra` (where set)."""
+    details = tuple(error.details)
+    fields = {k: v for k, v in extra.items() if v}
+    if not fields:
+        return details
+    if not details:
+        return (fields,)
+    if isinstance(details[0], dict):
+        return ({**details[0], **fields}, *details[1:])
+    return details
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -35,6 +35,9 @@ DEFAULT_REGISTRY_PATH = project_path("chains/models.yaml")
 """The registry shipped with the project (a source checkout or editable install)."""
 
 ALIAS_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+DEFAULT_MAX_RETRY_AFTER_S = 60.0
+"""Providers ask for seconds, rarely a minute; a run that would wait longer is
+better served by its next fallback (issue 9: a 600 s Retry-After stalled a run)."""
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -67,6 +70,19 @@ class ModelEntry(BaseModel):
     connect_timeout_s: float | None = Field(default=None, gt=0, le=600)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     """OpenAI reasoning models (o-series, gpt-5) only accept `max_completion_tokens`."""
+    max_retry_after_s: float = Field(default=DEFAULT_MAX_RETRY_AFTER_S, ge=0, le=3600)
+    """Longest provider Retry-After this alias waits for; a longer one makes
+    the alias unavailable for now and the step's next fallback is asked."""
+    rpm: int | None = Field(default=None, gt=0)
+    """Requests per `rate_window_s` this deployment sends this alias, across
+    every worker (shared state: the application database or Redis)."""
+    tpm: int | None = Field(default=None, gt=0)
+    """Tokens per `rate_window_s`: a call counts its prompt (estimated) plus
+    its max_tokens up front and is settled with the real usage."""
+    max_concurrent: int | None = Field(default=None, gt=0)
+    """Calls to this alias in flight at once, across every worker."""
+    rate_window_s: float = Field(default=60.0, gt=0, le=3600)
+    """The window `rpm` and `tpm` are counted over (60: per minute)."""
 
     @field_validator("api_key_env")
     @classmethod
@@ -88,6 +104,21 @@ class ModelEntry(BaseModel):
         return value.rstrip("/")
 
 
+class RateLimits(BaseModel):
+    """What this deployment allows itself to send one alias (None: no limit)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
+    window_s: float = 60.0
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.rpm, self.tpm, self.max_concurrent))
+
+
 class ResolvedEntry(BaseModel):
     """An entry with every default applied: what the providers call."""
 
@@ -105,6 +136,8 @@ class ResolvedEntry(BaseModel):
     heartbeat_timeout_s: float
     connect_timeout_s: float
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"]
+    max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S
+    limits: RateLimits = RateLimits()
 
     def info(self) -> ModelInfo:
         return ModelInfo(
@@ -181,6 +214,13 @@ def _resolve(alias: str, entry: ModelEntry, simulator_base_url: str | None) -> R
         heartbeat_timeout_s=entry.heartbeat_timeout_s,
         connect_timeout_s=entry.connect_timeout_s or min(10.0, entry.timeout_s),
         max_tokens_param=entry.max_tokens_param,
+        max_retry_after_s=entry.max_retry_after_s,
+        limits=RateLimits(
+            rpm=entry.rpm,
+            tpm=entry.tpm,
+            max_concurrent=entry.max_concurrent,
+            window_s=entry.rate_window_s,
+        ),
     )
 
 

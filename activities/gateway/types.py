@@ -54,6 +54,12 @@ class ModelCallInput(BaseModel):
     step: str = ""
     tools: list[ToolSpec] | None = None
     """Tools the model may call; its calls come back in `ModelCallResult.tool_calls`."""
+    defer_rate_limits: bool = False
+    """Set by workflows that wait out rate limits themselves: a call over the
+    alias's limits answers at once with a non-retryable `RateLimitWait` error
+    (details: `RateLimitWaitDetails`) that the workflow waits out on a timer,
+    using no provider attempt and no worker slot. Unset (runs recorded
+    before), the wait is a retryable `RateLimited` with its delay."""
 
 
 class TokenUsage(BaseModel):
@@ -82,6 +88,17 @@ class TokenUsage(BaseModel):
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+class RateLimitWaitDetails(BaseModel):
+    """Details of a `RateLimitWait` error: how long the workflow waits before
+    it calls again, and why (shown in the run's state)."""
+
+    alias: str
+    retry_in_s: float = Field(ge=0)
+    until: str
+    """When the wait ends, ISO 8601 UTC (as the worker's clock saw it)."""
+    reason: str
 
 
 class ModelCallResult(BaseModel):
@@ -198,3 +215,5 @@ class ProviderErrorType:
     CONTEXT_LENGTH = "ContextLengthExceeded"  # not retryable; fall back to a larger model
     REFUSED = "ContentRefused"  # content policy: not retryable; next fallback
     CONFIG = "ModelConfigError"  # unknown alias, missing key env var: not retryable
+    UNAVAILABLE = "ProviderUnavailable"  # Retry-After over max_retry_after_s: next fallback
+    RATE_LIMIT_WAIT = "RateLimitWait"  # over this deployment's limits: the workflow waits
