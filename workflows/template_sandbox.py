@@ -27,8 +27,12 @@ that exceeds it fails the same way on every worker and on every replay:
 - macro and recursive-loop nesting: at most `max_call_depth`.
 - output: at most `max_output_chars`, counted while the output streams.
 
+- comparisons (`==`, `<`, `in`, comparing tests and filters such as `sort`):
+  containers are measured first, as for turning them into text, since
+  comparing them runs in C over every nested item.
+
 How: `instrument` rewrites a parsed template (before it is compiled) so loops,
-macro bodies, slices and `~` call the hooks below; the environment overrides
+macro bodies, slices, comparisons and `~` call the hooks below; the environment overrides
 the sandbox's `call`, `call_binop` and str.format hooks, wraps every filter,
 and checks every output expression (`finalize`). The budget of the
 rendering in progress lives in a context variable, set by `budget()`.
@@ -120,13 +124,16 @@ _ITEM_CHARS = 8
 
 
 class _Budget:
-    __slots__ = ("chars", "depth", "limits", "steps")
+    __slots__ = ("chars", "depth", "limits", "measured", "steps")
 
     def __init__(self, limits: TemplateLimits) -> None:
         self.limits = limits
         self.steps = 0
         self.chars = 0
         self.depth = 0
+        self.measured: dict[int, tuple[Any, int]] = {}
+        """Containers compared during this rendering, by id, kept alive with
+        their size (so an id is never reused for another object meanwhile)."""
 
     def charge(self, steps: int = 0, chars: int = 0) -> None:
         self.steps += steps
@@ -180,8 +187,10 @@ class _Budget:
             item = pop()
             walked += 1
             kind = type(item)
-            if kind in _SCALARS:
-                size += _scalar_size(item) if kind is int else 1
+            if kind is int:
+                size += item.bit_length() // 3 + 1
+            elif kind in _SCALARS:
+                size += 1
             elif kind is str or isinstance(item, str | bytes):
                 size += len(item) + 2
             elif isinstance(item, list | tuple):
@@ -213,6 +222,22 @@ class _Budget:
                 break
         self.charge(steps=walked)
         return size
+
+    def comparable(self, value: Any, what: str) -> Any:
+        """`value`, once its size as text is known to be within
+        `max_value_chars`: comparing, sorting or searching containers runs
+        in C over every nested item, and lists built of one list twice, 40
+        times over, hold 2**40 of them. Measured once per container."""
+        if type(value) in _SCALARS or isinstance(value, str | bytes | Undefined):
+            return value
+        if not isinstance(value, _CONTAINERS):
+            return value
+        known = self.measured.get(id(value))
+        if known is None or known[0] is not value:
+            size = self.measure(value, what)
+            self.value(size, what)
+            self.measured[id(value)] = (value, size)
+        return value
 
 
 def _scalar_size(value: Any) -> int:
@@ -400,6 +425,14 @@ _CALLBACK_FILTERS = frozenset(
 """Structural filters that run Python (an attribute getter, a filter, a test,
 a comparison key) for every item."""
 
+_COMPARING_FILTERS = frozenset({"dictsort", "groupby", "max", "min", "sort", "unique"})
+"""Filters comparing (or hashing) their items in C."""
+
+_COMPARING_TESTS = frozenset(
+    {"!=", "<", "<=", "==", ">", ">=", "eq", "equalto", "ge", "greaterthan", "gt", "in", "le",
+     "lessthan", "lt", "ne"}
+)  # fmt: skip
+
 _CALLBACK_WEIGHT = 4
 """Steps per item of those: a Python call costs about four template steps."""
 
@@ -427,6 +460,8 @@ def _check_filter(
         pass
     elif name in _STRUCTURAL_FILTERS:
         weight = _CALLBACK_WEIGHT if name in _CALLBACK_FILTERS else 1
+        if name in _COMPARING_FILTERS:
+            current.comparable(value, f"the input of filter {name!r}")
         if isinstance(value, _SIZED):
             current.charge(steps=len(value) * weight)
         elif isinstance(value, Iterator):
@@ -506,7 +541,28 @@ def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     return bounded
 
 
+def _bounded_test(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A comparing test (`is eq`, `is in`, and `select('in', ...)`): its
+    operands measured first, like the operands of a comparison."""
+
+    @functools.wraps(func)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        current = _active()
+        if current is not None:
+            for arg in args:
+                current.comparable(arg, "a compared value")
+        return func(*args, **kwargs)
+
+    return bounded
+
+
 # -- loops, macros and concatenation: the instrumentation's hooks ---------------------------
+
+
+def _hook_compare(value: Any) -> Any:
+    """An operand of a comparison (`==`, `<`, `in`, ...)."""
+    current = _active()
+    return value if current is None else current.comparable(value, "a compared value")
 
 
 class _CountedItems:
@@ -581,6 +637,7 @@ _HOOKS = {
     "_chorus_charge": _hook_charge,
     "_chorus_concat": _hook_concat,
     "_chorus_slice": _hook_slice,
+    "_chorus_compare": _hook_compare,
 }
 _HOOK_IDS = frozenset(id(hook) for hook in _HOOKS.values())
 
@@ -650,6 +707,15 @@ class _Instrument(NodeTransformer):
         ]
         return _hook_call("_chorus_slice", [node.node, *bounds], node.lineno)
 
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Node:
+        self.generic_visit(node)
+        if not isinstance(node.expr, nodes.Const):
+            node.expr = _hook_call("_chorus_compare", [node.expr], node.lineno)
+        for operand in node.ops:
+            if not isinstance(operand.expr, nodes.Const):
+                operand.expr = _hook_call("_chorus_compare", [operand.expr], node.lineno)
+        return node
+
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
         return _hook_call("_chorus_concat", list(node.nodes), node.lineno)
@@ -715,6 +781,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         super().__init__(finalize=_finalize, optimized=False, **options)
         self.globals["range"] = _bounded_range
         self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
+        self.tests = {
+            name: _bounded_test(test) if name in _COMPARING_TESTS else test
+            for name, test in self.tests.items()
+        }
         for name, hook in _HOOKS.items():
             setattr(self, name, hook)
 

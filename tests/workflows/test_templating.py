@@ -295,6 +295,24 @@ BOMBS: dict[str, tuple[str, str]] = {
         "{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}",
         "more than",
     ),
+    "comparing shared lists": (
+        "{% set ns = namespace(a=[0, 0], b=[0, 0]) %}{% for i in range(40) %}"
+        "{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}"
+        "{{ ns.a == ns.b }}",
+        "steps",
+    ),
+    "searching shared lists": (
+        "{% set ns = namespace(a=[0, 0], b=[0, 0]) %}{% for i in range(40) %}"
+        "{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}"
+        "{{ [ns.a] | select('in', [[ns.b]]) | list | length }}",
+        "steps",
+    ),
+    "sorting shared lists": (
+        "{% set ns = namespace(a=[0, 0], b=[0, 0]) %}{% for i in range(40) %}"
+        "{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}"
+        "{{ [ns.a, ns.b] | unique | list | length }}",
+        "steps",
+    ),
     "one string many times": ("{{ ['x' * 1000000] * 1000 }}", "as text"),
     "one string many times as JSON": ("{{ (['x' * 100000] * 100) | tojson }}", "as text"),
     "output size": ("{% for i in range(10000) %}{{ 'x' * 1000 }}{% endfor %}", "the output"),
@@ -337,15 +355,17 @@ def test_templates_over_a_limit_fail_fast_with_a_named_error(source: str) -> Non
     assert err.message.startswith("template limit exceeded: ")
     assert phrase in err.message
     # A workflow task fails as deadlocked after 2 s: a bomb must stop far sooner
-    # (measured: under 0.25 s each on a loaded 2-core machine).
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    # (measured: at most 0.3 s each on a 2-core machine shared by five test runs).
+    assert elapsed < 1.5, f"{elapsed:.2f} s"
 
 
 def test_templates_over_a_limit_stay_within_a_small_memory_budget() -> None:
     """Refused before they allocate: the worst bomb peaks at a few MB (the
     issue's format width reached 5.6 GB, namespace doubling 256 MB)."""
     peaks = {}
-    for name, (source, _) in BOMBS.items():
+    for name, (source, phrase) in BOMBS.items():
+        if "steps" in phrase:
+            continue  # stopped by counting work, and slow under tracemalloc
         tracemalloc.start()
         try:
             with pytest.raises(TemplateLimitError):
@@ -406,7 +426,8 @@ def test_ordinary_templates_render_as_before() -> None:
         "{{ passages | map(attribute='title') | select('in', ['Doc 1', 'Doc 2']) | join(', ') }}"
         "{{ (passages | sort(attribute='score', reverse=true) | first).title }}"
         "{{ 'x' | center(9) }}|{{ 'ab\ncd' | indent(2) }}|{{ ('abc' * 3)[::-2] }}"
-        "{{ [[1], [2]] | sum(start=[]) }}"
+        "{{ [[1], [2]] | sum(start=[]) }}{{ [1, [2]] == [1, [2]] and 'b' in ['a', 'b'] }}"
+        "{{ [[2], [1]] | sort | first }}{{ [3, 1] | select('in', [1, 2]) | list }}"
     )
     tree = [{"name": "a", "kids": [{"name": "b", "kids": []}, {"name": "c", "kids": []}]}]
     text = render(source, {"passages": PASSAGES, "tree": tree})
@@ -417,7 +438,7 @@ def test_ordinary_templates_render_as_before() -> None:
         "a(bc)",
         "  3.14|ab  |00042 xab  |a1[2]",
         "Doc 1, Doc 2Doc 999    x    |ab",
-        "  cd|cabca[1, 2]",
+        "  cd|cabca[1, 2]True[1][1]",
     ]
     stock = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
     assert text == stock.from_string(source).render(passages=PASSAGES, tree=tree)
