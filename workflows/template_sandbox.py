@@ -347,6 +347,10 @@ def _check_method(
         length = _argument(args, kwargs, 0, "length")
         current.width(1 if length is None else length, "int.to_bytes length")
         return args
+    if isinstance(owner, list | tuple) and name in ("count", "index"):
+        for value in (owner, *args[:1]):  # both compared, item by item, in C
+            current.comparable(value, f"{type(owner).__name__}.{name}")
+        return args
     if not isinstance(owner, str | bytes | bytearray):
         return args
     kind = type(owner).__name__
