@@ -18,16 +18,18 @@ it with the same limits after their dependencies, which gives the same order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from core.input_limits import DEFAULT_LIMITS, InputLimits, InputProblem, loads_json
+from core.input_limits import DEFAULT_LIMITS, InputLimits, InputProblem, loads_json, printable
 
 _REFUSED = "chorus_refused_body"
 """Key in the request state (shared by every Request over one scope)."""
+_UNKNOWN_QUERY = "chorus_unknown_query"
 
 
 REFUSED_BODY = None
@@ -49,6 +51,12 @@ def refused_body(request: Request) -> InputProblem | None:
     return problem if isinstance(problem, InputProblem) else None
 
 
+def unknown_query(request: Request) -> InputProblem | None:
+    """The query parameters of this request its route does not take, as a problem."""
+    problem = getattr(request.state, _UNKNOWN_QUERY, None)
+    return problem if isinstance(problem, InputProblem) else None
+
+
 class CheckedJsonRequest(Request):
     """A Request whose `json()` parses within the input limits, keeping a
     refusal aside (see the module docstring) instead of raising."""
@@ -66,12 +74,37 @@ class CheckedJsonRequest(Request):
 
 
 class CheckedJsonRoute(APIRoute):
-    """The route class of every router: its handler gets a CheckedJsonRequest."""
+    """The route class of every router: its handler gets a CheckedJsonRequest,
+    and a query parameter the route does not take is kept aside as a problem
+    (`api.query_params.refuse_unknown_query` answers with it once the caller
+    is known)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        known = frozenset(_query_names(self.dependant))
 
         async def checked(request: Request) -> Response:
+            unknown = [name for name in request.query_params if name not in known]
+            setattr(request.state, _UNKNOWN_QUERY, _unknown_query(unknown, known))
             return await handler(CheckedJsonRequest(request.scope, request.receive))
 
         return checked
+
+
+def _query_names(dependant: Dependant) -> Iterator[str]:
+    yield from (field.alias for field in dependant.query_params)
+    for sub in dependant.dependencies:
+        yield from _query_names(sub)
+
+
+def _unknown_query(unknown: list[str], known: frozenset[str]) -> InputProblem | None:
+    if not unknown:
+        return None
+    takes = ", ".join(sorted(known)) or "none"
+    names = ", ".join(repr(printable(name)) for name in unknown)
+    return InputProblem(
+        "unknown_query_parameter",
+        f"query.{printable(unknown[0])}",
+        f"unknown query parameter{'s' if len(unknown) > 1 else ''} {names} "
+        f"(this endpoint takes: {takes})",
+    )

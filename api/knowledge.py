@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session
 
 from api.errors import validation_details
@@ -78,6 +78,8 @@ class UnknownModelAlias(Unprocessable):
 
 
 class DocumentIngest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(
         min_length=1,
         max_length=255,
@@ -103,6 +105,8 @@ class DocumentIngested(BaseModel):
 
 
 class CollectionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     embedding_alias: str | None = Field(
         default=None,
         description="Model-registry alias whose embeddings rank the collection (hybrid); "

@@ -10,12 +10,17 @@ from api import approvals
 from api.bodies import CheckedJsonRoute
 from api.deps import DatabaseDep, ReaderDep, ReviewerDep, RunClientDep
 from api.errors import error_responses
+from api.query_params import StrictQuery
 from api.routes.runs import RunIdPath
 from api.schemas import DecisionRequest, DecisionResult
 from core.chain_spec import CHAIN_NAME_PATTERN
 from runs.views import ApprovalList
 
-router = APIRouter(tags=["approvals"], route_class=CheckedJsonRoute)
+router = APIRouter(
+    tags=["approvals"],
+    route_class=CheckedJsonRoute,
+    dependencies=[StrictQuery],
+)
 
 
 @router.get(

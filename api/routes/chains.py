@@ -11,12 +11,18 @@ from api import chains
 from api.bodies import CheckedJsonRoute
 from api.deps import AdminDep, ReaderDep, SessionDep, StateDep
 from api.errors import error_responses
+from api.query_params import StrictQuery
 from api.schemas import ChainList, ChainVersionList
 from core.chain_spec import CHAIN_NAME_PATTERN
 from core.input_limits import MAX_VERSION
 from store import ChainVersionPublic
 
-router = APIRouter(prefix="/v1/chains", tags=["chains"], route_class=CheckedJsonRoute)
+router = APIRouter(
+    prefix="/v1/chains",
+    tags=["chains"],
+    route_class=CheckedJsonRoute,
+    dependencies=[StrictQuery],
+)
 
 ChainNamePath = Annotated[str, Path(min_length=1, max_length=100, pattern=CHAIN_NAME_PATTERN)]
 

@@ -10,9 +10,15 @@ from api import keys
 from api.bodies import CheckedJsonRoute
 from api.deps import AdminDep, SessionDep
 from api.errors import error_responses
+from api.query_params import StrictQuery
 from api.schemas import KEY_NAME_PATTERN, KeyCreate, KeyCreated, KeyList, KeyRevoked
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=CheckedJsonRoute)
+router = APIRouter(
+    prefix="/v1/keys",
+    tags=["keys"],
+    route_class=CheckedJsonRoute,
+    dependencies=[StrictQuery],
+)
 
 
 @router.post(

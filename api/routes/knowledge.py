@@ -22,10 +22,16 @@ from api.knowledge import (
     DocumentIngested,
     DocumentList,
 )
+from api.query_params import StrictQuery
 from store.knowledge.names import COLLECTION_NAME_PATTERN
 from store.knowledge.tables import KnowledgeCollectionPublic
 
-router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"], route_class=CheckedJsonRoute)
+router = APIRouter(
+    prefix="/v1/knowledge",
+    tags=["knowledge"],
+    route_class=CheckedJsonRoute,
+    dependencies=[StrictQuery],
+)
 
 CollectionPath = Annotated[str, Path(min_length=1, max_length=100, pattern=COLLECTION_NAME_PATTERN)]
 

@@ -10,6 +10,7 @@ from api import runs
 from api.bodies import CheckedJsonRoute
 from api.deps import DatabaseDep, ReaderDep, RunClientDep, ServiceDep, SessionDep
 from api.errors import error_responses
+from api.query_params import StrictQuery
 from api.schemas import (
     RUN_ID_PATTERN,
     CancelAccepted,
@@ -21,7 +22,12 @@ from core.chain_spec import CHAIN_NAME_PATTERN
 from core.statuses import RunStatus
 from runs.views import RunDetail
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"], route_class=CheckedJsonRoute)
+router = APIRouter(
+    prefix="/v1/runs",
+    tags=["runs"],
+    route_class=CheckedJsonRoute,
+    dependencies=[StrictQuery],
+)
 
 RunIdPath = Annotated[str, Path(min_length=1, max_length=200, pattern=RUN_ID_PATTERN)]
 

@@ -386,6 +386,8 @@ async def test_bad_queries_paths_and_fields_name_what_is_wrong(
     cases: list[tuple[str, str, dict[str, str], Any, str, str]] = [
         # (method, url, headers, JSON body or raw text, code, path)
         ("GET", "/v1/runs?chain=%00", service, None, "invalid_request", "query.chain"),
+        ("GET", "/v1/runs?stauts=failed", service, None, "unknown_query_parameter", "query.stauts"),
+        ("GET", "/v1/chains?x=%00", service, None, "unknown_query_parameter", "query.x"),
         ("GET", "/v1/runs?chain=a%ED%A0%80", service, None, "invalid_request", "query.chain"),
         ("GET", "/v1/approvals?chain=%00", reviewer, None, "invalid_request", "query.chain"),
         ("GET", "/v1/runs/a%00b", service, None, "invalid_request", "path.run_id"),
@@ -510,6 +512,8 @@ async def test_a_bad_body_without_a_key_is_a_401_and_with_the_wrong_role_a_403(
                 headers={**headers, "Content-Type": "application/json"},
             )
             assert_error(response, status)
+    unknown = await http.get("/v1/runs?stauts=failed")
+    assert_error(unknown, 401, "unauthorized")
     yaml_bomb = await http.put(
         f"/v1/chains/{CHAIN}",
         content=YAML_BOMB.encode(),
