@@ -351,6 +351,10 @@ def _check_method(
         for value in (owner, *args[:1]):  # both compared, item by item, in C
             current.comparable(value, f"{type(owner).__name__}.{name}")
         return args
+    if isinstance(owner, LoopContext) and name == "changed":
+        for value in args:  # compared with the previous iteration's
+            current.comparable(value, "loop.changed")
+        return args
     if not isinstance(owner, str | bytes | bytearray):
         return args
     kind = type(owner).__name__

@@ -313,6 +313,12 @@ BOMBS: dict[str, tuple[str, str]] = {
         "{{ [ns.a].count(ns.b) }}",
         "steps",
     ),
+    "loop.changed on shared lists": (
+        "{% set ns = namespace(a=[0, 0]) %}{% for i in range(40) %}"
+        "{% set ns.a = [ns.a, ns.a] %}{% endfor %}"
+        "{% for i in range(2) %}{{ loop.changed(ns.a) }}{% endfor %}",
+        "steps",
+    ),
     "sorting shared lists": (
         "{% set ns = namespace(a=[0, 0], b=[0, 0]) %}{% for i in range(40) %}"
         "{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}"
@@ -434,7 +440,7 @@ def test_ordinary_templates_render_as_before() -> None:
         "{{ 'x' | center(9) }}|{{ 'ab\ncd' | indent(2) }}|{{ ('abc' * 3)[::-2] }}"
         "{{ [[1], [2]] | sum(start=[]) }}{{ [1, [2]] == [1, [2]] and 'b' in ['a', 'b'] }}"
         "{{ [[2], [1]] | sort | first }}{{ [3, 1] | select('in', [1, 2]) | list }}"
-        "{{ [[1], 2].index(2) }}"
+        "{{ [[1], 2].index(2) }}{% for x in [1, 1, 2] %}{{ loop.changed(x) }}{% endfor %}"
     )
     tree = [{"name": "a", "kids": [{"name": "b", "kids": []}, {"name": "c", "kids": []}]}]
     text = render(source, {"passages": PASSAGES, "tree": tree})
@@ -445,7 +451,7 @@ def test_ordinary_templates_render_as_before() -> None:
         "a(bc)",
         "  3.14|ab  |00042 xab  |a1[2]",
         "Doc 1, Doc 2Doc 999    x    |ab",
-        "  cd|cabca[1, 2]True[1][1]1",
+        "  cd|cabca[1, 2]True[1][1]1TrueFalseTrue",
     ]
     stock = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
     assert text == stock.from_string(source).render(passages=PASSAGES, tree=tree)
