@@ -32,7 +32,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.bodies import REFUSED_BODY, CheckedJsonRoute
 from api.routes import approvals, chains, health, keys, knowledge, runs
+from core.chain_spec import ChainSpec
 from core.input_limits import InputLimits
+from store import publish_chain, session_scope
 from tests.api.conftest import (
     Keys,
     admin,
@@ -48,6 +50,7 @@ pytestmark = pytest.mark.usefixtures("api_worker")
 LIMITS = InputLimits(max_string_chars=4096, max_input_bytes=16 * 1024, max_spec_bytes=32 * 1024)
 COLLECTION = "bad-inputs"
 CHAIN = "bad_inputs_greet"
+BIG_CHAIN = "bad_inputs_big"
 BAD = "@BAD@"
 JSON = {"Content-Type": "application/json"}
 
@@ -236,6 +239,18 @@ async def baseline(
         200,
         201,
     )
+    # A chain stored before the limits existed, larger than they allow now.
+    big = ChainSpec.model_validate(
+        {
+            "name": BIG_CHAIN,
+            "steps": [
+                {"name": f"s{i}", "kind": "model", "model": "cheap", "prompt": "p" * 300}
+                for i in range(120)
+            ],
+        }
+    )
+    with session_scope(db_engine) as session:
+        publish_chain(session, spec=big, created_by="before-the-limits")
     document = {"name": "refunds.md", "text": "# Refunds\n\nWithin 30 days."}
     ingested = await http.post(
         f"/v1/knowledge/{COLLECTION}/documents", json=document, headers=bearer(keys.reviewer)
@@ -448,6 +463,9 @@ async def test_bad_queries_paths_and_fields_name_what_is_wrong(
             "document_too_large",
             "input",
         ),
+        # Stored before the limits: refused at start (it used to be a 503
+        # "message larger than max" from Temporal), and no stub is left.
+        ("POST", "/v1/runs", service, {"chain": BIG_CHAIN}, "document_too_large", "<document>"),
         ("DELETE", "/v1/keys/a%00b", admin(), None, "invalid_request", "path.name"),
     ]
     for method, url, headers, body, code, path in cases:
