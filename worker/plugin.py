@@ -38,6 +38,7 @@ PASSTHROUGH_MODULES = (
     "workflows.activity_options",
     "workflows.budget",
     "workflows.templating",
+    "workflows.template_sandbox",
     "core.search_attributes",
     # Guards validate JSON schemas inside workflows: jsonschema and what it
     # imports (re-importing them per run costs ~0.3 s of worker CPU).
