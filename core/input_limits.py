@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,10 +43,6 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_VERSION = 2**31 - 1
 """The largest chain version number: versions live in 32-bit INTEGER columns."""
-
-_MAX_INT_DIGITS = 20
-"""Digits (sign included) beyond which a JSON integer cannot be 64-bit; such a
-literal is not even converted (Python refuses over 4,300 digits, slowly)."""
 
 
 class InputLimits(BaseModel):
@@ -124,20 +121,6 @@ def printable(text: str, limit: int = 60) -> str:
 # -- values ------------------------------------------------------------------------------
 
 
-class _HugeInteger:
-    """A JSON integer literal too long to be 64-bit, kept unconverted so the
-    walk can name where it was."""
-
-    __slots__ = ("digits",)
-
-    def __init__(self, digits: int) -> None:
-        self.digits = digits
-
-
-def _parse_int(text: str) -> int | _HugeInteger:
-    return int(text) if len(text) <= _MAX_INT_DIGITS else _HugeInteger(len(text))
-
-
 def loads_json(
     data: str | bytes,
     limits: InputLimits = DEFAULT_LIMITS,
@@ -149,7 +132,7 @@ def loads_json(
     """Parse a JSON document and `check_value` it; InputProblem when it is not
     JSON or breaks a limit (never RecursionError, never a huge int conversion)."""
     try:
-        value = json.loads(data, parse_int=_parse_int)
+        value = json.loads(data)
     except RecursionError:
         raise InputProblem(
             "nesting_too_deep",
@@ -163,7 +146,11 @@ def loads_json(
             root,
             f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
         ) from None
-    except ValueError as exc:  # bytes that are not UTF-8, among others
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            # Python refuses (at once) to convert more than 4,300 digits.
+            raise _out_of_range(None, root) from None
+        # Bytes that are not UTF-8, among others.
         raise InputProblem("invalid_json", root, f"invalid JSON: {exc}") from None
     check_value(value, limits, root=root, max_string_chars=max_string_chars, max_bytes=max_bytes)
     return value
@@ -177,55 +164,53 @@ def check_value(
     max_string_chars: int | None = None,
     max_bytes: int | None = None,
 ) -> None:
-    """Raise InputProblem for the first value (in document order) that breaks
-    a limit; with `max_bytes`, also when the whole is larger as compact JSON.
+    """Raise InputProblem for a value that breaks a limit; with `max_bytes`,
+    also when the whole is larger as compact JSON.
 
     Iterative, so any depth is walked safely; a value reached twice (a YAML
-    alias) is walked twice, as it would be serialised twice.
+    alias) is walked twice, as it would be serialised twice. Scalars are
+    checked where they stand and paths built only for a refusal: a 1 MB body
+    of small values takes tens of milliseconds.
     """
     max_chars = max_string_chars or limits.max_string_chars
-    stack: list[tuple[Any, _Path, int]] = [(value, None, 0)]
+    max_depth = limits.max_depth
+    if not _is_container(value):
+        _check_scalar(value, None, root, max_chars)
+    stack: list[tuple[Any, _Path, int]] = [(value, None, 0)] if _is_container(value) else []
     while stack:
         item, path, depth = stack.pop()
-        if isinstance(item, str):
-            _check_string(item, path, root, max_chars)
-        elif isinstance(item, bool) or item is None:
-            continue
-        elif isinstance(item, int):
-            if not INT64_MIN <= item <= INT64_MAX:
-                raise _out_of_range(path, root)
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise InputProblem(
-                    "non_finite_number",
-                    format_path(path, root),
-                    f"{_number_name(item)} is not a finite number (JSON has no NaN or Infinity)",
-                )
-        elif isinstance(item, _HugeInteger):
-            raise _out_of_range(path, root)
-        elif isinstance(item, bytes | bytearray):
+        if depth >= max_depth:
             raise InputProblem(
-                "invalid_value", format_path(path, root), "binary data is not a JSON value"
+                "nesting_too_deep",
+                format_path(path, root),
+                f"nested more than {max_depth} levels deep",
+                limit=max_depth,
             )
-        elif isinstance(item, dict | list | tuple | set | frozenset):
-            if depth >= limits.max_depth:
-                raise InputProblem(
-                    "nesting_too_deep",
-                    format_path(path, root),
-                    f"nested more than {limits.max_depth} levels deep",
-                    limit=limits.max_depth,
-                )
-            if isinstance(item, dict):
-                children = []
-                for key, child in item.items():
-                    if isinstance(key, str):
-                        _check_string(key, path, root, max_chars, key=True)
-                        children.append((child, (path, key), depth + 1))
-                    else:
-                        children.append((child, (path, str(key)), depth + 1))
+        mapping = isinstance(item, dict)
+        pairs: Iterable[tuple[Any, Any]] = item.items() if mapping else enumerate(item)
+        for segment, child in pairs:
+            if mapping:
+                if type(segment) is not str:
+                    segment = str(segment)  # a YAML mapping's non-string key
+                elif len(segment) > 64 or not segment.isascii() or "\x00" in segment:
+                    _check_string(segment, path, root, max_chars, key=True)
+            kind = type(child)
+            if kind is str:
+                # Short ASCII text without NUL (most strings) has nothing to check.
+                if len(child) > 64 or not child.isascii() or "\x00" in child:
+                    _check_string(child, (path, segment), root, max_chars)
+            elif kind is int:
+                if not INT64_MIN <= child <= INT64_MAX:
+                    raise _out_of_range((path, segment), root)
+            elif kind is float:
+                if not math.isfinite(child):
+                    _check_scalar(child, (path, segment), root, max_chars)
+            elif kind is bool or child is None:
+                continue
+            elif kind is dict or kind is list or isinstance(child, _CONTAINERS):
+                stack.append((child, (path, segment), depth + 1))
             else:
-                children = [(child, (path, i), depth + 1) for i, child in enumerate(item)]
-            stack.extend(reversed(children))
+                _check_scalar(child, (path, segment), root, max_chars)
     if max_bytes is not None:
         size = json_size(value)
         if size > max_bytes:
@@ -235,6 +220,34 @@ def check_value(
                 f"is {size} bytes as JSON; the limit is {max_bytes}",
                 limit=max_bytes,
             )
+
+
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
+def _is_container(value: Any) -> bool:
+    return isinstance(value, _CONTAINERS)
+
+
+def _check_scalar(item: Any, path: _Path, root: str, max_chars: int) -> None:
+    if isinstance(item, str):
+        _check_string(item, path, root, max_chars)
+    elif isinstance(item, bool) or item is None:
+        return
+    elif isinstance(item, int):
+        if not INT64_MIN <= item <= INT64_MAX:
+            raise _out_of_range(path, root)
+    elif isinstance(item, float):
+        if not math.isfinite(item):
+            raise InputProblem(
+                "non_finite_number",
+                format_path(path, root),
+                f"{_number_name(item)} is not a finite number (JSON has no NaN or Infinity)",
+            )
+    elif isinstance(item, bytes | bytearray):
+        raise InputProblem(
+            "invalid_value", format_path(path, root), "binary data is not a JSON value"
+        )
 
 
 def _check_string(text: str, path: _Path, root: str, max_chars: int, *, key: bool = False) -> None:

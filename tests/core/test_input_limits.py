@@ -45,7 +45,9 @@ def refusal(document: str | bytes, limits: InputLimits = SMALL) -> InputProblem:
         ('{"a": -1e999}', "non_finite_number", "body.a"),
         (f'{{"a": {INT64_MAX + 1}}}', "integer_out_of_range", "body.a"),
         (f'{{"a": {INT64_MIN - 1}}}', "integer_out_of_range", "body.a"),
-        ('{"a": ' + "7" * 100_000 + "}", "integer_out_of_range", "body.a"),
+        ('{"a": ' + "7" * 30 + "}", "integer_out_of_range", "body.a"),
+        # Past 4,300 digits Python refuses at once to convert (no path then).
+        ('{"a": ' + "7" * 100_000 + "}", "integer_out_of_range", "body"),
         ('{"a": "' + "x" * 101 + '"}', "string_too_long", "body.a"),
         ('{"a": ', "invalid_json", "body"),
         (b'{"a": "\xff"}', "invalid_json", "body"),
