@@ -42,6 +42,14 @@ bench: venv
 bench-waiting: venv
 	$(BIN)/python bench/waiting.py --runs $(or $(RUNS),1000)
 
+# The API under concurrent load, on SQLite and PostgreSQL (127.0.0.1:5432/test, or
+# CHORUS_BENCH_POSTGRES_URL): make bench-load BACKENDS=sqlite ROUNDS=3
+.PHONY: bench-load
+BACKENDS ?= sqlite,postgresql
+ROUNDS ?= 1
+bench-load: venv
+	$(BIN)/python bench/load.py --backends $(BACKENDS) --rounds $(ROUNDS)
+
 # Record replay histories of the shipped chains: make histories TAG=my_patch_id
 histories: venv
 	@test -n "$(TAG)" || (echo "usage: make histories TAG=<workflow version or patch id>"; exit 2)
