@@ -48,6 +48,8 @@ class JsonBodyMiddleware:
         if body:
             try:
                 json.loads(body)
+            except RecursionError:
+                pass  # JSON, nested too deep: the route refuses it (api.bodies)
             except ValueError as exc:
                 await _refuse(media, exc)(scope, receive, send)
                 return

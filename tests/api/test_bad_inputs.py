@@ -316,6 +316,30 @@ async def test_every_bad_json_value_is_refused_naming_its_path(
         assert len(response.content) < 2000, (where, len(response.content))
 
 
+@pytest.mark.parametrize("endpoint_label", ENDPOINT_LABELS)
+async def test_deep_json_without_a_json_content_type_is_refused_too(
+    http: httpx.AsyncClient, keys: Keys, baseline: Baseline, endpoint_label: str
+) -> None:
+    """`curl -d` bodies (no type, or the form type) are read as JSON first
+    (api.json_body): one nested past the parser's recursion limit once
+    crashed that check (500)."""
+    endpoint = next(e for e in json_endpoints(baseline.context) if e.label == endpoint_label)
+    body = endpoint.body.replace(BAD, JSON_VALUES[0].json).encode()
+    for content_type in ({}, {"Content-Type": "application/x-www-form-urlencoded"}):
+        response = await http.request(
+            endpoint.method,
+            endpoint.path,
+            content=body,
+            headers={**bearer(key_for(keys, endpoint.key)), **content_type},
+        )
+        error = assert_error(response, 422, endpoint.code or "nesting_too_deep")
+        assert "nested more than" in error["message"], (endpoint.label, content_type, error)
+        unauthenticated = await http.request(
+            endpoint.method, endpoint.path, content=body, headers=content_type
+        )
+        assert_error(unauthenticated, 401, "unauthorized")
+
+
 def alias_bomb() -> str:
     """Nine levels of nine aliases: 350 bytes of YAML, 9^9 strings once expanded."""
     lines = [f"name: {CHAIN}", 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
