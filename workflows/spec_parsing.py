@@ -164,6 +164,10 @@ def load_yaml(text: str, limits: InputLimits = DEFAULT_LIMITS) -> Any:
         data = loader.get_single_data()
     except yaml.YAMLError as err:
         raise ChainSpecError([SpecProblem(DOCUMENT, _yaml_message(err))]) from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # A scalar its tag cannot build (`2020-13-45` as a timestamp, `!!int abc`):
+        # PyYAML's constructors raise these bare, without a position.
+        raise ChainSpecError([SpecProblem(DOCUMENT, f"invalid YAML: {exc}")]) from None
     finally:
         loader.dispose()
     try:

@@ -370,6 +370,7 @@ YAML_CASES: list[tuple[str, str, str]] = [
     ),
     ("lone surrogate", yaml_spec('"a\\ud800b"'), "lone surrogate"),
     ("NUL", yaml_spec('"a\\0b"'), "NUL character"),
+    ("impossible date", yaml_spec("2020-13-45"), "month must be in 1..12"),
     ("NaN", yaml_spec(".nan"), "NaN is not a finite number"),
     ("Infinity", yaml_spec("-.inf"), "-Infinity is not a finite number"),
     ("1.0e+999", yaml_spec("1.0e+999"), "Infinity is not a finite number"),
