@@ -17,6 +17,7 @@ from core.chain_spec import ChainSpec
 from core.input_limits import DEFAULT_LIMITS, InputLimits, InputProblem, json_size, loads_json
 from core.problems import ChainNotFound, InvalidChainSpec, UnsupportedMediaType
 from runs.catalog import Catalog
+from runs.checks import TEMPLATE_TOO_DEEP
 from store import (
     ChainVersion,
     ChainVersionPublic,
@@ -107,6 +108,8 @@ def publish(
         check_chain(spec, catalog.aliases, known_tools=catalog.tools)
     except ChainSpecError as exc:
         problems.extend(exc.problems)
+    except RecursionError:
+        problems.append(SpecProblem(DOCUMENT, TEMPLATE_TOO_DEEP))
     if problems:
         raise _invalid(name, problems)
     result = publish_chain(session, spec=spec, created_by=author)

@@ -26,12 +26,23 @@ def problem_details(problems: Any) -> list[dict[str, str]]:
     return [{"path": p.path, "message": p.message} for p in problems]
 
 
+TEMPLATE_TOO_DEEP = (
+    "a template or expression is nested too deeply to parse (Jinja's parser recurses; "
+    "flatten its brackets or blocks)"
+)
+
+
 def check_chain_against(spec: ChainSpec, catalog: Catalog, *, what: str) -> None:
     """Refuse a chain that names a model alias or a tool the deployment does
     not offer (InvalidChainSpec listing every problem). `what` names the
     chain in the message (e.g. "chain 'x' v3")."""
     try:
         check_chain(spec, catalog.aliases, known_tools=catalog.tools)
+    except RecursionError:
+        raise InvalidChainSpec(
+            f"{what} cannot be checked: {TEMPLATE_TOO_DEEP}",
+            details=[{"path": "<document>", "message": TEMPLATE_TOO_DEEP}],
+        ) from None
     except ChainSpecError as exc:
         first = exc.problems[0]
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""

@@ -352,6 +352,10 @@ def alias_bomb() -> str:
 YAML_BOMB = alias_bomb()
 
 
+def yaml_prompt(prompt: str) -> str:
+    return yaml_spec("x").replace("prompt: Hi.", f"prompt: '{prompt}'")
+
+
 def yaml_spec(description: str) -> str:
     return (
         f"name: {CHAIN}\ndescription: {description}\n"
@@ -371,6 +375,11 @@ YAML_CASES: list[tuple[str, str, str]] = [
     ("lone surrogate", yaml_spec('"a\\ud800b"'), "lone surrogate"),
     ("NUL", yaml_spec('"a\\0b"'), "NUL character"),
     ("impossible date", yaml_spec("2020-13-45"), "month must be in 1..12"),
+    (
+        "template nested 2,000 deep",
+        yaml_prompt("{{ " + "(" * 2000 + "1" + ")" * 2000 + " }}"),
+        "nested too deeply to parse",
+    ),
     ("NaN", yaml_spec(".nan"), "NaN is not a finite number"),
     ("Infinity", yaml_spec("-.inf"), "-Infinity is not a finite number"),
     ("1.0e+999", yaml_spec("1.0e+999"), "Infinity is not a finite number"),
