@@ -173,7 +173,7 @@ async def _run(
         return 0
 
     try:
-        result = await _await_with_progress(handle)
+        result = await _await_with_progress(handle, runs)
     except WorkflowFailureError as exc:
         partial = partial_result(exc)
         if partial is not None:
@@ -183,9 +183,10 @@ async def _run(
     return 0 if result.status == "completed" else 1
 
 
-async def _await_with_progress(handle: Any) -> Any:
+async def _await_with_progress(handle: Any, runs: Any = None) -> Any:
     """Wait for the result, showing the `state` query as a live table when
-    stdout is a terminal."""
+    stdout is a terminal, with what its model calls wait for (`runs`: the
+    run client, which reads the retries Temporal has scheduled)."""
     result_task = asyncio.create_task(handle.result())
     if not console.is_terminal:
         return await result_task
@@ -193,6 +194,7 @@ async def _await_with_progress(handle: Any) -> Any:
     from temporalio.service import RPCError
 
     from core.names import STATE_QUERY
+    from core.problems import TemporalUnavailable
     from workflows.types import RunState
 
     with Live(Text("starting…"), console=console, refresh_per_second=8, transient=True) as live:
@@ -201,8 +203,9 @@ async def _await_with_progress(handle: Any) -> Any:
                 state = await handle.query(
                     STATE_QUERY, result_type=RunState, rpc_timeout=timedelta(seconds=2)
                 )
-                live.update(render_state(state))
-            except (RPCError, WorkflowQueryFailedError):
+                waits = await runs.waits(handle.id, state) if runs is not None else state.waits
+                live.update(render_state(state, waits))
+            except (RPCError, WorkflowQueryFailedError, TemporalUnavailable):
                 pass  # not picked up by a worker yet: keep waiting
             await asyncio.wait({result_task}, timeout=_POLL_INTERVAL_S)
     return await result_task

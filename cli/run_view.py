@@ -17,8 +17,9 @@ from cli.console import console
 _STATUS_STYLE = {"running": "yellow", "completed": "green", "failed": "red"}
 
 
-def render_state(state: Any) -> Table:
-    """Live view of a run (the `state` query) for `chorus run`."""
+def render_state(state: Any, waits: Any = None) -> Table:
+    """Live view of a run (the `state` query) for `chorus run`; `waits`: what
+    its model calls wait for (default: the state's own)."""
     table = Table(
         title=escape(f"{state.chain} v{state.version} — {state.status}"),
         title_justify="left",
@@ -41,6 +42,14 @@ def render_state(state: Any) -> Table:
     for name in state.current_steps:
         if name not in state.steps:
             table.add_row(Text(name), "", Text("running", style="yellow"), "", "")
+    for wait in state.waits if waits is None else waits:
+        table.add_row(
+            Text(wait.step or ""),
+            "",
+            Text(wait.message, style="magenta"),
+            Text(wait.alias or ""),
+            "",
+        )
     table.caption = f"spent ${state.usage.cost_usd:.6f}"
     return table
 

@@ -55,6 +55,7 @@ def register_settings_secrets(settings: Settings) -> None:
         if secret is not None:
             register_secret(secret.get_secret_value())
     register_secret(url_password(settings.database_url))
+    register_secret(url_password(settings.redis_url))
 
 
 def _use_json(settings: Settings) -> bool:

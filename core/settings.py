@@ -167,6 +167,16 @@ class Settings(BaseSettings):
     max_cached_workflows: int = Field(default=1000, ge=0)
     max_concurrent_activities: int = Field(default=200, ge=1)
 
+    # Rate limits across workers (models.yaml `rpm`, `tpm`, `max_concurrent`)
+    rate_limiter: Literal["database", "redis"] = "database"
+    """Where the workers of a deployment keep their shared rate-limit state:
+    the application database (default: one short transaction per limited
+    call) or Redis (`redis_url`; for many workers)."""
+    redis_url: str | None = None
+    """`redis://[:password@]host:port/db` of the Redis the limiter uses."""
+    redis_key_prefix: str = Field(default="chorus:rl", min_length=1, max_length=100)
+    """Prefix of the limiter's Redis keys (deployments sharing one Redis differ here)."""
+
     # Logging
     log_format: LogFormat = "auto"
     log_level: LogLevel = "info"
@@ -228,6 +238,19 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_rate_limiter(self) -> Self:
+        if self.rate_limiter == "redis" and not self.redis_url:
+            raise ValueError(
+                "CHORUS_RATE_LIMITER is redis but CHORUS_REDIS_URL is not set "
+                "(e.g. redis://127.0.0.1:6379/0)"
+            )
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("CHORUS_REDIS_URL must start with redis://, rediss:// or unix://")
+        return self
+
+    @model_validator(mode="after")
     def _check_admin_key(self) -> Self:
         if self.admin_key is None or self.environment == "development":
             return self
@@ -266,7 +289,7 @@ class Settings(BaseSettings):
         # `repr(settings)` (a traceback, a debugger, a log line) shows no
         # database password; SecretStr fields mask themselves.
         for name, value in super().__repr_args__():
-            if name == "database_url" and isinstance(value, str):
+            if name in ("database_url", "redis_url") and isinstance(value, str):
                 password = url_password(value)
                 value = value.replace(f":{password}@", f":{MASK}@") if password else value
             yield name, value

@@ -72,6 +72,7 @@ from runs.catalog import Catalog
 from runs.checks import check_run
 from runs.results import failure_error, fill_result, partial_result
 from runs.views import ApprovalList, ApprovalView, RunDetail, RunError
+from runs.waits import provider_retry_waits
 from store import hash_json
 from workflows.types import (
     ApprovalDecision,
@@ -80,6 +81,7 @@ from workflows.types import (
     ChainInput,
     ChainResult,
     DecisionOutcome,
+    ProviderWait,
     RunState,
 )
 
@@ -305,6 +307,9 @@ class RunClient:
         handle: WorkflowHandle[Any, Any],
         description: WorkflowExecutionDescription,
     ) -> None:
+        # Calls Temporal is about to retry (Retry-After, backoff): from the
+        # description already read, so shown even with no worker answering.
+        detail.waits = await provider_retry_waits(description, self.client.data_converter)
         try:
             state, pending = await asyncio.gather(
                 handle.query(STATE_QUERY, result_type=RunState, rpc_timeout=QUERY_TIMEOUT),
@@ -331,8 +336,20 @@ class RunClient:
         detail.pending_approvals = [
             ApprovalView.of(detail.run_id, detail.chain, a) for a in pending
         ]
+        detail.waits = [*state.waits, *detail.waits]
         if state.error:
             detail.error = RunError(type=state.error_type, message=state.error)
+
+    async def waits(self, run_id: str, state: RunState | None = None) -> list[ProviderWait]:
+        """What a running run's model calls wait for now: the limiter waits of
+        its `state` (when given) and the retries Temporal has scheduled."""
+        description = await self.describe(run_id)
+        retries = (
+            await provider_retry_waits(description, self.client.data_converter)
+            if description is not None
+            else []
+        )
+        return [*(state.waits if state is not None else []), *retries]
 
     async def _closed_result(self, handle: WorkflowHandle[Any, Any], run_id: str) -> ChainResult:
         try:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from core.statuses import RunStatus
-from workflows.types import ApprovalState, StepRecord, UsageSummary
+from workflows.types import ApprovalState, ProviderWait, StepRecord, UsageSummary
 
 
 class RunError(BaseModel):
@@ -63,6 +63,20 @@ class RunDetail(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     created_by: str | None = None
+    waits: list[ProviderWait] = Field(
+        default_factory=list,
+        description="Model calls of a running run that wait before they may go: "
+        "`rate_limit` (this deployment's limits, or the provider's word, waited out on "
+        "a timer) or `provider_retry` (Temporal retries the call at `until`, after the "
+        "provider's Retry-After or a jittered backoff).",
+    )
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="`waiting for provider until T: why` while a call waits, else null."
+    )
+    @property
+    def waiting(self) -> str | None:
+        return "; ".join(w.message for w in self.waits) if self.waits else None
 
 
 class ApprovalList(BaseModel):

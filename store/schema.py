@@ -16,6 +16,7 @@ from sqlmodel import SQLModel
 
 import store.knowledge.tables
 import store.models
+import store.rate_limits
 import store.reply_journal  # noqa: F401
 
 CREATE_ALL_LOCK_KEY = 0x43686F72

@@ -143,6 +143,7 @@ class ChainWorkflow(ApprovalHost):
             error=self._error,
             error_type=self._error_type,
             ignored_signals=list(self._ignored_signals),
+            waits=list(ctx.caller.waits.values()),
         )
 
     # -- run lifecycle -------------------------------------------------------

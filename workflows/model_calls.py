@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.gateway.types import (
@@ -20,6 +22,8 @@ with workflow.unsafe.imports_passed_through():
         ModelCallInput,
         ModelCallResult,
         ModelInfo,
+        ProviderErrorType,
+        RateLimitWaitDetails,
         ToolSpec,
     )
     from core.chain_errors import ChainErrorType
@@ -32,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.budget import Budget, BudgetExceededError, estimate_prompt_tokens
     from workflows.failures import ChainFailure, billed_usage, describe_activity_error
-    from workflows.types import ModelCallRecord, StepRecord
+    from workflows.types import ModelCallRecord, ProviderWait, StepRecord
 
 
 REASK_PROMPT = (
@@ -75,6 +79,9 @@ class ModelCaller:
         self.max_calls = max_calls
         self.calls_made = 0
         self._on_spend = on_spend
+        self.waits: dict[int, ProviderWait] = {}
+        """Calls waiting out a rate limit now, for the run's state."""
+        self._waits_started = 0
 
     async def call(
         self,
@@ -97,7 +104,7 @@ class ModelCaller:
         reservation = self.budget.reserve(worst_case, f"{options.step} on {alias}")
         self.calls_made += 1
         try:
-            result = await workflow.execute_activity(
+            result = await self._execute_call(
                 CALL_MODEL,
                 ModelCallInput(
                     alias=alias,
@@ -150,6 +157,39 @@ class ModelCaller:
         record.cost_usd += result.cost_usd
         self._on_spend()
         return result
+
+    async def _execute_call(
+        self, activity: str, arg: ModelCallInput, **options: Any
+    ) -> ModelCallResult:
+        """`workflow.execute_activity` of one model call, waiting out the
+        gateway's `RateLimitWait` answers on a durable timer: the wait uses no
+        provider attempt (each new call gets the step's retries afresh) and
+        holds no worker slot. Runs recorded before this (no marker) replay
+        as they ran: their calls never asked the gateway to defer."""
+        defer = workflow.patched(WAIT_OUT_RATE_LIMITS)
+        arg = arg.model_copy(update={"defer_rate_limits": defer})
+        while True:
+            try:
+                return await workflow.execute_activity(activity, arg, **options)  # type: ignore[no-any-return]
+            except ActivityError as err:
+                wait = rate_limit_wait(err) if defer else None
+                if wait is None:
+                    raise
+            self._waits_started += 1
+            key = self._waits_started
+            delay = timedelta(seconds=max(wait.retry_in_s, MIN_WAIT_S))
+            self.waits[key] = ProviderWait(
+                kind="rate_limit",
+                step=arg.step,
+                alias=arg.alias,
+                until=workflow.now() + delay,
+                reason=wait.reason,
+            )
+            try:
+                await workflow.sleep(delay, summary=f"rate limit: {arg.alias}")
+            finally:
+                del self.waits[key]
+            arg = arg.model_copy(update={"rate_limit_ticket": wait.ticket})
 
     async def call_with_fallbacks(
         self,
@@ -215,6 +255,27 @@ class ModelCaller:
             ]
             result = await self.call(alias, conversation, options, record, "reask")
         return result
+
+
+WAIT_OUT_RATE_LIMITS = "model-calls-wait-out-rate-limits"
+"""Patch: model calls ask the gateway to answer a call over the alias's rate
+limits with a `RateLimitWait` that the run waits out on a timer."""
+MIN_WAIT_S = 0.05
+
+
+def rate_limit_wait(err: ActivityError) -> RateLimitWaitDetails | None:
+    """The wait the gateway asked for, if that is what this failure is."""
+    cause = err.cause
+    if not (
+        isinstance(cause, ApplicationError)
+        and cause.type == ProviderErrorType.RATE_LIMIT_WAIT
+        and cause.details
+    ):
+        return None
+    try:
+        return RateLimitWaitDetails.model_validate(cause.details[0])
+    except ValidationError:
+        return None
 
 
 def _over_budget(options: CallOptions, err: BudgetExceededError) -> ChainFailure:

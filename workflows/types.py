@@ -97,6 +97,27 @@ class BudgetState(BaseModel):
     steps_executed: int
 
 
+class ProviderWait(BaseModel):
+    """A model call that waits before it may go, and until when."""
+
+    kind: Literal["rate_limit", "provider_retry"]
+    """`rate_limit`: the deployment's limiter (the run waits on a timer);
+    `provider_retry`: Temporal retries the call after the provider's
+    Retry-After or a jittered backoff (read from Temporal by the run client)."""
+    step: str | None = None
+    alias: str | None = None
+    until: datetime | None = None
+    reason: str
+    attempt: int | None = None
+    """`provider_retry`: the attempt that will start at `until`."""
+
+    @property
+    def message(self) -> str:
+        when = self.until.isoformat(timespec="seconds") if self.until else "later"
+        where = f" ({self.alias})" if self.alias else ""
+        return f"waiting for provider{where} until {when}: {self.reason}"
+
+
 class RunState(BaseModel):
     """Answer of the `state` query: what ops and `chorus run` show live."""
 
@@ -116,6 +137,9 @@ class RunState(BaseModel):
     ignored_signals: list[str] = Field(default_factory=list)
     """`decide` signals the run could not apply, with the reason (a signal
     cannot be refused to its sender)."""
+    waits: list[ProviderWait] = Field(default_factory=list)
+    """Model calls waiting out a rate limit on a timer (this deployment's
+    `rpm`/`tpm`/`max_concurrent`, or what the provider said)."""
 
 
 class ChainResult(BaseModel):

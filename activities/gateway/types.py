@@ -60,6 +60,9 @@ class ModelCallInput(BaseModel):
     (details: `RateLimitWaitDetails`) that the workflow waits out on a timer,
     using no provider attempt and no worker slot. Unset (runs recorded
     before), the wait is a retryable `RateLimited` with its delay."""
+    rate_limit_ticket: str | None = None
+    """The `ticket` of the `RateLimitWait` this call waited out: it claims the
+    slot the limiter reserved for it."""
 
 
 class TokenUsage(BaseModel):
@@ -99,6 +102,8 @@ class RateLimitWaitDetails(BaseModel):
     until: str
     """When the wait ends, ISO 8601 UTC (as the worker's clock saw it)."""
     reason: str
+    ticket: str | None = None
+    """Send it back as `ModelCallInput.rate_limit_ticket`."""
 
 
 class ModelCallResult(BaseModel):
