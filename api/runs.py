@@ -8,17 +8,19 @@ idempotent: the same id with the same chain and input answers with the
 existing run (and finishes a start a crash interrupted); with anything else
 it is a conflict. The workflow carries the input hash in its memo, so a run
 started by a concurrent retry is recognised as the same request.
+
+Each database call is a short session of its own on a thread (`Database.read`
+and `Database.write`): no connection is held while a request waits for
+Temporal, and on SQLite the stub writes of concurrent starts take turns
+instead of meeting "database is locked".
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from sqlalchemy import delete, update
 from sqlmodel import Session, col
-from starlette.concurrency import run_in_threadpool
 
 from api import ownership
 from api.deps import Principal
@@ -36,15 +38,6 @@ from store import (
     get_run,
     list_runs,
 )
-
-T = TypeVar("T")
-
-
-async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a blocking database call off the event loop (SQLite may wait for a
-    write lock held by a worker)."""
-    return await run_in_threadpool(fn, *args, **kwargs)
-
 
 # -- start -----------------------------------------------------------------------------
 
@@ -81,7 +74,6 @@ def _mark_started(session: Session, run_id: str, temporal_run_id: str | None) ->
         )
         .values(status="running", temporal_run_id=temporal_run_id)
     )
-    session.commit()
 
 
 def _drop_stub(session: Session, run_id: str, input_hash: str, author: str) -> None:
@@ -102,15 +94,32 @@ def _drop_stub(session: Session, run_id: str, input_hash: str, author: str) -> N
     session.exec(  # type: ignore[call-overload]
         update(RunRecord).where(*ours).values(input_hash=None, created_by=None)
     )
-    session.commit()
+
+
+def _create_stub(
+    session: Session, *, run_id: str, chain: ChainVersion, input_hash: str, author: str
+) -> tuple[RunRecord, bool]:
+    """The run's stub row and True, or the row already there and False."""
+    try:
+        stub = create_run_stub(
+            session,
+            run_id=run_id,
+            chain=chain.name,
+            version=chain.version,
+            input_hash=input_hash,
+            created_by=author,
+        )
+    except RunExistsError as exc:
+        return exc.existing, False
+    return stub, True
 
 
 class RunStarter:
     """Starts a run for one POST /v1/runs request: the stub row and its
     idempotency are the API's; checking and starting are the run client's."""
 
-    def __init__(self, session: Session, runs: RunClient, principal: Principal) -> None:
-        self.session = session
+    def __init__(self, db: Database, runs: RunClient, principal: Principal) -> None:
+        self.db = db
         self.runs = runs
         self.principal = principal
 
@@ -118,24 +127,31 @@ class RunStarter:
         run_id = body.run_id or str(uuid.uuid4())
         input_hash = input_hash_of(body.input, body.max_cost_usd)
         if body.run_id is not None:
-            existing = await in_thread(get_run, self.session, run_id=run_id)
+            existing = await self.db.read(get_run, run_id=run_id)
             if existing is not None:
                 return await self._repeat(existing, body, input_hash)
 
-        chain = await in_thread(_resolve_chain, self.session, body.chain, body.version)
+        chain = await self.db.read(_resolve_chain, body.chain, body.version)
         spec = chain.to_spec()
         self.runs.check(spec, body.input)
 
-        try:
-            stub = await in_thread(self._create_stub, run_id, chain, input_hash)
-        except RunExistsError as exc:
-            return await self._repeat(exc.existing, body, input_hash)
+        # Durable before the workflow starts: a crash in between leaves a
+        # `starting` row that a retry with the same run_id completes.
+        stub, created = await self.db.write(
+            _create_stub,
+            run_id=run_id,
+            chain=chain,
+            input_hash=input_hash,
+            author=self.principal.name,
+        )
+        if not created:
+            return await self._repeat(stub, body, input_hash)
         try:
             temporal_run_id = await self._start_run(run_id, chain, body, input_hash)
         except BaseException:
-            await in_thread(_drop_stub, self.session, run_id, input_hash, self.principal.name)
+            await self.db.write(_drop_stub, run_id, input_hash, self.principal.name)
             raise
-        await in_thread(_mark_started, self.session, run_id, temporal_run_id)
+        await self.db.write(_mark_started, run_id, temporal_run_id)
         return RunAccepted(
             run_id=run_id,
             chain=stub.chain,
@@ -143,20 +159,6 @@ class RunStarter:
             status="running",
             created=True,
         )
-
-    def _create_stub(self, run_id: str, chain: ChainVersion, input_hash: str) -> RunRecord:
-        stub = create_run_stub(
-            self.session,
-            run_id=run_id,
-            chain=chain.name,
-            version=chain.version,
-            input_hash=input_hash,
-            created_by=self.principal.name,
-        )
-        # Durable before the workflow starts: a crash in between leaves a
-        # `starting` row that a retry with the same run_id completes.
-        self.session.commit()
-        return stub
 
     async def _repeat(self, existing: RunRecord, body: RunCreate, input_hash: str) -> RunAccepted:
         """A run_id seen before: the same request again, or a conflict."""
@@ -183,9 +185,9 @@ class RunStarter:
         if status == "starting":
             # An earlier attempt recorded the run but may have died before
             # starting it: start it now (a no-op if it did start).
-            chain = await in_thread(_resolve_chain, self.session, existing.chain, existing.version)
+            chain = await self.db.read(_resolve_chain, existing.chain, existing.version)
             temporal_run_id = await self._start_run(existing.run_id, chain, body, input_hash)
-            await in_thread(_mark_started, self.session, existing.run_id, temporal_run_id)
+            await self.db.write(_mark_started, existing.run_id, temporal_run_id)
             status = "running"
         return RunAccepted(
             run_id=existing.run_id,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from api import runs
 from api.bodies import CheckedJsonRoute
-from api.deps import DatabaseDep, ReaderDep, RunClientDep, ServiceDep, SessionDep
+from api.deps import DatabaseDep, ReaderDep, RunClientDep, ServiceDep
 from api.errors import error_responses
 from api.query_params import StrictQuery
 from api.schemas import (
@@ -46,10 +46,10 @@ async def start_run(
     body: RunCreate,
     response: Response,
     principal: ServiceDep,
-    session: SessionDep,
+    db: DatabaseDep,
     run_client: RunClientDep,
 ) -> RunAccepted:
-    starter = runs.RunStarter(session, run_client, principal)
+    starter = runs.RunStarter(db, run_client, principal)
     accepted = await starter.start(body)
     if not accepted.created:
         response.status_code = status.HTTP_200_OK
