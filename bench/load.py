@@ -10,6 +10,8 @@ bursts, every request of a burst at once on its own connection:
   list     200 concurrent GET /v1/runs
   start    100 concurrent POST /v1/runs with distinct run ids
   same-id   50 concurrent POST /v1/runs of one run id and input
+  flood    500 concurrent GET /v1/runs/{id}: more than the API takes on at
+           once plus its queue (64 + 256 by default), so some are shed
 
 It prints, per burst, p50/p99 latency, requests per second (requests over
 the burst's wall time) and the status counts, and checks the answers
@@ -65,6 +67,8 @@ POSTGRES_URL = os.environ.get(
 CHAIN = "bench_load"
 SEED_RUNS = 20
 """Completed runs in the index before the bursts (what the list returns)."""
+FLOOD = 500
+"""Within the listen backlog of `chorus api` (512), so every connection is accepted."""
 REQUEST_TIMEOUT_S = 120.0
 """A request not answered in this long counts as a client timeout."""
 
@@ -168,6 +172,7 @@ class Burst:
         latencies = sorted(a.latency_ms for a in self.answers)
         statuses = Counter(a.status for a in self.answers)
         bad_5xx = sum(1 for a in self.answers if a.status >= 500 and not _shed(a))
+        shed = sorted(a.latency_ms for a in self.answers if _shed(a))
         return {
             "requests": len(self.answers),
             "p50_ms": round(_percentile(latencies, 50), 1),
@@ -176,6 +181,8 @@ class Burst:
             "requests_per_s": round(len(self.answers) / self.wall_s, 1) if self.wall_s else 0.0,
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "bad_5xx": bad_5xx,
+            "shed": len(shed),
+            "shed_p50_ms": round(_percentile(shed, 50), 1),
             "problems": self.checks,
         }
 
@@ -399,7 +406,13 @@ async def run_backend(backend: str, rounds: int) -> dict[str, Any]:
         # Warm-up (not recorded): the API's first requests open connections and import code.
         await burst("warm-up", api, 50, lambda c, i: c.request("GET", read_path, key=key))
 
-        bursts: dict[str, list[Burst]] = {"read": [], "list": [], "start": [], "same-id": []}
+        bursts: dict[str, list[Burst]] = {
+            "read": [],
+            "list": [],
+            "start": [],
+            "same-id": [],
+            "flood": [],
+        }
         ends: Counter[str] = Counter()
         drain_s: list[float] = []
 
@@ -443,6 +456,10 @@ async def run_backend(backend: str, rounds: int) -> dict[str, Any]:
             bursts["same-id"].append(same_id)
             await drain([same])
 
+            bursts["flood"].append(
+                await burst("flood", api, FLOOD, lambda c, i: c.request("GET", read_path, key=key))
+            )
+
     figures: dict[str, Any] = {}
     for name, rounds_of in bursts.items():
         merged = Burst(name)
@@ -456,6 +473,7 @@ async def run_backend(backend: str, rounds: int) -> dict[str, Any]:
             f"  {name:8} {f['requests']:4} requests  p50 {f['p50_ms']:7.1f} ms  "
             f"p99 {f['p99_ms']:7.1f} ms  {f['requests_per_s']:6.1f} req/s  "
             f"statuses {f['statuses']}  bad 5xx {f['bad_5xx']}"
+            + (f"  shed p50 {f['shed_p50_ms']} ms" if f["shed"] else "")
             + (f"  PROBLEMS {f['problems'][:5]}" if f["problems"] else ""),
             flush=True,
         )
