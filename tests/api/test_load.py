@@ -322,3 +322,33 @@ async def test_every_503_carries_retry_after(small_api: ApiServer, tmp_path: Pat
     assert response.status_code == 503, response.text
     assert response.json()["error"]["code"] == "temporal_unavailable"
     assert response.headers["retry-after"].isdigit()
+
+
+async def test_no_free_connection_in_time_is_a_503_with_retry_after(
+    small_api: ApiServer, tmp_path: Path
+) -> None:
+    """The pool has one connection per API thread; a request that finds none
+    free within the pool timeout gets 503 `database_busy`, not a 500."""
+    settings = small_api.settings.model_copy(
+        update={
+            "state_dir": tmp_path,
+            "api_threads": 4,
+            "database_pool_size": None,
+            "database_max_overflow": 0,
+            "database_pool_timeout_s": 0.3,
+        }
+    )
+    async with ApiServer(settings) as server, httpx.AsyncClient(base_url=server.url) as client:
+        engine = server.app.state.chorus.database.engine
+        assert engine.pool.size() == 4
+        held = [engine.connect() for _ in range(4)]
+        try:
+            busy = await client.get("/v1/runs", headers=admin())
+        finally:
+            for connection in held:
+                connection.close()
+        served = await client.get("/v1/runs", headers=admin())
+    assert busy.status_code == 503, busy.text
+    assert busy.json()["error"]["code"] == "database_busy"
+    assert busy.headers["retry-after"].isdigit()
+    assert served.status_code == 200, served.text
