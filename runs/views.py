@@ -57,7 +57,10 @@ class RunDetail(BaseModel):
     pending_approvals: list[ApprovalView] = Field(default_factory=list)
     steps: dict[str, StepRecord] = Field(default_factory=dict)
     usage: UsageSummary | None = None
-    cost_usd: float = 0.0
+    cost_usd: float = Field(
+        default=0.0,
+        description="What the run's model calls count for, `unconfirmed_usd` included.",
+    )
     output: Any = None
     error: RunError | None = None
     started_at: datetime | None = None
@@ -77,6 +80,22 @@ class RunDetail(BaseModel):
     @property
     def waiting(self) -> str | None:
         return "; ".join(w.message for w in self.waits) if self.waits else None
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="Part of `cost_usd` counted at worst case: provider call attempts that "
+        "may have been billed with no reply seen (a worker died after the request left). "
+        "The provider's invoice says whether they were; the run never counts less."
+    )
+    @property
+    def unconfirmed_usd(self) -> float:
+        return self.usage.unconfirmed_usd if self.usage is not None else 0.0
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="How many provider call attempts `unconfirmed_usd` stands for."
+    )
+    @property
+    def unconfirmed_attempts(self) -> int:
+        return self.usage.unconfirmed_attempts if self.usage is not None else 0
 
 
 class ApprovalList(BaseModel):

@@ -4,17 +4,18 @@ Workflow code runs one coroutine at a time, so a reservation made before an
 activity is scheduled is atomic with respect to parallel branches: the sum of
 what is spent and what is reserved never exceeds the cap, and a call whose
 worst case does not fit is never made.
+
+What a call may have cost without anyone seeing the bill (an attempt whose
+worker died after the request left: `ModelCallResult.unconfirmed_usd`) is
+spent like the rest, at its worst case, so the budget never counts less than
+the provider may charge; `unconfirmed_usd` says how much of `spent_usd` that is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from activities.gateway.types import ChatMessage
-
 _EPSILON = 1e-12
-_MESSAGE_OVERHEAD_TOKENS = 8
 
 
 class BudgetExceededError(Exception):
@@ -40,6 +41,8 @@ class Budget:
         self.max_cost_usd = max_cost_usd
         self.spent_usd = 0.0
         self.reserved_usd = 0.0
+        self.unconfirmed_usd = 0.0
+        """The part of `spent_usd` counted at worst case, unconfirmed."""
 
     @property
     def available_usd(self) -> float | None:
@@ -54,10 +57,14 @@ class Budget:
         self.reserved_usd += amount_usd
         return Reservation(label=label, amount_usd=amount_usd)
 
-    def settle(self, reservation: Reservation, actual_usd: float) -> None:
-        """Replace the reservation by what the call really cost."""
+    def settle(
+        self, reservation: Reservation, actual_usd: float, unconfirmed_usd: float = 0.0
+    ) -> None:
+        """Replace the reservation by what the call really cost, plus what it
+        may have cost unseen (counted at worst case)."""
         self._close(reservation)
-        self.spent_usd += actual_usd
+        self.spent_usd += actual_usd + unconfirmed_usd
+        self.unconfirmed_usd += unconfirmed_usd
 
     def release(self, reservation: Reservation) -> None:
         """A call that failed before the provider billed it costs nothing."""
@@ -68,15 +75,3 @@ class Budget:
             raise RuntimeError(f"reservation for {reservation.label} already closed")
         reservation.open = False
         self.reserved_usd = max(0.0, self.reserved_usd - reservation.amount_usd)
-
-
-def estimate_prompt_tokens(messages: Sequence[ChatMessage]) -> int:
-    """An upper bound of the prompt's token count.
-
-    BPE tokenizers emit at most one token per UTF-8 byte, so the byte length
-    plus a per-message framing allowance never undercounts; a reservation
-    built on it cannot be exceeded by the provider's real count.
-    """
-    return _MESSAGE_OVERHEAD_TOKENS + sum(
-        len(m.content.encode("utf-8")) + _MESSAGE_OVERHEAD_TOKENS for m in messages
-    )

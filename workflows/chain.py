@@ -136,6 +136,7 @@ class ChainWorkflow(ApprovalHost):
                 max_cost_usd=ctx.budget.max_cost_usd,
                 spent_usd=ctx.budget.spent_usd,
                 reserved_usd=ctx.budget.reserved_usd,
+                unconfirmed_usd=ctx.budget.unconfirmed_usd,
                 max_steps=ctx.caller.max_calls,
                 steps_executed=ctx.caller.calls_made,
             ),

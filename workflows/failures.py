@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from temporalio.exceptions import ActivityError, ApplicationError
+import math
+
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 from activities.gateway.types import TokenUsage
 from core.chain_errors import ChainErrorType
@@ -54,3 +57,37 @@ def billed_usage(err: ActivityError) -> tuple[TokenUsage, float]:
             usage = TokenUsage.model_validate(detail.get("usage") or {})
             return usage, float(detail["cost_usd"])
     return TokenUsage(), 0.0
+
+
+UNCONFIRMED_USD = "unconfirmed_usd"
+UNCONFIRMED_ATTEMPTS = "unconfirmed_attempts"
+"""Keys the gateway puts in a failed call's details and its heartbeats
+(activities/gateway/journal.py)."""
+_ATTEMPT_TIMEOUTS = (TimeoutType.START_TO_CLOSE, TimeoutType.HEARTBEAT)
+
+
+def unconfirmed_cost(err: ActivityError, worst_case_usd: float) -> tuple[float, int]:
+    """What a failed call may have cost with no reply seen, at worst case,
+    and how many attempts that stands for: as the gateway reported it in the
+    error's details; or, when the last attempt timed out (its worker died or
+    hung with the request sent), that attempt at `worst_case_usd` plus the
+    earlier ones its heartbeats reported."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return _counted(cause.details[0] if cause.details else None)
+    if isinstance(cause, ActivityTimeoutError) and cause.type in _ATTEMPT_TIMEOUTS:
+        details = cause.last_heartbeat_details
+        usd, attempts = _counted(details[0] if details else None)
+        return usd + worst_case_usd, attempts + 1
+    return 0.0, 0
+
+
+def _counted(detail: object) -> tuple[float, int]:
+    if not isinstance(detail, dict):
+        return 0.0, 0
+    try:
+        usd = float(detail.get(UNCONFIRMED_USD) or 0.0)
+        attempts = int(detail.get(UNCONFIRMED_ATTEMPTS) or 0)
+    except (TypeError, ValueError):
+        return 0.0, 0
+    return (usd, attempts) if math.isfinite(usd) and usd >= 0 and attempts > 0 else (0.0, 0)

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ProviderErrorType,
         RateLimitWaitDetails,
         ToolSpec,
+        estimate_prompt_tokens,
     )
     from core.chain_errors import ChainErrorType
     from core.chain_spec import RetrySpec
@@ -34,8 +35,13 @@ with workflow.unsafe.imports_passed_through():
         ActivityOptions,
         retry_policy,
     )
-    from workflows.budget import Budget, BudgetExceededError, estimate_prompt_tokens
-    from workflows.failures import ChainFailure, billed_usage, describe_activity_error
+    from workflows.budget import Budget, BudgetExceededError
+    from workflows.failures import (
+        ChainFailure,
+        billed_usage,
+        describe_activity_error,
+        unconfirmed_cost,
+    )
     from workflows.types import ModelCallRecord, ProviderWait, StepRecord
 
 
@@ -123,38 +129,45 @@ class ModelCaller:
             )
         except ActivityError as err:
             usage, cost = billed_usage(err)
-            # Most failures are not billed; a refusal is, and says so.
-            self.budget.settle(reservation, cost)
+            # Most failures are not billed; a refusal is, and says so. An
+            # attempt whose reply was never seen may have been: counted.
+            unconfirmed, attempts = _counted(*unconfirmed_cost(err, worst_case))
+            self.budget.settle(reservation, cost, unconfirmed)
             record.calls.append(
                 ModelCallRecord(
                     alias=alias,
                     outcome="failed",
                     usage=usage,
-                    cost_usd=cost,
+                    cost_usd=cost + unconfirmed,
                     error=describe_activity_error(err),
                     purpose=purpose,  # type: ignore[arg-type]
+                    unconfirmed_usd=unconfirmed,
+                    unconfirmed_attempts=attempts,
                 )
             )
-            if cost:
+            if cost or attempts:
                 record.usage = record.usage + usage
-                record.cost_usd += cost
+                _add_cost(record, cost, unconfirmed, attempts)
             raise
         # A cancelled call keeps its reservation: the provider may still bill it.
-        self.budget.settle(reservation, result.cost_usd)
+        unconfirmed, attempts = _counted(result.unconfirmed_usd, result.unconfirmed_attempts)
+        self.budget.settle(reservation, result.cost_usd, unconfirmed)
         record.calls.append(
             ModelCallRecord(
                 alias=alias,
                 model=result.model,
                 outcome="ok" if result.valid else "invalid_output",
                 usage=result.usage,
-                cost_usd=result.cost_usd,
+                cost_usd=result.cost_usd + unconfirmed,
                 latency_ms=result.latency_ms,
                 error=None if result.valid else "; ".join(result.schema_errors or []),
                 purpose=purpose,  # type: ignore[arg-type]
+                unconfirmed_usd=unconfirmed,
+                unconfirmed_attempts=attempts,
             )
         )
         record.usage = record.usage + result.usage
-        record.cost_usd += result.cost_usd
+        _add_cost(record, result.cost_usd, unconfirmed, attempts)
         self._on_spend()
         return result
 
@@ -255,6 +268,28 @@ class ModelCaller:
             ]
             result = await self.call(alias, conversation, options, record, "reask")
         return result
+
+
+COUNT_UNCONFIRMED_ATTEMPTS = "count-unconfirmed-attempts"
+"""Patch: attempts of a call that may have been billed with no reply seen
+(`ModelCallResult.unconfirmed_usd`, a failed call's details, a last attempt
+that timed out) count in the step's cost, the run's cost and its budget.
+Runs recorded before it replay without them."""
+
+
+def _counted(unconfirmed_usd: float, attempts: int) -> tuple[float, int]:
+    """What a call may have cost unseen, as this run counts it. The patch is
+    asked only when there is something to count, so ordinary calls leave no
+    marker in history."""
+    if attempts and workflow.patched(COUNT_UNCONFIRMED_ATTEMPTS):
+        return unconfirmed_usd, attempts
+    return 0.0, 0
+
+
+def _add_cost(record: StepRecord, cost: float, unconfirmed: float, attempts: int) -> None:
+    record.cost_usd += cost + unconfirmed
+    record.unconfirmed_usd += unconfirmed
+    record.unconfirmed_attempts += attempts
 
 
 WAIT_OUT_RATE_LIMITS = "model-calls-wait-out-rate-limits"

@@ -148,8 +148,12 @@ class RunContext:
                     bucket.usage = bucket.usage + call.usage
                     bucket.cost_usd += call.cost_usd
                     bucket.latency_ms += call.latency_ms
+                    bucket.unconfirmed_usd += call.unconfirmed_usd
+                    bucket.unconfirmed_attempts += call.unconfirmed_attempts
                 summary.total = summary.total + call.usage
                 summary.cost_usd += call.cost_usd
+                summary.unconfirmed_usd += call.unconfirmed_usd
+                summary.unconfirmed_attempts += call.unconfirmed_attempts
         return summary
 
 

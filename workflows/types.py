@@ -43,9 +43,14 @@ class ModelCallRecord(BaseModel):
     outcome: CallOutcome
     usage: TokenUsage = Field(default_factory=TokenUsage)
     cost_usd: float = 0.0
+    """What the call counts for: its reply's cost plus `unconfirmed_usd`."""
     latency_ms: float = 0.0
     error: str | None = None
     purpose: Literal["answer", "reask", "escalation", "fallback", "budget_fallback"] = "answer"
+    unconfirmed_usd: float = 0.0
+    """Part of `cost_usd`: attempts that may have been billed with no reply
+    seen (a worker died after the request left), at their worst case."""
+    unconfirmed_attempts: int = 0
 
 
 class CascadeDecision(BaseModel):
@@ -73,6 +78,9 @@ class StepRecord(BaseModel):
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    unconfirmed_usd: float = 0.0
+    """Part of `cost_usd` counted at worst case, unconfirmed (see ModelCallRecord)."""
+    unconfirmed_attempts: int = 0
 
 
 class ModelUsage(BaseModel):
@@ -80,13 +88,22 @@ class ModelUsage(BaseModel):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     cost_usd: float = 0.0
     latency_ms: float = 0.0
+    unconfirmed_usd: float = 0.0
+    """Part of `cost_usd` counted at worst case, unconfirmed."""
+    unconfirmed_attempts: int = 0
 
 
 class UsageSummary(BaseModel):
     total: TokenUsage = Field(default_factory=TokenUsage)
     cost_usd: float = 0.0
+    """Everything the run's model calls count for, `unconfirmed_usd` included."""
     per_model: dict[str, ModelUsage] = Field(default_factory=dict)
     per_step: dict[str, ModelUsage] = Field(default_factory=dict)
+    unconfirmed_usd: float = 0.0
+    """Part of `cost_usd` counted at worst case: provider call attempts that
+    may have been billed with no reply seen (a worker died after sending).
+    The provider's invoice says whether they were; the run never counts less."""
+    unconfirmed_attempts: int = 0
 
 
 class BudgetState(BaseModel):
@@ -95,6 +112,8 @@ class BudgetState(BaseModel):
     reserved_usd: float
     max_steps: int
     steps_executed: int
+    unconfirmed_usd: float = 0.0
+    """Part of `spent_usd` counted at worst case, unconfirmed."""
 
 
 class ProviderWait(BaseModel):

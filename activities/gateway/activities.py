@@ -19,8 +19,8 @@ from temporalio.exceptions import ApplicationError
 from activities.gateway.api_keys import read_api_key
 from activities.gateway.errors import config_error, content_refused
 from activities.gateway.heartbeat import heartbeat_interval, heartbeating
-from activities.gateway.journal import ReplyJournal
-from activities.gateway.providers import adapter_for
+from activities.gateway.journal import CallLedger, ReplyJournal, call_key
+from activities.gateway.providers import ProviderAdapter, ProviderReply, adapter_for
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
 from activities.gateway.schema_check import InvalidSchemaError, check_json_output, check_schema
 from activities.gateway.types import (
@@ -28,6 +28,7 @@ from activities.gateway.types import (
     DescribeModelsResult,
     ModelCallInput,
     ModelCallResult,
+    prompt_tokens_bound,
 )
 from activities.http_client import OwnsHttpClient
 from activities.logging import activity_logger
@@ -50,7 +51,9 @@ class ModelGateway(OwnsHttpClient):
         )
         self.registry = registry
         self.journal = journal
-        """Where completed replies are kept so a retry never pays twice (None: off)."""
+        """Where attempts and raw replies are journaled, so a retry reuses a
+        reply already paid for and counts what may have been billed unseen
+        (None: off)."""
 
     @property
     def activities(self) -> Sequence[Callable[..., Any]]:
@@ -85,41 +88,60 @@ class ModelGateway(OwnsHttpClient):
             except InvalidSchemaError as exc:
                 raise config_error(f"step {req.step!r} on alias {req.alias!r}: {exc}") from None
         adapter = adapter_for(entry.provider)
-        request_id = f"{info.workflow_id}/{info.activity_id}"
-        if self.journal is not None and info.attempt > 1:
-            # An earlier attempt may have been answered (and billed) before its
-            # worker died or missed a heartbeat: reuse that answer.
-            paid = await self.journal.get(request_id)
-            if paid is not None:
-                log.info("model_call.reused", request_id=request_id, cost_usd=paid.cost_usd)
-                return paid
+        request_id = call_key(info)
+        ledger: CallLedger | None = None
+        if self.journal is not None:
+            worst_case = entry.prices.worst_case(prompt_tokens_bound(req), req.max_tokens)
+            ledger = await self.journal.open(info, entry.alias, worst_case)
+        journaled = _journaled_reply(ledger, adapter, entry, log)
+        if journaled is not None:
+            reply, latency_ms = journaled
+        else:
+            if ledger is not None:
+                await ledger.sending()  # in flight before the request leaves
+            started = time.perf_counter()
+            received: list[float] = []
 
-        started = time.perf_counter()
-        try:
-            async with heartbeating(heartbeat_interval(entry.heartbeat_timeout_s)):
-                reply = await adapter.complete(self._http, entry, api_key, req, request_id)
-        except ApplicationError as exc:
-            log.warning(
-                "model_call.failed",
-                error_type=exc.type,
-                retryable=not exc.non_retryable,
-                retry_in_s=exc.next_retry_delay.total_seconds() if exc.next_retry_delay else None,
-                latency_ms=round((time.perf_counter() - started) * 1000, 1),
-                message=exc.message,
-            )
-            raise
-        latency_ms = (time.perf_counter() - started) * 1000
+            async def on_reply(raw: dict[str, Any]) -> None:
+                received.append((time.perf_counter() - started) * 1000)
+                if ledger is not None:  # journaled before anything parses it
+                    await ledger.received(raw, received[0])
+
+            beat = ledger.heartbeat_details() if ledger is not None else None
+            try:
+                async with heartbeating(
+                    heartbeat_interval(entry.heartbeat_timeout_s), *([beat] if beat else [])
+                ):
+                    reply = await adapter.complete(
+                        self._http, entry, api_key, req, request_id, on_reply
+                    )
+            except ApplicationError as exc:
+                log.warning(
+                    "model_call.failed",
+                    error_type=exc.type,
+                    retryable=not exc.non_retryable,
+                    retry_in_s=exc.next_retry_delay.total_seconds()
+                    if exc.next_retry_delay
+                    else None,
+                    latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                    message=exc.message,
+                )
+                if ledger is not None:
+                    raise await ledger.failed(exc) from None
+                raise
+            latency_ms = received[0] if received else (time.perf_counter() - started) * 1000
         cost = entry.prices.cost(reply.usage)
 
         if reply.refused:
             log.warning("model_call.refused", finish_reason=reply.finish_reason, cost_usd=cost)
             # Usage travels with the error: a refusal is billed like an answer.
-            raise content_refused(
+            refused = content_refused(
                 adapter.name,
                 entry.alias,
                 reply.refusal or f"finish_reason {reply.finish_reason}",
                 {"usage": reply.usage.model_dump(), "cost_usd": cost},
             )
+            raise (await ledger.failed(refused) if ledger is not None else refused)
 
         parsed: Any | None = None
         schema_errors: list[str] | None = None
@@ -151,9 +173,15 @@ class ModelGateway(OwnsHttpClient):
             usage=reply.usage,
             cost_usd=cost,
             latency_ms=latency_ms,
+            unconfirmed_usd=ledger.unconfirmed_usd if ledger is not None else 0.0,
+            unconfirmed_attempts=ledger.unconfirmed_attempts if ledger is not None else 0,
         )
-        if self.journal is not None:
-            await self.journal.put(request_id, result)
+        if result.unconfirmed_attempts:
+            log.warning(
+                "model_call.unconfirmed_attempts",
+                attempts=result.unconfirmed_attempts,
+                unconfirmed_usd=result.unconfirmed_usd,
+            )
         return result
 
     @activity.defn(name=DESCRIBE_MODELS)
@@ -173,3 +201,27 @@ class ModelGateway(OwnsHttpClient):
                 f"unknown model alias {alias!r}: this worker's registry knows {known}"
             )
         return self.registry.entry(alias)
+
+
+def _journaled_reply(
+    ledger: CallLedger | None, adapter: ProviderAdapter, entry: ResolvedEntry, log: Any
+) -> tuple[ProviderReply, float] | None:
+    """An earlier attempt's raw reply, parsed, with its latency: the provider
+    answered (and billed) it before that attempt's worker died or missed a
+    heartbeat, so it is used instead of paying again. A journaled reply that
+    does not parse, and any further one, count as unconfirmed."""
+    if ledger is None:
+        return None
+    found: tuple[ProviderReply, float] | None = None
+    for earlier in list(ledger.reusable):
+        if found is not None:
+            ledger.unusable(earlier)
+            continue
+        try:
+            reply = adapter.parse(entry, earlier.raw_reply or {})
+        except ApplicationError:
+            ledger.unusable(earlier)
+            continue
+        log.info("model_call.reused", request_id=ledger.request_id, from_attempt=earlier.attempt)
+        found = (reply, earlier.latency_ms or 0.0)
+    return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from temporalio import activity
 
@@ -23,17 +24,22 @@ def heartbeat_interval(entry_timeout_s: float) -> float:
 
 
 @asynccontextmanager
-async def heartbeating(interval_s: float) -> AsyncIterator[None]:
-    """Heartbeat every `interval_s` until the block exits.
+async def heartbeating(interval_s: float, *details: Any) -> AsyncIterator[None]:
+    """Heartbeat every `interval_s` until the block exits, with `details`
+    (what a workflow reads from a timed-out attempt's last heartbeat).
 
     The first beat waits one interval: the heartbeat timeout runs from the
     activity's start, and a beat at once would add a server round trip to
-    every call, most of which finish long before the first one is due."""
+    every call, most of which finish long before the first one is due.
+    With details, the first beat goes at once: they must outlive a worker
+    that dies before the first interval ends."""
 
     async def beat() -> None:
+        if details:
+            activity.heartbeat(*details)
         while True:
             await asyncio.sleep(interval_s)
-            activity.heartbeat()
+            activity.heartbeat(*details)
 
     task = asyncio.create_task(beat(), name="chorus-heartbeat")
     try:

@@ -8,6 +8,8 @@ its own configuration when the activity runs.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -121,6 +123,12 @@ class ModelCallResult(BaseModel):
     usage: TokenUsage
     cost_usd: float
     latency_ms: float
+    unconfirmed_usd: float = 0.0
+    """Not in `cost_usd`: the worst-case cost of earlier attempts of this call
+    that may have been billed with no reply seen (a worker died, or gave up
+    waiting, after the request left). Counted in the run's cost and budget."""
+    unconfirmed_attempts: int = 0
+    """How many earlier attempts `unconfirmed_usd` stands for."""
 
     @property
     def valid(self) -> bool:
@@ -176,6 +184,40 @@ class ModelPrices(BaseModel):
         )
         out_price = max(self.output_per_mtok, self.reasoning_per_mtok or 0.0)
         return (input_tokens * in_price + max_output_tokens * out_price) / 1_000_000
+
+
+MESSAGE_OVERHEAD_TOKENS = 8
+
+
+def estimate_prompt_tokens(messages: Sequence[ChatMessage]) -> int:
+    """An upper bound of the prompt's token count (what the workflow reserves
+    in a run's budget).
+
+    BPE tokenizers emit at most one token per UTF-8 byte, so the byte length
+    plus a per-message framing allowance never undercounts; a reservation
+    built on it cannot be exceeded by the provider's real count.
+    """
+    return MESSAGE_OVERHEAD_TOKENS + sum(
+        len(m.content.encode("utf-8")) + MESSAGE_OVERHEAD_TOKENS for m in messages
+    )
+
+
+def prompt_tokens_bound(request: ModelCallInput) -> int:
+    """`estimate_prompt_tokens` plus everything else the provider counts as
+    prompt: tool calls and their arguments, the tools offered, the JSON
+    schema. What the reply journal counts an unconfirmed attempt at."""
+    extra = [
+        *(
+            [call.model_dump(mode="json") for call in m.tool_calls]
+            for m in request.messages
+            if m.tool_calls
+        ),
+        *([t.model_dump(mode="json") for t in request.tools] if request.tools else []),
+        *([request.json_schema] if request.json_schema is not None else []),
+    ]
+    return estimate_prompt_tokens(request.messages) + sum(
+        len(json.dumps(part).encode("utf-8")) + MESSAGE_OVERHEAD_TOKENS for part in extra
+    )
 
 
 class ModelInfo(BaseModel):

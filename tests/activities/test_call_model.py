@@ -49,7 +49,7 @@ class Env(ActivityEnv):
 
     @property
     def request_id(self) -> str:
-        return f"{self.workflow_id}/{self.activity_id}"
+        return f"{self.workflow_id}/{self.workflow_run_id}/{self.activity_id}"
 
     async def call(self, gateway: ModelGateway, req: ModelCallInput) -> ModelCallResult:
         return await self.execute(gateway.call_model, req)

@@ -56,12 +56,16 @@ class AgentRunner:
             raise ChainFailure(
                 error_type or ChainErrorType.AGENT_FAILED, f"step {step.name}: {message}"
             ) from None
+        unconfirmed = sum(c.unconfirmed_usd for c in result.calls)
         if reservation is not None:
-            budget.settle(reservation, result.cost_usd)
+            # The agent's cost counts its unconfirmed attempts already.
+            budget.settle(reservation, result.cost_usd - unconfirmed, unconfirmed)
         caller.calls_made += len(result.calls)
         record.calls.extend(result.calls)
         record.usage = result.usage
         record.cost_usd = result.cost_usd
+        record.unconfirmed_usd = unconfirmed
+        record.unconfirmed_attempts = sum(c.unconfirmed_attempts for c in result.calls)
         record.model = next((t.alias for t in reversed(result.transcript)), None)
         record.output = {
             "answer": result.answer,

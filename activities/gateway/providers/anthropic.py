@@ -11,6 +11,7 @@ from activities.gateway.errors import malformed_response
 from activities.gateway.providers.base import (
     RAW_ARGUMENTS_KEY,
     REQUEST_ID_HEADER,
+    OnReply,
     ProviderReply,
     as_int,
     check_tool_messages,
@@ -170,6 +171,7 @@ class AnthropicAdapter:
         api_key: str | None,
         request: ModelCallInput,
         request_id: str,
+        on_reply: OnReply | None = None,
     ) -> ProviderReply:
         check_tool_messages(self.name, entry, request)
         headers = {"anthropic-version": ANTHROPIC_VERSION, REQUEST_ID_HEADER: request_id}
@@ -183,4 +185,9 @@ class AnthropicAdapter:
             headers=headers,
             payload=build_payload(entry, request),
         )
+        if on_reply is not None:
+            await on_reply(data)
+        return parse_reply(self.name, entry, data)
+
+    def parse(self, entry: ResolvedEntry, data: dict[str, Any]) -> ProviderReply:
         return parse_reply(self.name, entry, data)

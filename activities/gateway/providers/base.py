@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,6 +50,11 @@ class ProviderReply:
     """Tool calls the model made, in its order."""
 
 
+OnReply = Callable[[dict[str, Any]], Awaitable[None]]
+"""Called with the provider's response body the moment it is received,
+before it is parsed (the gateway journals it: a retry reuses it)."""
+
+
 class ProviderAdapter(Protocol):
     """Speaks one provider API. `name` labels results, errors and logs."""
 
@@ -62,7 +67,13 @@ class ProviderAdapter(Protocol):
         api_key: str | None,
         request: ModelCallInput,
         request_id: str,
+        on_reply: OnReply | None = None,
     ) -> ProviderReply: ...
+
+    def parse(self, entry: ResolvedEntry, data: dict[str, Any]) -> ProviderReply:
+        """A response body as `complete` would have returned it (raises the
+        same errors for one that is malformed)."""
+        ...
 
 
 def endpoint(entry: ResolvedEntry, path: str) -> str:

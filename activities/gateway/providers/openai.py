@@ -15,6 +15,7 @@ from activities.gateway.errors import malformed_response, translate_http_error
 from activities.gateway.providers.base import (
     RAW_ARGUMENTS_KEY,
     REQUEST_ID_HEADER,
+    OnReply,
     ProviderReply,
     as_int,
     check_tool_messages,
@@ -201,6 +202,7 @@ class OpenAIAdapter:
         api_key: str | None,
         request: ModelCallInput,
         request_id: str,
+        on_reply: OnReply | None = None,
     ) -> ProviderReply:
         check_tool_messages(self.name, entry, request)
         headers = {REQUEST_ID_HEADER: request_id}
@@ -214,4 +216,9 @@ class OpenAIAdapter:
             headers=headers,
             payload=build_payload(entry, request),
         )
+        if on_reply is not None:
+            await on_reply(data)
+        return parse_reply(self.name, entry, data)
+
+    def parse(self, entry: ResolvedEntry, data: dict[str, Any]) -> ProviderReply:
         return parse_reply(self.name, entry, data)
