@@ -21,6 +21,7 @@ from worker.plugin import ChorusPlugin
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from activities.gateway.rate_limits import RateLimiter
     from activities.gateway.registry import ModelRegistry
     from activities.tools.registry import ToolRegistry
     from core.settings import Settings
@@ -47,15 +48,30 @@ class ActivityHost:
     """Every activity a Chorus worker hosts, built once per process: model
     calls, run records and audit rows, tools, and retrieval."""
 
-    def __init__(self, *, registry: ModelRegistry, engine: Engine, tools: ToolRegistry) -> None:
+    def __init__(
+        self,
+        *,
+        registry: ModelRegistry,
+        engine: Engine,
+        tools: ToolRegistry,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        """`limiter`: the shared rate-limit state (default: the application
+        database, `engine`)."""
         from activities.gateway.activities import ModelGateway
         from activities.gateway.journal import ReplyJournal
+        from activities.gateway.pacing import CallPacing
+        from activities.gateway.rate_limits import DatabaseLimiter
         from activities.records.activities import RecordActivities
         from activities.retrieval.activities import RetrievalActivities
         from activities.retrieval.embeddings import RegistryEmbedder
         from activities.tools.activities import ToolActivities
 
-        self.gateway = ModelGateway(registry, journal=ReplyJournal(engine))
+        self.gateway = ModelGateway(
+            registry,
+            journal=ReplyJournal(engine),
+            pacing=CallPacing(limiter or DatabaseLimiter(engine)),
+        )
         self.records = RecordActivities(engine)
         self.embedder = RegistryEmbedder(registry)
         self.retrieval = RetrievalActivities(engine, self.embedder)
@@ -75,7 +91,14 @@ class ActivityHost:
         )
         engine = make_engine(settings.effective_database_url)
         create_all(engine)
-        return cls(registry=registry, engine=engine, tools=default_registry(settings))
+        limiter: RateLimiter | None = None
+        if settings.rate_limiter == "redis" and settings.redis_url:
+            from activities.gateway.redis_limiter import RedisLimiter
+
+            limiter = RedisLimiter(settings.redis_url, prefix=settings.redis_key_prefix)
+        return cls(
+            registry=registry, engine=engine, tools=default_registry(settings), limiter=limiter
+        )
 
     @property
     def activities(self) -> list[Callable[..., Any]]:
@@ -88,6 +111,7 @@ class ActivityHost:
 
     async def aclose(self) -> None:
         await self.gateway.aclose()
+        await self.gateway.pacing.aclose()
         await self.embedder.aclose()
         await self.tools.aclose()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -190,7 +190,7 @@ class ModelCaller:
                     raise
             self._waits_started += 1
             key = self._waits_started
-            delay = timedelta(seconds=max(wait.retry_in_s, MIN_WAIT_S))
+            delay = _wait_delay(wait)
             self.waits[key] = ProviderWait(
                 kind="rate_limit",
                 step=arg.step,
@@ -296,6 +296,22 @@ WAIT_OUT_RATE_LIMITS = "model-calls-wait-out-rate-limits"
 """Patch: model calls ask the gateway to answer a call over the alias's rate
 limits with a `RateLimitWait` that the run waits out on a timer."""
 MIN_WAIT_S = 0.05
+
+
+def _wait_delay(wait: RateLimitWaitDetails) -> timedelta:
+    """How long to sleep: until the time the gateway named, as this workflow
+    task's clock sees it (the time the failure took to get here is not waited
+    twice, so the call comes back inside the slot reserved for it), never
+    longer than the gateway said, and not a busy loop."""
+    longest = timedelta(seconds=wait.retry_in_s)
+    try:
+        until = datetime.fromisoformat(wait.until.replace("Z", "+00:00"))
+    except ValueError:
+        return max(longest, timedelta(seconds=MIN_WAIT_S))
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    left = min(until - workflow.now(), longest)
+    return max(left, timedelta(seconds=MIN_WAIT_S))
 
 
 def rate_limit_wait(err: ActivityError) -> RateLimitWaitDetails | None:

@@ -20,6 +20,7 @@ from activities.gateway.api_keys import read_api_key
 from activities.gateway.errors import config_error, content_refused
 from activities.gateway.heartbeat import heartbeat_interval, heartbeating
 from activities.gateway.journal import CallLedger, ReplyJournal, call_key
+from activities.gateway.pacing import CallPacing, install_header_hook
 from activities.gateway.providers import ProviderAdapter, ProviderReply, adapter_for
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
 from activities.gateway.schema_check import InvalidSchemaError, check_json_output, check_schema
@@ -45,6 +46,7 @@ class ModelGateway(OwnsHttpClient):
         registry: ModelRegistry,
         http: httpx.AsyncClient | None = None,
         journal: ReplyJournal | None = None,
+        pacing: CallPacing | None = None,
     ) -> None:
         super().__init__(
             http, limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
@@ -54,6 +56,9 @@ class ModelGateway(OwnsHttpClient):
         """Where attempts and raw replies are journaled, so a retry reuses a
         reply already paid for and counts what may have been billed unseen
         (None: off)."""
+        self.pacing = pacing or CallPacing()
+        """Rate limits across workers, and when a failed attempt is retried."""
+        install_header_hook(self._http)
 
     @property
     def activities(self) -> Sequence[Callable[..., Any]]:
@@ -94,9 +99,12 @@ class ModelGateway(OwnsHttpClient):
             worst_case = entry.prices.worst_case(prompt_tokens_bound(req), req.max_tokens)
             ledger = await self.journal.open(info, entry.alias, worst_case)
         journaled = _journaled_reply(ledger, adapter, entry, log)
+        permit, seen_headers = None, self.pacing.collect_headers()
         if journaled is not None:
             reply, latency_ms = journaled
         else:
+            # Over the alias's limits: a typed wait, before anything is sent.
+            permit = await self.pacing.admit(entry, req)
             if ledger is not None:
                 await ledger.sending()  # in flight before the request leaves
             started = time.perf_counter()
@@ -115,7 +123,8 @@ class ModelGateway(OwnsHttpClient):
                     reply = await adapter.complete(
                         self._http, entry, api_key, req, request_id, on_reply
                     )
-            except ApplicationError as exc:
+            except ApplicationError as failure:
+                exc = await self.pacing.failed(permit, entry, req, failure, seen_headers)
                 log.warning(
                     "model_call.failed",
                     error_type=exc.type,
@@ -128,7 +137,8 @@ class ModelGateway(OwnsHttpClient):
                 )
                 if ledger is not None:
                     raise await ledger.failed(exc) from None
-                raise
+                raise exc from None
+            await self.pacing.done(permit, entry, reply.usage, seen_headers)
             latency_ms = received[0] if received else (time.perf_counter() - started) * 1000
         cost = entry.prices.cost(reply.usage)
 

@@ -87,10 +87,16 @@ def call_tokens(req: ModelCallInput) -> int:
 
 def window_margin_s(window_s: float) -> float:
     """How much wider than the provider's window calls are spread: a request
-    reaches the provider a little after it was granted, by a different delay
-    each time, and two requests one window apart here must still be one
-    window apart there."""
-    return min(2.0, max(0.25, 0.1 * window_s))
+    reaches the provider a little after it was granted (and a waiting call
+    comes back a little after its slot: timer, workflow task, activity), by a
+    different delay each time, and two requests one window apart here must
+    still be one window apart there. 10 % of the window, 0.5 to 2 s."""
+    return min(2.0, max(0.5, 0.1 * window_s))
+
+
+GRACE_SHARE = 0.8
+"""Of the margin, how late a waiting call may claim its slot; the rest is
+left for the differences in how long requests take to reach the provider."""
 
 
 def limit_spec(limits: RateLimits, entry: ResolvedEntry) -> LimitSpec:
@@ -101,7 +107,7 @@ def limit_spec(limits: RateLimits, entry: ResolvedEntry) -> LimitSpec:
         max_concurrent=limits.max_concurrent,
         window_s=limits.window_s + margin,
         lease_ttl_s=entry.timeout_s + 5.0,
-        grace_s=margin,
+        grace_s=margin * GRACE_SHARE,
     )
 
 

@@ -228,7 +228,32 @@ async def test_429_retry_after_sets_next_retry_delay(
     )
     err = await env.fail(gateway, ask("cheap"))
     assert err.type == T.RATE_LIMITED and not err.non_retryable
-    assert err.next_retry_delay == timedelta(seconds=2)
+    # Retry-After plus a small jitter (0.5 s + 10 %), so callers told the
+    # same time do not all come back at once.
+    assert err.next_retry_delay is not None
+    assert timedelta(seconds=2) <= err.next_retry_delay <= timedelta(seconds=2.7)
+
+
+async def test_retry_after_over_the_cap_makes_the_alias_unavailable(
+    gateway: ModelGateway, sim: SimulatorControl, env: Env
+) -> None:
+    await sim.add_faults(
+        Fault(kind="status", status=429, retry_after="600", request_id_prefix=env.workflow_id)
+    )
+    err = await env.fail(gateway, ask("cheap"))
+    assert err.type == T.UNAVAILABLE and err.non_retryable
+    assert "asked to wait 600 s" in err.message and "max_retry_after_s 60" in err.message
+
+
+async def test_retryable_failures_get_full_jitter(
+    gateway: ModelGateway, sim: SimulatorControl, env: Env
+) -> None:
+    await sim.add_faults(
+        Fault(kind="status", status=503, times=20, request_id_prefix=env.workflow_id)
+    )
+    delays = {(await env.fail(gateway, ask("cheap"))).next_retry_delay for _ in range(5)}
+    assert len(delays) == 5  # drawn, not one fixed backoff
+    assert all(d is not None and timedelta(0) <= d <= timedelta(seconds=2) for d in delays)
 
 
 async def test_400_is_not_retryable(gateway: ModelGateway, sim: SimulatorControl, env: Env) -> None:
@@ -293,7 +318,7 @@ async def test_failures_are_logged_with_their_type(
     [failed] = [entry for entry in logs if entry["event"] == "model_call.failed"]
     assert failed["error_type"] == T.OVERLOADED
     assert failed["retryable"] is True
-    assert failed["retry_in_s"] == 1.0
+    assert 1.0 <= failed["retry_in_s"] <= 1.6  # Retry-After plus its jitter
     assert failed["log_level"] == "warning"
 
 
