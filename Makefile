@@ -50,6 +50,12 @@ ROUNDS ?= 1
 bench-load: venv
 	$(BIN)/python bench/load.py --backends $(BACKENDS) --rounds $(ROUNDS)
 
+# SIGKILL a worker the instant a provider's reply is sent, KILLS times across the
+# flagship's model steps: calls made twice and calls missing from the runs' cost
+.PHONY: bench-kill
+bench-kill: venv
+	$(BIN)/python bench/kill_window.py --kills $(or $(KILLS),24)
+
 # Record replay histories of the shipped chains: make histories TAG=my_patch_id
 histories: venv
 	@test -n "$(TAG)" || (echo "usage: make histories TAG=<workflow version or patch id>"; exit 2)

@@ -21,13 +21,15 @@ from simulator.pipeline import simulator_config
 from simulator.state import SimulatorState
 
 SIMULATOR_HEADER = "X-Simulator"
+REQUEST_ID_HEADER = b"x-chorus-request-id"
 SIMULATOR_NAME = openai_api.SIMULATOR_NAME
 
 log = structlog.get_logger(__name__)
 
 
 class SimulatorHeaderMiddleware:
-    """Adds the simulator label to every response, errors and 404s included."""
+    """Adds the simulator label to every response, errors and 404s included,
+    and tells the call log when a completed call's reply has been sent."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -37,13 +39,34 @@ class SimulatorHeaderMiddleware:
             await self.app(scope, receive, send)
             return
 
+        status = 0
+
         async def send_labelled(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = [*message.get("headers", []), (b"x-simulator", SIMULATOR_NAME.encode())]
                 message = {**message, "headers": headers}
             await send(message)
+            if (
+                message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+                and 200 <= status < 300
+            ):
+                _reply_sent(scope)
 
         await self.app(scope, receive, send_labelled)
+
+
+def _reply_sent(scope: Scope) -> None:
+    """A 2xx reply's last byte is out: the call log stamps its call `sent_at`."""
+    request_id = next(
+        (v.decode("latin-1") for k, v in scope.get("headers", []) if k == REQUEST_ID_HEADER),
+        None,
+    )
+    if request_id is not None:
+        state: SimulatorState = scope["app"].state.sim_state
+        state.reply_sent(request_id)
 
 
 def create_app(config: SimulatorConfig | None = None) -> FastAPI:

@@ -288,6 +288,9 @@ class CallRecord(BaseModel):
     """The tool results that ended the conversation this call answered."""
     error: str | None = None
     """Why the call did not complete (fault or rejection message)."""
+    sent_at: float | None = None
+    """When the last byte of a completed call's reply was handed to the
+    connection (the instant the provider would have billed it)."""
 
 
 class RulesIn(BaseModel):

@@ -8,7 +8,7 @@ code can interleave.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -54,6 +54,10 @@ class SimulatorState:
     _limits: dict[str, ProviderLimit] = field(default_factory=dict)
     usage_windows: ProviderLimits = field(default_factory=ProviderLimits)
     """Requests and tokens counted against the models' rate limits."""
+    reply_listeners: list[Callable[[CallRecord], None]] = field(default_factory=list)
+    """Called on the server's thread the instant a completed call's reply has
+    been sent (`reply_sent`): an in-process hook for benchmarks that act at
+    that instant, such as killing the client (bench/kill_window.py)."""
 
     def reset(self) -> None:
         self._rules.clear()
@@ -144,6 +148,17 @@ class SimulatorState:
         record.usage = usage
         record.reply = reply
         record.error = error
+
+    def reply_sent(self, request_id: str | None) -> None:
+        """The reply to the latest completed call of `request_id` has been
+        sent: stamp it and tell the listeners."""
+        for record in reversed(self._calls):
+            if record.request_id == request_id and record.outcome == "completed":
+                if record.sent_at is None:
+                    record.sent_at = time.time()
+                    for listener in list(self.reply_listeners):
+                        listener(record)
+                return
 
     def calls(
         self,
