@@ -14,14 +14,17 @@ Scheduling: a call over a limit is given the earliest time at which it fits
 and that slot is reserved for it at once (a lease dated in the future), so
 callers that wait are served in order, each at its own time, instead of all
 waking at once and racing for one slot. The caller comes back with its
-ticket and goes, or, if it comes back too late (past `grace_s`), its slot is
-dropped and it is scheduled afresh. A reservation never claimed (the run
-was cancelled, or moved to a fallback) only leaves its slot unused.
+ticket and goes. A reservation never claimed (the run was cancelled, or
+moved to a fallback) only leaves its slot unused.
 
-Validity: a new lease goes at T = the time when the rpm-th latest lease
+The plan: a new lease goes at T = the time when the rpm-th latest lease
 leaves the window, and the tokens of every lease dated after T - window
-(future ones included) plus its own fit the tpm, so no window, now or later,
-ever holds more than the limits. Callers pass the window already widened by
+(future ones included) plus its own fit the tpm. Plans run late (a busy
+worker, a late timer), so every grant also passes a strict check of what
+really went: calls in flight count whatever their time, settled calls count
+in the windows of the time their request left (`sent_at`), and a call that
+does not fit waits (its slot moved) until it does. No window of real
+requests ever holds more than the limits. Callers pass the window widened by
 their margin for the time a request takes to reach the provider.
 
 Time is the database's (PostgreSQL `clock_timestamp()`; SQLite, one machine:
@@ -68,6 +71,9 @@ class RateLimitLease(SQLModel, table=True):
     tokens: int = 0
     active_until: float | None = None
     ticket: str | None = Field(default=None, max_length=1000, index=True)
+    sent_at: float | None = None
+    """When the request really left (known once settled); a call counts in
+    the windows of that time, not of the slot it was planned for."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,7 @@ class LimitSpec:
     lease_ttl_s: float
     """How long a granted call counts as in flight if it is never settled."""
     grace_s: float
-    """How late a reservation may be claimed and still go in its slot."""
+    """How long after leaving the window a call's row is kept."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,38 @@ def schedule(
     return (now, "") if at <= now else (at, why)
 
 
+STRICT_POLL_S = 0.25
+"""How soon a call held back only by calls still in flight asks again."""
+
+
+def strict_wait(
+    sent: list[tuple[float, int]], in_flight: list[int], spec: LimitSpec, tokens: int, now: float
+) -> float:
+    """Seconds until a call of `tokens` may go, counting only calls that went:
+    those in flight (counted whatever their time) and those settled, at the
+    time they really left (`sent`: (sent_at, tokens) within the window). A
+    plan can be late (a slow worker, a late timer); this check is what keeps
+    every window of real requests within the limits. Pure."""
+    sent = sorted(sent)
+    waits = [0.0]
+    if spec.rpm is not None and len(sent) + len(in_flight) + 1 > spec.rpm:
+        leave = len(sent) + len(in_flight) + 1 - spec.rpm
+        waits.append(
+            sent[leave - 1][0] + spec.window_s - now if leave <= len(sent) else STRICT_POLL_S
+        )
+    if spec.tpm is not None:
+        used = sum(t for _, t in sent) + sum(in_flight)
+        if used + tokens > spec.tpm:
+            wait = STRICT_POLL_S
+            for sent_at, counted in sent:
+                used -= counted
+                if used + tokens <= spec.tpm:
+                    wait = sent_at + spec.window_s - now
+                    break
+            waits.append(wait)
+    return max(max(waits), 0.0)
+
+
 def database_now(session: Session) -> float:
     """Epoch seconds by the database's clock (SQLite: this machine's)."""
     if session.get_bind().dialect.name == "postgresql":
@@ -190,12 +228,6 @@ def admit(session: Session, *, alias: str, spec: LimitSpec, tokens: int, ticket:
     ).first()
     if reserved is not None and reserved.granted_at > now:
         return Admission(None, reserved.granted_at - now, "reserved", ticket=ticket)
-    if reserved is not None and now - reserved.granted_at > spec.grace_s:
-        # Too late for its slot: the request would reach the provider outside
-        # the window the slot was counted in. Schedule afresh.
-        session.delete(reserved)
-        session.flush()
-        reserved = None
 
     provider_wait, provider_reason, provider_detail = _provider_wait(row, tokens, now)
     if provider_wait > 0:
@@ -210,7 +242,32 @@ def admit(session: Session, *, alias: str, spec: LimitSpec, tokens: int, ticket:
     if spec.max_concurrent is not None and active_count >= spec.max_concurrent:
         return Admission(None, CONCURRENCY_POLL_S, Reason.CONCURRENCY, ticket=ticket)
 
+    went = session.exec(
+        select(RateLimitLease).where(
+            RateLimitLease.alias == alias,
+            RateLimitLease.ticket.is_(None),  # type: ignore[union-attr]
+            or_(
+                RateLimitLease.active_until > now,  # type: ignore[operator]
+                func.coalesce(RateLimitLease.sent_at, RateLimitLease.granted_at)
+                > now - spec.window_s,
+            ),
+        )
+    ).all()
+    in_flight = [lease.tokens for lease in went if (lease.active_until or 0) > now]
+    sent = [
+        (lease.sent_at if lease.sent_at is not None else lease.granted_at, lease.tokens)
+        for lease in went
+        if (lease.active_until or 0) <= now
+    ]
+    strict = strict_wait(sent, in_flight, spec, tokens, now)
+
     if reserved is not None:
+        if strict > 0:
+            # Its turn came, but calls that went late still fill the window:
+            # the slot moves to when they have left.
+            reserved.granted_at = now + strict
+            session.add(reserved)
+            return Admission(None, strict, "reserved", ticket=ticket)
         reserved.ticket = None
         reserved.active_until = now + spec.lease_ttl_s
         session.add(reserved)
@@ -227,6 +284,8 @@ def admit(session: Session, *, alias: str, spec: LimitSpec, tokens: int, ticket:
     at, why = schedule(leases, spec, tokens, now)
     if why == Reason.TOO_LARGE:
         return Admission(None, 0.0, Reason.TOO_LARGE, ticket=None)
+    if at <= now and strict > 0:
+        at, why = now + strict, Reason.RPM if spec.rpm is not None else Reason.TPM
     lease_id = uuid.uuid4().hex
     granted_now = at <= now
     session.add(
@@ -261,18 +320,25 @@ def _prune(session: Session, alias: str, spec: LimitSpec, now: float) -> None:
     session.exec(
         delete(RateLimitLease).where(  # type: ignore[call-overload]
             RateLimitLease.alias == alias,
+            func.coalesce(RateLimitLease.sent_at, RateLimitLease.granted_at)
+            <= now - spec.window_s - spec.grace_s,
             RateLimitLease.granted_at <= now - spec.window_s - spec.grace_s,
             or_(RateLimitLease.active_until.is_(None), RateLimitLease.active_until <= now),  # type: ignore[union-attr,operator]
         )
     )
 
 
-def settle(session: Session, *, lease_id: str, tokens: int | None) -> None:
-    """The call is over: no longer in flight, and counted at the tokens it
-    really used when known (else at what it reserved)."""
+def settle(
+    session: Session, *, lease_id: str, tokens: int | None, sent_ago_s: float | None = None
+) -> None:
+    """The call is over: no longer in flight, counted at the tokens it really
+    used when known (else at what it reserved), and in the windows of the
+    time its request left (`sent_ago_s` before now), when it did."""
     values: dict[str, object] = {"active_until": None}
     if tokens is not None:
         values["tokens"] = tokens
+    if sent_ago_s is not None:
+        values["sent_at"] = database_now(session) - max(sent_ago_s, 0.0)
     session.exec(update(RateLimitLease).where(RateLimitLease.id == lease_id).values(**values))  # type: ignore[call-overload]
 
 

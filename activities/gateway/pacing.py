@@ -18,6 +18,7 @@ attempt) it is a retryable `RateLimited` with that delay.
 from __future__ import annotations
 
 import random
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,11 +67,29 @@ async def note_rate_limit_headers(response: httpx.Response) -> None:
                 seen[lowered] = value
 
 
+SENT_KEY = "chorus-request-sent-monotonic"
+"""Where `note_request_sent` stamps when the call's request left."""
+
+
+async def note_request_sent(request: httpx.Request) -> None:
+    """httpx request hook: when the request of the call in progress leaves
+    (the limiter counts a call in the windows of that time)."""
+    seen = _seen_headers.get()
+    if seen is not None:
+        seen[SENT_KEY] = repr(time.monotonic())
+
+
 def install_header_hook(client: httpx.AsyncClient) -> None:
     hooks = client.event_hooks
     if note_rate_limit_headers not in hooks["response"]:
         hooks["response"] = [*hooks["response"], note_rate_limit_headers]
+        hooks["request"] = [*hooks["request"], note_request_sent]
         client.event_hooks = hooks
+
+
+def _sent_ago_s(seen: dict[str, str]) -> float | None:
+    stamp = seen.get(SENT_KEY)
+    return None if stamp is None else max(time.monotonic() - float(stamp), 0.0)
 
 
 @dataclass
@@ -232,7 +251,7 @@ class CallPacing:
         paced.__cause__ = exc.__cause__
         if self.limiter is not None and entry.limits.any:
             asked = exc.next_retry_delay if exc.type == ProviderErrorType.RATE_LIMITED else None
-            await self._guarded(entry, self._settle(permit, None))
+            await self._guarded(entry, self._settle(permit, None, _sent_ago_s(headers)))
             await self._guarded(entry, self._observe(entry, headers))
             if asked is not None and asked.total_seconds() > 0:
                 await self._guarded(
@@ -253,12 +272,14 @@ class CallPacing:
         """Settle a completed call at its real usage; feed the provider's headers."""
         if self.limiter is None or not entry.limits.any:
             return
-        await self._guarded(entry, self._settle(permit, usage.total_tokens))
+        await self._guarded(entry, self._settle(permit, usage.total_tokens, _sent_ago_s(headers)))
         await self._guarded(entry, self._observe(entry, headers))
 
-    async def _settle(self, permit: Permit | None, tokens: int | None) -> None:
+    async def _settle(
+        self, permit: Permit | None, tokens: int | None, sent_ago_s: float | None
+    ) -> None:
         if permit is not None and self.limiter is not None:
-            await self.limiter.settle(permit.alias, permit.lease_id, tokens)
+            await self.limiter.settle(permit.alias, permit.lease_id, tokens, sent_ago_s)
 
     async def _observe(self, entry: ResolvedEntry, headers: dict[str, str]) -> None:
         quota = provider_quota(headers)

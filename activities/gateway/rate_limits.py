@@ -86,17 +86,12 @@ def call_tokens(req: ModelCallInput) -> int:
 
 
 def window_margin_s(window_s: float) -> float:
-    """How much wider than the provider's window calls are spread: a request
-    reaches the provider a little after it was granted (and a waiting call
-    comes back a little after its slot: timer, workflow task, activity), by a
-    different delay each time, and two requests one window apart here must
-    still be one window apart there. 10 % of the window, 0.5 to 2 s."""
+    """How much wider than the provider's window calls are spread: calls
+    are counted at the time their request left this worker, and reach the
+    provider a little later, by a different delay each time; two requests one
+    window apart here must still be one window apart there. 10 % of the
+    window, 0.5 to 2 s."""
     return min(2.0, max(0.5, 0.1 * window_s))
-
-
-GRACE_SHARE = 0.8
-"""Of the margin, how late a waiting call may claim its slot; the rest is
-left for the differences in how long requests take to reach the provider."""
 
 
 def limit_spec(limits: RateLimits, entry: ResolvedEntry) -> LimitSpec:
@@ -107,7 +102,7 @@ def limit_spec(limits: RateLimits, entry: ResolvedEntry) -> LimitSpec:
         max_concurrent=limits.max_concurrent,
         window_s=limits.window_s + margin,
         lease_ttl_s=entry.timeout_s + 5.0,
-        grace_s=margin * GRACE_SHARE,
+        grace_s=margin,
     )
 
 
@@ -204,7 +199,9 @@ class RateLimiter(Protocol):
 
     async def admit(self, alias: str, spec: LimitSpec, tokens: int, ticket: str) -> Admission: ...
 
-    async def settle(self, alias: str, lease_id: str, tokens: int | None) -> None: ...
+    async def settle(
+        self, alias: str, lease_id: str, tokens: int | None, sent_ago_s: float | None = None
+    ) -> None: ...
 
     async def block(self, alias: str, delay_s: float, reason: str) -> None: ...
 
@@ -229,10 +226,12 @@ class DatabaseLimiter:
 
         return await asyncio.to_thread(work)
 
-    async def settle(self, alias: str, lease_id: str, tokens: int | None) -> None:
+    async def settle(
+        self, alias: str, lease_id: str, tokens: int | None, sent_ago_s: float | None = None
+    ) -> None:
         def work() -> None:
             with write_scope(self.engine) as session:
-                db_settle(session, lease_id=lease_id, tokens=tokens)
+                db_settle(session, lease_id=lease_id, tokens=tokens, sent_ago_s=sent_ago_s)
 
         await asyncio.to_thread(work)
 

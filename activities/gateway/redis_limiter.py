@@ -11,6 +11,7 @@ one hash tag so a cluster keeps them on one node:
     {prefix}:{alias}:tokens   hash        lease id -> tokens counted
     {prefix}:{alias}:active   sorted set  lease id -> in flight until
     {prefix}:{alias}:tickets  hash        ticket   -> reserved lease id
+    {prefix}:{alias}:sent     sorted set  lease id -> when its request left (settled)
     {prefix}:{alias}:state    hash        what the provider said (blocks, remaining)
 
 Keys of an alias nobody calls expire; the state hash is a few fields.
@@ -23,7 +24,7 @@ import uuid
 from redis.asyncio import Redis
 
 from activities.gateway.rate_limits import ProviderQuota
-from store.rate_limits import CONCURRENCY_POLL_S, Admission, LimitSpec, Reason
+from store.rate_limits import CONCURRENCY_POLL_S, STRICT_POLL_S, Admission, LimitSpec, Reason
 
 _ADMIT = """
 local t = redis.call('TIME')
@@ -32,17 +33,25 @@ local window, rpm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tpm, maxc = tonumber(ARGV[3]), tonumber(ARGV[4])
 local tokens, ticket = tonumber(ARGV[5]), ARGV[6]
 local ttl, grace = tonumber(ARGV[7]), tonumber(ARGV[8])
-local lease, poll = ARGV[9], tonumber(ARGV[10])
+local lease, poll, strict_poll = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
 local leases, toks, active, tickets, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sentk = KEYS[6]
 local keep_ms = math.floor((window + grace + ttl + 60) * 1000)
+local cutoff = now - window - grace
 
 local function keep()
-  for _, key in ipairs({leases, toks, active, tickets}) do redis.call('PEXPIRE', key, keep_ms) end
+  for _, key in ipairs({leases, toks, active, tickets, sentk}) do
+    redis.call('PEXPIRE', key, keep_ms)
+  end
 end
 
 redis.call('ZREMRANGEBYSCORE', active, '-inf', now)
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now - window - grace)) do
-  if not redis.call('ZSCORE', active, id) then
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', sentk, '-inf', cutoff)) do
+  redis.call('ZREM', sentk, id)
+  if not redis.call('ZSCORE', leases, id) then redis.call('HDEL', toks, id) end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', cutoff)) do
+  if not redis.call('ZSCORE', active, id) and not redis.call('ZSCORE', sentk, id) then
     redis.call('ZREM', leases, id)
     redis.call('HDEL', toks, id)
   end
@@ -57,12 +66,6 @@ if reserved then
   else
     at = tonumber(at)
     if at > now then return {'', tostring(at - now), 'reserved', ''} end
-    if now - at > grace then
-      redis.call('ZREM', leases, reserved)
-      redis.call('HDEL', toks, reserved)
-      redis.call('HDEL', tickets, ticket)
-      reserved = false
-    end
   end
 end
 
@@ -85,12 +88,52 @@ if maxc > 0 and redis.call('ZCARD', active) >= maxc then
   return {'', tostring(poll), 'max_concurrent', ''}
 end
 
+-- What really went: calls in flight, and settled calls at the time they left.
+local inflight = redis.call('ZRANGEBYSCORE', active, '(' .. tostring(now), '+inf')
+local went = redis.call(
+  'ZRANGEBYSCORE', sentk, '(' .. tostring(now - window), '+inf', 'WITHSCORES')
+local nf, ns = #inflight, #went / 2
+local strict = 0
+if rpm > 0 and ns + nf + 1 > rpm then
+  local leave = ns + nf + 1 - rpm
+  if leave <= ns then
+    strict = math.max(strict, tonumber(went[2 * leave]) + window - now)
+  else
+    strict = math.max(strict, strict_poll)
+  end
+end
+if tpm > 0 then
+  local used, counts = 0, {}
+  for i = 1, ns do
+    counts[i] = tonumber(redis.call('HGET', toks, went[2 * i - 1]) or '0')
+    used = used + counts[i]
+  end
+  for _, id in ipairs(inflight) do used = used + tonumber(redis.call('HGET', toks, id) or '0') end
+  if used + tokens > tpm then
+    local w = strict_poll
+    for i = 1, ns do
+      used = used - counts[i]
+      if used + tokens <= tpm then
+        w = tonumber(went[2 * i]) + window - now
+        break
+      end
+    end
+    strict = math.max(strict, w)
+  end
+end
+if strict < 0 then strict = 0 end
+
 local function take()
   if rr and rs and rs > now then redis.call('HINCRBY', state, 'rq_rem', -1) end
   if tr and ts and ts > now then redis.call('HINCRBY', state, 'tk_rem', -tokens) end
 end
 
 if reserved then
+  if strict > 0 then
+    redis.call('ZADD', leases, now + strict, reserved)
+    keep()
+    return {'', tostring(strict), 'reserved', ''}
+  end
   redis.call('HDEL', tickets, ticket)
   redis.call('ZADD', active, now + ttl, reserved)
   take()
@@ -121,6 +164,10 @@ if tpm > 0 then
   end
 end
 
+if at <= now and strict > 0 then
+  at = now + strict
+  if rpm > 0 then why = 'rpm' else why = 'tpm' end
+end
 redis.call('ZADD', leases, at, lease)
 redis.call('HSET', toks, lease, tokens)
 if at <= now then
@@ -135,8 +182,15 @@ return {'', tostring(at - now), why, ''}
 """
 
 _SETTLE = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) and tonumber(ARGV[2]) >= 0 then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if at then
+  if tonumber(ARGV[2]) >= 0 then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+  local sent_at = tonumber(at)
+  if ARGV[3] ~= '' then sent_at = now - tonumber(ARGV[3]) end
+  redis.call('ZADD', KEYS[4], sent_at, ARGV[1])
+  redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[4]))
 end
 redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
@@ -165,6 +219,11 @@ return 1
 """
 
 
+SETTLED_KEEP_MS = 2 * 3600 * 1000
+"""How long a settled call's send time is kept at most (pruned sooner, once
+out of its window, by the next admission)."""
+
+
 class RedisLimiter:
     """Shared rate-limit state in Redis (`redis_url`), one script call per decision."""
 
@@ -182,7 +241,7 @@ class RedisLimiter:
         return [f"{self.prefix}:{{{alias}}}:{name}" for name in names]
 
     async def admit(self, alias: str, spec: LimitSpec, tokens: int, ticket: str) -> Admission:
-        keys = self._keys(alias, "leases", "tokens", "active", "tickets", "state")
+        keys = self._keys(alias, "leases", "tokens", "active", "tickets", "state", "sent")
         lease_id = uuid.uuid4().hex
         granted, wait, reason, detail = await self._admit(
             keys=keys,
@@ -197,6 +256,7 @@ class RedisLimiter:
                 repr(spec.grace_s),
                 lease_id,
                 repr(CONCURRENCY_POLL_S),
+                repr(STRICT_POLL_S),
             ],
         )
         if granted:
@@ -206,9 +266,19 @@ class RedisLimiter:
             None, float(wait), str(reason), str(detail) or None, ticket=None if never else ticket
         )
 
-    async def settle(self, alias: str, lease_id: str, tokens: int | None) -> None:
-        keys = self._keys(alias, "leases", "tokens", "active")
-        await self._settle(keys=keys, args=[lease_id, -1 if tokens is None else tokens])
+    async def settle(
+        self, alias: str, lease_id: str, tokens: int | None, sent_ago_s: float | None = None
+    ) -> None:
+        keys = self._keys(alias, "leases", "tokens", "active", "sent")
+        await self._settle(
+            keys=keys,
+            args=[
+                lease_id,
+                -1 if tokens is None else tokens,
+                "" if sent_ago_s is None else repr(sent_ago_s),
+                SETTLED_KEEP_MS,
+            ],
+        )
 
     async def block(self, alias: str, delay_s: float, reason: str) -> None:
         await self._block(keys=self._keys(alias, "state"), args=[repr(delay_s), reason[:500]])

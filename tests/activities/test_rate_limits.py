@@ -147,7 +147,9 @@ async def test_requests_per_window_then_reserved_slots_in_order(limiter: RateLim
     name, s = alias(), spec(rpm=2, window_s=2.0)
     first = await limiter.admit(name, s, 1, "t1")
     second = await limiter.admit(name, s, 1, "t2")
-    assert first.granted and second.granted
+    assert first.granted and second.granted and first.lease_id and second.lease_id
+    for done in (first, second):  # sent at once, answered
+        await limiter.settle(name, done.lease_id, 1, 0.0)
     waits = [await limiter.admit(name, s, 1, f"w{i}") for i in range(4)]
     assert not any(w.granted for w in waits)
     assert [w.reason for w in waits] == [Reason.RPM] * 4
@@ -168,15 +170,26 @@ async def test_requests_per_window_then_reserved_slots_in_order(limiter: RateLim
     assert not late_comer.granted and late_comer.wait_s > 3.0
 
 
-async def test_a_reservation_claimed_too_late_is_scheduled_afresh(limiter: RateLimiter) -> None:
-    name, s = alias(), spec(rpm=1, window_s=0.5, grace_s=0.1)
-    assert (await limiter.admit(name, s, 1, "a")).granted
+async def test_real_send_times_hold_back_a_reservation(limiter: RateLimiter) -> None:
+    """A plan runs late when a request leaves late: the reservation after it
+    waits until the late request has left the window, in real time."""
+    name, s = alias(), spec(rpm=1, window_s=1.0)
+    first = await limiter.admit(name, s, 1, "a")
+    assert first.granted and first.lease_id
     waiting = await limiter.admit(name, s, 1, "b")
-    assert not waiting.granted
-    await asyncio.sleep(waiting.wait_s + 0.3)  # past its slot and the grace
-    again = await limiter.admit(name, s, 1, "b")
-    # Its old slot is gone; "a" left the window long ago, so it goes now.
-    assert again.granted
+    assert not waiting.granted and 0.9 < waiting.wait_s <= 1.0
+    # Still in flight at b's slot: b may not go, whatever the plan said.
+    await asyncio.sleep(waiting.wait_s + 0.05)
+    held = await limiter.admit(name, s, 1, "b")
+    assert not held.granted and held.reason == "reserved" and held.wait_s <= 0.25
+    # Its request left late, 0.5 s ago: b goes a window after that (0.5 s
+    # from now), not when the plan said.
+    await limiter.settle(name, first.lease_id, 1, sent_ago_s=0.5)
+    await asyncio.sleep(held.wait_s + 0.02)
+    late = await limiter.admit(name, s, 1, "b")
+    assert not late.granted and 0.05 < late.wait_s <= 0.3
+    await asyncio.sleep(late.wait_s + 0.05)
+    assert (await limiter.admit(name, s, 1, "b")).granted
 
 
 async def test_tokens_are_settled_at_real_usage(limiter: RateLimiter) -> None:
