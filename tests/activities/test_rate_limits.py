@@ -162,8 +162,17 @@ async def test_requests_per_window_then_reserved_slots_in_order(limiter: RateLim
     early = await limiter.admit(name, s, 1, "w0")
     assert not early.granted and early.reason == "reserved"
     assert early.wait_s <= waits[0].wait_s
+    # Back when told: granted, unless the strict check finds the window still
+    # full of what really went (settled calls count at their send time), in
+    # which case the slot moves by at most a moment and is kept.
     await asyncio.sleep(early.wait_s + 0.02)
     claimed = await limiter.admit(name, s, 1, "w0")
+    for _ in range(3):
+        if claimed.granted:
+            break
+        assert claimed.reason == "reserved" and claimed.wait_s < 0.5, claimed
+        await asyncio.sleep(claimed.wait_s + 0.02)
+        claimed = await limiter.admit(name, s, 1, "w0")
     assert claimed.granted
     # A caller that did not reserve still queues behind the reservations.
     late_comer = await limiter.admit(name, s, 1, "x")

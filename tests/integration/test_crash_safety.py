@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -19,39 +17,10 @@ from temporalio.api.enums.v1 import EventType
 from runs.client import RunClient
 from simulator.control import SimulatorControl
 from simulator.models import Fault
-from tests.integration.conftest import FAST_RETRY, MODELS_FILE, ROOT, load_spec
+from tests.integration.conftest import FAST_RETRY, MODELS_FILE, load_spec
+from tests.integration.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
-
-
-class WorkerProcess:
-    """`python -m worker` as a separate OS process, so it can be SIGKILLed."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> WorkerProcess:
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "worker",
-                cwd=ROOT, env=self.env, stdout=out, stderr=out,
-            )  # fmt: skip
-        return self
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        assert await self.proc.wait() == -signal.SIGKILL
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 15)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
 
 
 @pytest.fixture

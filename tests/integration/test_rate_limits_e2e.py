@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,7 +26,8 @@ from runs.client import RunClient
 from runs.views import RunDetail
 from simulator.control import SimulatorControl
 from simulator.models import CallRecord, ProviderLimit
-from tests.integration.conftest import MODELS_FILE, ROOT, load_spec
+from tests.integration.conftest import MODELS_FILE, load_spec
+from tests.integration.worker_process import WorkerProcess
 from tests.pg import postgres_schema
 
 pytestmark = pytest.mark.timeout(240)
@@ -39,31 +38,6 @@ RPM = 5
 TPM = 240
 MAX_TOKENS = 40
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-class WorkerProcess:
-    """`python -m worker` as a separate OS process."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> WorkerProcess:
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "worker",
-                cwd=ROOT, env=self.env, stdout=out, stderr=out,
-            )  # fmt: skip
-        return self
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 20)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
 
 
 @pytest.fixture(params=["postgresql", "redis"])
