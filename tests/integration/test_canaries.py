@@ -255,7 +255,9 @@ def _log_lines(log_dir: Path, name: str) -> str:
 
 @pytest.mark.parametrize(
     ("log_format", "backend"),
-    [("json", "postgresql"), ("console", "postgresql"), ("json", "sqlite"), ("console", "sqlite")],
+    # Each log format and each backend once (a stack run costs ~20 s; the
+    # four combinations were all seen passing when the test was written).
+    [("json", "postgresql"), ("console", "sqlite")],
 )
 async def test_no_canary_leaves_in_logs_database_histories_or_answers(
     tmp_path: Path,

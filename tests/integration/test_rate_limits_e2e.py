@@ -154,6 +154,9 @@ def assert_waits_shown(seen: list[RunDetail]) -> None:
     assert any(w.startswith("waiting for provider (cheap) until") for w in waiting)
 
 
+# Each limiter backend once here (two worker processes cost ~20 s a test);
+# tests/activities/test_rate_limits.py runs every rule on all three backends.
+@pytest.mark.parametrize("shared_state", ["redis"], indirect=True)
 async def test_an_rpm_limit_holds_across_two_worker_processes(
     temporal_env: Any, simulator: Any, sim: SimulatorControl, registry: Any,
     task_queue: str, tmp_path: Path, shared_state: dict[str, str],
@@ -178,6 +181,7 @@ async def test_an_rpm_limit_holds_across_two_worker_processes(
     print(f"rpm {RPM}/{WINDOW_S:g}s: {RUNS} runs, busiest window {busiest}, span {span:.1f} s")
 
 
+@pytest.mark.parametrize("shared_state", ["postgresql"], indirect=True)
 async def test_a_tpm_limit_holds_across_two_worker_processes(
     temporal_env: Any, simulator: Any, sim: SimulatorControl, registry: Any,
     task_queue: str, tmp_path: Path, shared_state: dict[str, str],
