@@ -37,6 +37,7 @@ from tests.api.conftest import (
     temporal_address,
     wait_for,
 )
+from tests.api.test_runs import publish_greet
 
 pytestmark = pytest.mark.usefixtures("api_worker")
 
@@ -45,25 +46,6 @@ TIGHT_IN_FLIGHT = 2
 TIGHT_QUEUED = 2
 TIGHT_QUEUE_TIMEOUT_S = 1.0
 TIGHT_BODY_TIMEOUT_S = 4.0
-
-
-async def publish_greet(http: httpx.AsyncClient) -> str:
-    name = f"load_{uuid.uuid4().hex[:8]}"
-    spec = {
-        "name": name,
-        "steps": [
-            {
-                "name": "hello",
-                "kind": "model",
-                "model": "cheap",
-                "prompt": "Say hello to {{ input.name }}.",
-                "retry": {"max_attempts": 1},
-            }
-        ],
-    }
-    response = await http.put(f"/v1/chains/{name}", json=spec, headers=admin())
-    assert response.status_code == 201, response.text
-    return name
 
 
 async def closed(http: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
