@@ -29,8 +29,22 @@ async def chains(temporal_env: WorkflowEnvironment, task_queue: str) -> AsyncIte
 
 
 async def event_count(chains: Harness, run_id: str) -> int:
-    history = await chains.runs.handle(run_id).fetch_history()
-    return len(history.events)
+    """The run's event count once its history has gone quiet.
+
+    A run lists its approval in `state` a moment before the activities that
+    record the new status finish, so counting at once would count events that
+    were still on their way, not events a refused Update added."""
+    handle = chains.runs.handle(run_id)
+    counted = -1
+    async with asyncio.timeout(30):
+        while True:
+            description = (await handle.describe()).raw_description
+            events = len((await handle.fetch_history()).events)
+            busy = description.pending_activities or description.HasField("pending_workflow_task")
+            if not busy and events == counted:
+                return events
+            counted = events
+            await asyncio.sleep(0.05)
 
 
 def malformed_payloads(approval_id: str, payload_hash: str) -> list[Any]:
