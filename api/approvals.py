@@ -37,8 +37,12 @@ async def decide(
     body: DecisionRequest,
     principal: Principal,
 ) -> DecisionResult:
-    """Send the reviewer's decision and return where the approval stands."""
-    outcome = await runs.decide(
+    """Send the reviewer's decision and return where the approval stands.
+
+    A chain run's id with one of its agents' approval ids is decided on the
+    agent's child run (the run's `pending_approvals` lists both); the
+    answer's `run_id` names the run the decision was taken on."""
+    decided_on, outcome = await runs.decide_in_run(
         run_id,
         approval_id=approval_id,
         decision=body.decision,
@@ -48,4 +52,4 @@ async def decide(
         comment=body.comment,
         edited_text=body.edited_output,
     )
-    return DecisionResult(run_id=run_id, reviewer=principal.name, **outcome.model_dump())
+    return DecisionResult(run_id=decided_on, reviewer=principal.name, **outcome.model_dump())

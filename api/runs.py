@@ -27,6 +27,7 @@ from api.deps import Principal
 from api.schemas import RunAccepted, RunCreate, RunSummary
 from api.state import Database
 from core.problems import ChainNotFound, RunConflict
+from runs.agents import agent_run_id
 from runs.client import RunClient, input_hash_of
 from runs.views import RunDetail, RunError
 from store import (
@@ -228,10 +229,21 @@ async def read_run(db: Database, runs: RunClient, run_id: str, principal: Princi
         return detail
     seen = ownership.reviewer_view(principal, detail)
     if not seen.pending_approvals and not await db.read(
-        ownership.has_reviewed, reviewer=principal.name, run_id=run_id
+        _reviewed_run_or_agents, reviewer=principal.name, detail=detail
     ):
         raise ownership.run_not_found(run_id)
     return seen
+
+
+def _reviewed_run_or_agents(session: Session, *, reviewer: str, detail: RunDetail) -> bool:
+    """Whether `reviewer` decided one of the run's approvals, or one of its
+    agents' tool approvals (audited under the agent's child run id): the
+    parent's pending approvals list both, so both open the run to it after."""
+    agents = [name for name, step in detail.steps.items() if step.kind == "agent"]
+    return any(
+        ownership.has_reviewed(session, reviewer=reviewer, run_id=run_id)
+        for run_id in [detail.run_id, *(agent_run_id(detail.run_id, a) for a in agents)]
+    )
 
 
 async def _read(runs: RunClient, run_id: str, record: RunRecord | None) -> RunDetail:

@@ -104,7 +104,10 @@ class DecisionRequest(RequestModel):
 
 
 class DecisionResult(DecisionOutcome):
-    run_id: str
+    run_id: str = Field(
+        description="The run the decision was taken on: the agent's child run when a "
+        "chain run's id was sent with one of its agents' approval ids."
+    )
     reviewer: str
 
 

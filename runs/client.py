@@ -68,6 +68,7 @@ from core.problems import (
 )
 from core.search_attributes import CHAIN_KEY, STATUS_KEY
 from core.statuses import RunStatus
+from runs.agents import AgentApproval, agent_run_id, running_agent_steps
 from runs.catalog import Catalog
 from runs.checks import check_run
 from runs.results import failure_error, fill_result, partial_result
@@ -335,6 +336,9 @@ class RunClient:
         detail.cost_usd = state.usage.cost_usd
         detail.pending_approvals = [
             ApprovalView.of(detail.run_id, detail.chain, a) for a in pending
+        ] + [
+            ApprovalView.of(child.run_id, detail.chain, child.approval, parent_run_id=detail.run_id)
+            for child in await self.agent_approvals(detail.run_id, state)
         ]
         detail.waits = [*state.waits, *detail.waits]
         if state.error:
@@ -396,12 +400,17 @@ class RunClient:
 
     async def _awaiting_runs(
         self, chain: str | None, limit: int
-    ) -> AsyncIterator[tuple[str, str | None]]:
+    ) -> AsyncIterator[tuple[str, str | None, str | None]]:
+        """(run id, chain, parent run id: set for an agent's child run)."""
         try:
             async for execution in self.client.list_workflows(
                 self.awaiting_query(chain), limit=limit, rpc_timeout=RPC_TIMEOUT
             ):
-                yield execution.id, execution.typed_search_attributes.get(CHAIN_KEY)
+                yield (
+                    execution.id,
+                    execution.typed_search_attributes.get(CHAIN_KEY),
+                    execution.parent_id,
+                )
         except RPCError as exc:
             raise temporal_problem(exc, "listing runs awaiting approval") from exc
 
@@ -426,19 +435,98 @@ class RunClient:
                 except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
                     return None
 
-        answers = await asyncio.gather(*(pending_of(run_id) for run_id, _ in runs))
+        answers = await asyncio.gather(*(pending_of(run_id) for run_id, _, _ in runs))
         items: list[ApprovalView] = []
         unavailable: list[str] = []
-        for (run_id, run_chain), pending in zip(reversed(runs), reversed(answers), strict=True):
+        for (run_id, run_chain, parent), pending in zip(
+            reversed(runs), reversed(answers), strict=True
+        ):
             if pending is None:
                 unavailable.append(run_id)
                 continue
             items.extend(
-                ApprovalView.of(run_id, run_chain, a)
+                ApprovalView.of(run_id, run_chain, a, parent_run_id=parent)
                 for a in pending
                 if a.status == "pending" and (roles is None or a.required_role in roles)
             )
         return ApprovalList(items=items, unavailable_runs=unavailable)
+
+    async def agent_approvals(self, run_id: str, state: RunState) -> list[AgentApproval]:
+        """The pending approvals of the run's running agent steps (child runs
+        `<run id>--<step>`), step by step. A child not started yet, closing,
+        or whose query no worker answers just now has none to show: the
+        parent's own answer must not fail for it."""
+        steps = running_agent_steps(state)
+        if not steps:
+            return []
+
+        async def of(step: str) -> list[AgentApproval]:
+            child = agent_run_id(run_id, step)
+            try:
+                pending = await self.pending_approvals(child)
+            except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
+                return []
+            return [AgentApproval(child, step, a) for a in pending if a.status == "pending"]
+
+        answers = await asyncio.gather(*(of(step) for step in steps))
+        return [approval for answer in answers for approval in answer]
+
+    async def _agent_holding(self, run_id: str, approval_id: str) -> str | None:
+        """The running agent child of chain run `run_id` that has the pending
+        approval `approval_id`; None when none has it (or none answers)."""
+        try:
+            state = await self.handle(run_id).query(
+                STATE_QUERY, result_type=RunState, rpc_timeout=QUERY_TIMEOUT
+            )
+        except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
+            return None
+        for child in await self.agent_approvals(run_id, state):
+            if child.approval.approval_id == approval_id:
+                return child.run_id
+        return None
+
+    async def decide_in_run(
+        self,
+        run_id: str,
+        *,
+        approval_id: str,
+        decision: str,
+        reviewer: str,
+        reviewer_roles: list[str],
+        payload_hash: str,
+        comment: str | None = None,
+        edited_text: str | None = None,
+    ) -> tuple[str, DecisionOutcome]:
+        """`decide`, where the approval may also be one of the run's agents':
+        a chain run's pending approvals include its agents' (`read`), so a
+        decision sent to the chain run with an agent's approval id is sent on
+        to the agent's child run that holds it. Returns the run the decision
+        was taken on and the outcome. Only an approval the chain run itself
+        does not have is looked for in its running agents, and the child's
+        own validator checks the reviewer's role and the payload hash as for
+        any decision."""
+
+        async def send(target: str) -> DecisionOutcome:
+            return await self.decide(
+                target,
+                approval_id=approval_id,
+                decision=decision,
+                reviewer=reviewer,
+                reviewer_roles=reviewer_roles,
+                payload_hash=payload_hash,
+                comment=comment,
+                edited_text=edited_text,
+            )
+
+        try:
+            return run_id, await send(run_id)
+        except NotFound as exc:
+            if exc.code != "approval_not_found":
+                raise
+            child = await self._agent_holding(run_id, approval_id)
+            if child is None:
+                raise
+        return child, await send(child)
 
     async def decide(
         self,

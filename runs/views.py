@@ -20,9 +20,22 @@ class RunError(BaseModel):
 
 
 class ApprovalView(BaseModel):
-    """A pending approval as reviewers see it."""
+    """A pending approval as reviewers see it.
 
-    run_id: str
+    `run_id` is always the workflow the decision is sent to
+    (`POST /v1/runs/{run_id}/approvals/{approval_id}`): for an agent's tool
+    approval that is the agent's child run, and `parent_run_id` names the
+    chain run it belongs to (its `step` is the parent's agent step)."""
+
+    run_id: str = Field(
+        description="The run to decide the approval on: the chain run's id, or for an "
+        "agent's tool approval its child run's id (`<parent run id>--<agent step>`)."
+    )
+    parent_run_id: str | None = Field(
+        default=None,
+        description="For an agent's tool approval, the chain run whose agent step asks "
+        "for it; null for a chain run's own approval steps.",
+    )
     chain: str | None = None
     approval_id: str
     step: str
@@ -39,8 +52,20 @@ class ApprovalView(BaseModel):
     deadline: datetime | None = None
 
     @classmethod
-    def of(cls, run_id: str, chain: str | None, approval: ApprovalState) -> ApprovalView:
-        return cls(run_id=run_id, chain=chain, **approval.model_dump(exclude={"decisions"}))
+    def of(
+        cls,
+        run_id: str,
+        chain: str | None,
+        approval: ApprovalState,
+        *,
+        parent_run_id: str | None = None,
+    ) -> ApprovalView:
+        return cls(
+            run_id=run_id,
+            chain=chain,
+            parent_run_id=parent_run_id,
+            **approval.model_dump(exclude={"decisions"}),
+        )
 
 
 class RunDetail(BaseModel):
@@ -54,7 +79,11 @@ class RunDetail(BaseModel):
         "`result`: the closed run's result; `index`: only the database index answered."
     )
     current_steps: list[str] = Field(default_factory=list)
-    pending_approvals: list[ApprovalView] = Field(default_factory=list)
+    pending_approvals: list[ApprovalView] = Field(
+        default_factory=list,
+        description="The run's pending approvals, then those of its running agent steps "
+        "(each with the child's `run_id` to decide it on and `parent_run_id` set).",
+    )
     steps: dict[str, StepRecord] = Field(default_factory=dict)
     usage: UsageSummary | None = None
     cost_usd: float = Field(
