@@ -90,6 +90,7 @@ def _print_stack(stack: Any) -> None:
         rows.append(("Worker", f"task queue {stack.settings.task_queue}", origin("worker")))
     if stack.with_api:
         rows.append(("API", f"{stack.api_url}  (docs: /docs)", origin("api")))
+        rows.append(("Inbox", stack.inbox_url, "sign in with a reviewer or admin API key"))
     rows.append(("State", str(stack.state_dir), ""))
     rows.append(("Logs", str(stack.log_dir), ""))
     for row in rows:

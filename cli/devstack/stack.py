@@ -115,6 +115,11 @@ class DevStack:
         return api_url(self.settings)
 
     @property
+    def inbox_url(self) -> str:
+        """The reviewer inbox, a page of the API (api/inbox/)."""
+        return f"{self.api_url}/inbox"
+
+    @property
     def services(self) -> list[str]:
         wanted = {
             "temporal": True,

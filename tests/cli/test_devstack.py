@@ -4,6 +4,7 @@ processes on free ports in a temporary state directory."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -250,6 +251,36 @@ async def chorus_run(settings: Settings, chain: str, value: object) -> tuple[int
     return proc.returncode, out.decode()
 
 
+def test_chorus_dev_prints_every_address_and_the_reviewer_inbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from cli import stack_commands
+
+    settings = stack_settings(tmp_path / "state", api_host="0.0.0.0")
+    printed = Console(file=io.StringIO(), width=400)
+    monkeypatch.setattr(stack_commands, "console", printed)
+
+    stack_commands._print_stack(DevStack(settings))
+
+    out = printed.file.getvalue()  # type: ignore[attr-defined]
+
+    def row(label: str) -> str:
+        return next(line for line in out.splitlines() if line.strip("│ ").startswith(label + " "))
+
+    assert settings.temporal_address in row("Temporal")
+    assert f"http://127.0.0.1:{settings.temporal_ui_port}" in row("Temporal UI")
+    assert f"http://127.0.0.1:{settings.api_port}  (docs: /docs)" in row("API")
+    inbox = row("Inbox")
+    assert f"http://127.0.0.1:{settings.api_port}/inbox " in inbox, out
+    assert "reviewer or admin API key" in inbox
+    # Without the API there is no inbox to point at.
+    printed.file = io.StringIO()
+    stack_commands._print_stack(DevStack(settings, api=False))
+    assert "/inbox" not in printed.file.getvalue()
+
+
 @pytest.mark.slow
 async def test_chorus_dev_restarts_a_killed_worker_and_says_so(tmp_path: Path) -> None:
     settings = stack_settings(tmp_path / "state")
@@ -306,6 +337,7 @@ async def test_two_chorus_dev_at_once_one_runs_the_other_names_it_and_exits(
         for service in ("Temporal ", "Simulator", "Worker", "API"):
             line = next(line for line in out.splitlines() if service in line)
             assert "started, pid" in line, out
+        assert f"http://127.0.0.1:{settings.api_port}/inbox" in out, out
         stack = DevStack(settings)
         assert await stack.check() == {name: True for name in stack.services}
 
