@@ -29,7 +29,8 @@ from api.state import Database
 from core.problems import ChainNotFound, RunConflict
 from runs.agents import agent_run_id
 from runs.client import RunClient, input_hash_of
-from runs.views import RunDetail, RunError
+from runs.results import index_error
+from runs.views import RunDetail
 from store import (
     ChainVersion,
     RunExistsError,
@@ -274,7 +275,7 @@ def _from_index(record: RunRecord) -> RunDetail:
         source="index",
         current_steps=[record.current_step] if record.current_step else [],
         cost_usd=record.cost_usd,
-        error=RunError(message=record.error) if record.error else None,
+        error=index_error(record.status, record.error, record.error_type),
         started_at=record.started_at,
         finished_at=record.finished_at,
         created_by=record.created_by,

@@ -77,6 +77,7 @@ class RunSummary(BaseModel):
     output_tokens: int = 0
     current_step: str | None = None
     error: str | None = None
+    error_type: str | None = None
     created_by: str | None = None
 
 

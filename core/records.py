@@ -31,6 +31,7 @@ class RunRecordInput(BaseModel):
     output_tokens: int = 0
     current_step: str | None = None
     error: str | None = None
+    error_type: str | None = None
 
 
 class ApprovalAuditInput(BaseModel):

@@ -40,11 +40,31 @@ def failure_message(exc: BaseException) -> str:
     return f"{kind}: {message}" if kind and not message.startswith(f"{kind}:") else message
 
 
+UNRECORDED_ERROR_TYPE = "Unrecorded"
+"""The error type of a failed run whose index row was written before the
+index recorded error types (and that Temporal no longer knows)."""
+
+_STOPPED = ("cancelled", "terminated", "timed_out")
+
+
 def failure_error(exc: WorkflowFailureError) -> RunError:
     cause = exc.cause
     if isinstance(cause, ApplicationError):
-        return RunError(type=cause.type, message=cause.message)
+        return RunError(type=cause.type or type(cause).__name__, message=cause.message)
     return RunError(type=type(cause).__name__, message=str(cause or exc))
+
+
+def index_error(status: str, error: str | None, error_type: str | None) -> RunError | None:
+    """A run's error as its index row tells it, typed whenever the run did
+    not succeed: a stopped run by how it stopped, a failed or rejected one by
+    its recorded type (`UNRECORDED_ERROR_TYPE` for rows older than that)."""
+    if status in _STOPPED:
+        return RunError(type=error_type or status, message=error or f"the run was {status}")
+    if status in ("failed", "rejected"):
+        return RunError(
+            type=error_type or UNRECORDED_ERROR_TYPE, message=error or f"the run was {status}"
+        )
+    return RunError(type=error_type, message=error) if error else None
 
 
 def fill_result(detail: RunDetail, result: ChainResult) -> None:

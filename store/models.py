@@ -126,6 +126,9 @@ class RunRecordBase(SQLModel):
     output_tokens: int = 0
     current_step: str | None = None
     error: str | None = None
+    error_type: str | None = Field(default=None, max_length=64)
+    """Why a failed or rejected run ended (`core.chain_errors`), so the index
+    alone still names it once Temporal has forgotten the run."""
     created_by: str | None = Field(default=None, max_length=200)
     """Who asked for the run (API key name); None for runs started outside the API."""
 

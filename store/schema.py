@@ -54,6 +54,7 @@ def upgrade(conn: Connection) -> None:
     have them. On SQLite a process that loses the race to add a column gets
     "duplicate column name", which `create_all` retries."""
     _add_api_key_scope(conn)
+    _add_run_error_type(conn)
 
 
 def _add_api_key_scope(conn: Connection) -> None:
@@ -63,3 +64,11 @@ def _add_api_key_scope(conn: Connection) -> None:
         return
     conn.execute(text("ALTER TABLE api_keys ADD COLUMN scope VARCHAR(16) NOT NULL DEFAULT 'own'"))
     conn.execute(text("UPDATE api_keys SET scope = 'all' WHERE role = 'admin'"))
+
+
+def _add_run_error_type(conn: Connection) -> None:
+    """`runs.error_type`: rows written before it have none, and say so
+    when read (`api.runs`)."""
+    if "error_type" in {column["name"] for column in inspect(conn).get_columns("runs")}:
+        return
+    conn.execute(text("ALTER TABLE runs ADD COLUMN error_type VARCHAR(64)"))

@@ -214,6 +214,7 @@ class ChainWorkflow(ApprovalHost):
             output_tokens=usage.total.output_tokens,
             current_step=ctx.current[-1] if ctx.current else None,
             error=self._error,
+            error_type=self._error_type,
         )
         try:
             await workflow.execute_local_activity(

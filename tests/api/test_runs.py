@@ -17,11 +17,13 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from api.schemas import RunCreate
+from core.chain_errors import ChainErrorType
 from core.chain_spec import ChainSpec
 from runs.client import RunClient, input_hash_of
+from runs.results import UNRECORDED_ERROR_TYPE
 from simulator.control import SimulatorControl
 from simulator.models import Fault, Rule
-from store import create_run_stub, get_run, session_scope
+from store import RunRecord, create_run_stub, get_run, session_scope
 from tests.api.conftest import (
     Keys,
     admin,
@@ -349,3 +351,62 @@ async def test_workflow_id_taken_outside_the_api(
             assert record is not None and (record.created_by or "").startswith("service-")
             assert record.status == "running" and response.json()["created"] is True
         await temporal_env.client.get_workflow_handle(run_id).terminate("test done")
+
+
+async def test_a_failed_run_names_its_error_type_live_closed_and_from_the_index(
+    http: httpx.AsyncClient, keys: Keys, sim: SimulatorControl, db_engine: Engine
+) -> None:
+    """Every answer that says `failed` says why: while the run closes, once
+    it has closed, and from the run index alone once Temporal has forgotten
+    it (the index row the workflow wrote, read under an id Temporal never
+    knew)."""
+    await sim.add_faults(Fault(kind="status", status=401, model="sim-mini", message="bad key"))
+    chain = await publish_greet(http)
+    started = await http.post(
+        "/v1/runs", json={"chain": chain, "input": {"name": "Ada"}}, headers=admin()
+    )
+    assert started.status_code == 201, started.text
+    run_id = started.json()["run_id"]
+
+    seen: list[dict[str, Any]] = []
+
+    async def closed() -> dict[str, Any] | None:
+        response = await http.get(f"/v1/runs/{run_id}", headers=admin())
+        assert response.status_code == 200, response.text
+        seen.append(response.json())
+        return seen[-1] if seen[-1]["source"] == "result" else None
+
+    final = await wait_for(closed, interval_s=0.01)
+    failed = [body for body in seen if body["status"] == "failed"]
+    assert failed and all(body["error"] and body["error"]["type"] for body in failed), failed
+    error = final["error"]
+    assert final["status"] == "failed" and error["type"] == ChainErrorType.ALL_MODELS_FAILED, error
+
+    async def indexed() -> RunRecord | None:
+        with session_scope(db_engine) as session:
+            record = get_run(session, run_id=run_id)
+            return record if record and record.status == "failed" else None
+
+    record = await wait_for(indexed)
+    assert (record.error_type, record.error) == (error["type"], error["message"])
+    forgotten = f"forgotten-{uuid.uuid4().hex[:8]}"
+    with session_scope(db_engine) as session:
+        session.add(RunRecord.model_validate({**record.model_dump(), "run_id": forgotten}))
+    from_index = (await http.get(f"/v1/runs/{forgotten}", headers=admin())).json()
+    assert (from_index["source"], from_index["status"]) == ("index", "failed")
+    assert from_index["error"] == error
+    listed = await http.get("/v1/runs", params={"chain": chain}, headers=admin())
+    assert {row["error_type"] for row in listed.json()["items"]} == {error["type"]}
+
+
+async def test_an_index_row_older_than_error_types_still_names_one(
+    http: httpx.AsyncClient, db_engine: Engine
+) -> None:
+    old = f"old-{uuid.uuid4().hex[:8]}"
+    with session_scope(db_engine) as session:
+        session.add(RunRecord(run_id=old, chain="greet", version=1, status="failed", error="boom"))
+
+    body = (await http.get(f"/v1/runs/{old}", headers=admin())).json()
+
+    assert (body["source"], body["status"]) == ("index", "failed")
+    assert body["error"] == {"type": UNRECORDED_ERROR_TYPE, "message": "boom"}

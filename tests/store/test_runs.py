@@ -7,12 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+import sqlalchemy as sa
+from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from store.crud import create_run_stub, get_run, hash_json, list_runs, upsert_run_record
-from store.engine import session_scope
+from store.engine import make_engine, session_scope
 from store.errors import RunExistsError
+from store.models import RunRecord
+from store.schema import create_all
 from tests.store.conftest import run_input
 
 
@@ -150,3 +153,44 @@ def test_concurrent_writes_end_at_the_highest_revision(engine: Engine) -> None:
     with session_scope(engine) as session:
         row = get_run(session, run_id="run-1")
     assert row is not None and (row.revision, row.status) == (6, "completed")
+
+
+def test_a_run_index_made_before_error_types_is_upgraded(database_url: str) -> None:
+    """A `runs` table without `error_type` gains it at start-up: old rows read
+    as None, the workflow's next write stores the type."""
+    old = sa.MetaData()
+    columns = RunRecord.__table__.columns  # type: ignore[attr-defined]
+    sa.Table(
+        "runs",
+        old,
+        *(
+            sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in columns
+            if c.name != "error_type"
+        ),
+    )
+    engine = make_engine(database_url)
+    try:
+        old.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (run_id, chain, version, status, started_at, cost_usd,"
+                    " input_tokens, output_tokens, error, revision)"
+                    " VALUES ('old', 'greet', 1, 'failed', '2025-01-01', 0, 0, 0, 'boom', 1)"
+                )
+            )
+        create_all(engine)
+        create_all(engine)  # idempotent: the second finds the column
+
+        with session_scope(engine) as session:
+            upsert_run_record(
+                session, record=run_input("new", status="failed", error="x", error_type="Boom")
+            )
+        with session_scope(engine) as session:
+            before, after = get_run(session, run_id="old"), get_run(session, run_id="new")
+            assert before is not None and after is not None
+            assert (before.error, before.error_type) == ("boom", None)
+            assert (after.error, after.error_type) == ("x", "Boom")
+    finally:
+        engine.dispose()
