@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator import tokens
@@ -36,6 +35,7 @@ from simulator.replies import (
     build_reply,
     schema_from_instructions,
 )
+from simulator.responses import JSONResponse
 from simulator.state import RuleUse
 from simulator.tool_turns import ToolTurnError, WireTurn, trace_tool_turns
 

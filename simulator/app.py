@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from simulator import anthropic_api, control_api, openai_api
 from simulator.models import SimulatorConfig, default_simulator_config
 from simulator.pipeline import simulator_config
+from simulator.responses import JSONResponse
 from simulator.state import SimulatorState
 
 SIMULATOR_HEADER = "X-Simulator"
@@ -85,6 +86,7 @@ def create_app(config: SimulatorConfig | None = None) -> FastAPI:
         title="Chorus model SIMULATOR",
         description="Simulated OpenAI and Anthropic APIs for offline demos and tests.",
         lifespan=lifespan,
+        default_response_class=JSONResponse,
     )
     app.state.sim_config = config
     app.state.sim_state = SimulatorState()

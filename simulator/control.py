@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from types import TracebackType
 
 import httpx
 
 from simulator.models import CallRecord, CallsOut, Fault, ProviderLimit, Rule
+
+
+def _json(payload: object) -> dict[str, object]:
+    """A JSON request body with non-ASCII text as `\\uXXXX` escapes (httpx's
+    `json=` sends UTF-8, which cannot carry the lone surrogate a test may
+    script a model to reply with)."""
+    return {
+        "content": json.dumps(payload).encode("ascii"),
+        "headers": {"Content-Type": "application/json"},
+    }
 
 
 class SimulatorControlError(RuntimeError):
@@ -42,16 +53,16 @@ class SimulatorControl:
 
     async def add_rules(self, *rules: Rule) -> None:
         payload = {"rules": [r.model_dump(mode="json", exclude_none=True) for r in rules]}
-        await self._send("POST", "/_sim/rules", json=payload)
+        await self._send("POST", "/_sim/rules", **_json(payload))
 
     async def add_faults(self, *faults: Fault) -> None:
         payload = {"faults": [f.model_dump(mode="json", exclude_none=True) for f in faults]}
-        await self._send("POST", "/_sim/faults", json=payload)
+        await self._send("POST", "/_sim/faults", **_json(payload))
 
     async def set_limits(self, *limits: ProviderLimit) -> None:
         """Provider-side rate limits per model (requests and tokens per window)."""
         payload = {"limits": [limit.model_dump(mode="json", exclude_none=True) for limit in limits]}
-        await self._send("POST", "/_sim/limits", json=payload)
+        await self._send("POST", "/_sim/limits", **_json(payload))
 
     async def calls(
         self,

@@ -12,7 +12,6 @@ import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator import embeddings, tokens
@@ -35,6 +34,7 @@ from simulator.replies import (
     build_reply,
     schema_from_instructions,
 )
+from simulator.responses import JSONResponse
 from simulator.state import RuleUse
 from simulator.tool_turns import ToolTurnError, WireTurn, trace_tool_turns
 

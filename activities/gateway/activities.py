@@ -21,7 +21,12 @@ from activities.gateway.errors import config_error, content_refused
 from activities.gateway.heartbeat import heartbeat_interval, heartbeating
 from activities.gateway.journal import CallLedger, ReplyJournal, call_key
 from activities.gateway.pacing import CallPacing, install_header_hook
-from activities.gateway.providers import ProviderAdapter, ProviderReply, adapter_for
+from activities.gateway.providers import (
+    ProviderAdapter,
+    ProviderReply,
+    adapter_for,
+    encodable_reply,
+)
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
 from activities.gateway.schema_check import InvalidSchemaError, check_json_output, check_schema
 from activities.gateway.types import (
@@ -140,6 +145,8 @@ class ModelGateway(OwnsHttpClient):
                 raise exc from None
             await self.pacing.done(permit, entry, reply.usage, seen_headers)
             latency_ms = received[0] if received else (time.perf_counter() - started) * 1000
+        # Paid for: whatever the reply holds must reach the workflow.
+        reply = encodable_reply(reply)
         cost = entry.prices.cost(reply.usage)
 
         if reply.refused:

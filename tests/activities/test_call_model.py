@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
 from activities.gateway.activities import ModelGateway
@@ -18,11 +19,12 @@ from activities.gateway.types import (
     ModelCallInput,
     ModelCallResult,
     TokenUsage,
+    ToolSpec,
 )
 from activities.gateway.types import ProviderErrorType as T
 from core.names import CALL_MODEL, DESCRIBE_MODELS
 from simulator.control import SimulatorControl
-from simulator.models import Fault, Rule
+from simulator.models import Fault, Rule, ToolCallSpec
 from tests.activities.conftest import ANTHROPIC_KEY_ENV, OPENAI_KEY_ENV
 from tests.activity_env import ActivityEnv, run_activity
 
@@ -361,3 +363,42 @@ async def test_owned_client_is_closed(gw_registry: Any) -> None:
     gateway = ModelGateway(gw_registry)
     await gateway.aclose()
     assert gateway._http.is_closed
+
+
+LONE_SURROGATE_REPLY = "caf\ud800 ok\x00end"
+"""A reply holding a lone surrogate (valid JSON text as `"\\ud800"`, not
+encodable as UTF-8) and a NUL (encodable, so kept)."""
+
+
+@pytest.mark.parametrize("alias", ["cheap", "claude"])
+async def test_a_lone_surrogate_in_a_reply_becomes_u_fffd_and_the_result_travels(
+    gateway: ModelGateway, sim: SimulatorControl, env: Env, keys: dict[str, str], alias: str
+) -> None:
+    """The provider's JSON may escape a lone surrogate; Temporal's JSON
+    payload converter cannot encode one, so a reply holding it would fail
+    the paid call after the fact. The gateway returns U+FFFD in its place
+    (in the text and in tool-call arguments), NUL as it came."""
+    await sim.add_rules(
+        Rule(request_id_prefix=env.workflow_id, match="text", reply=LONE_SURROGATE_REPLY),
+        Rule(
+            request_id_prefix=env.workflow_id,
+            match="tool",
+            tool_calls=[ToolCallSpec(name="lookup", arguments={"q": "x\udfffy"})],
+        ),
+    )
+
+    text = await env.call(gateway, ask(alias, "text please"))
+    tools = [ToolSpec(name="lookup", parameters={"type": "object"})]
+    called = await env.call(gateway, ask(alias, "tool please", tools=tools))
+
+    assert text.text == "caf\ufffd ok\x00end"
+    assert [c.arguments for c in called.tool_calls] == [{"q": "x\ufffdy"}]
+    for result in (text, called):
+        payload = pydantic_data_converter.payload_converter.to_payloads([result])
+        assert pydantic_data_converter.payload_converter.from_payloads(
+            payload, [ModelCallResult]
+        ) == [result]
+        assert result.cost_usd > 0
+    calls = await sim.calls(request_id_prefix=env.workflow_id)
+    assert [c.outcome for c in calls] == ["completed", "completed"]
+    assert calls[0].reply == LONE_SURROGATE_REPLY  # the provider really sent it

@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.gateway.providers import REQUEST_ID_HEADER, adapter_for
 from activities.gateway.providers.anthropic import ANTHROPIC_VERSION
+from activities.gateway.providers.base import encodable_text
 from activities.gateway.providers.openai import parse_reply as parse_openai_reply
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
 from activities.gateway.types import ChatMessage, ModelCallInput, TokenUsage
@@ -461,3 +462,24 @@ class TestOpenAIReplyParsing:
         with pytest.raises(ApplicationError) as caught:
             self.parse(gw_registry, data)
         assert caught.value.type == T.MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain, caf\u00e9, \U0001f600, NUL\x00", "plain, caf\u00e9, \U0001f600, NUL\x00"),
+        ("lone high \ud83d.", "lone high \ufffd."),
+        ("lone low \ude00.", "lone low \ufffd."),
+        ("reversed \ude00\ud83d", "reversed \ufffd\ufffd"),
+        ("a pair as two \ud83d\ude00", "a pair as two \U0001f600"),
+        ("\ud800", "\ufffd"),
+    ],
+)
+def test_encodable_text_replaces_lone_surrogates_only(text: str, expected: str) -> None:
+    assert encodable_text(text) == expected
+    expected.encode("utf-8")  # what Temporal's JSON payloads need
+
+
+def test_encodable_text_returns_clean_text_itself() -> None:
+    text = "nothing to replace \x00"
+    assert encodable_text(text) is text

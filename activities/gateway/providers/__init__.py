@@ -8,6 +8,7 @@ from activities.gateway.providers.base import (
     REQUEST_ID_HEADER,
     ProviderAdapter,
     ProviderReply,
+    encodable_reply,
 )
 from activities.gateway.providers.openai import OpenAIAdapter
 
@@ -35,4 +36,5 @@ __all__ = [
     "ProviderAdapter",
     "ProviderReply",
     "adapter_for",
+    "encodable_reply",
 ]

@@ -8,7 +8,9 @@ policy decides about the next attempt from the error this module raises.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,6 +50,52 @@ class ProviderReply:
     """The provider's refusal message, when it gave one."""
     tool_calls: tuple[ToolCall, ...] = ()
     """Tool calls the model made, in its order."""
+
+
+REPLACEMENT_CHARACTER = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD (the same object
+    when it has none). A provider's JSON may carry one (`"\\ud800"` is valid
+    JSON text, e.g. a reply cut inside an emoji's UTF-16 pair) but UTF-8, and
+    so Temporal's JSON payloads and failures, cannot: a reply holding one
+    would fail the call after it was paid for. A pair that belongs together
+    is joined; NUL and every other character stay as they are."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return encodable_text(value)
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    return value
+
+
+def encodable_reply(reply: ProviderReply) -> ProviderReply:
+    """`reply` with no lone surrogate in any text it carries (answer,
+    refusal, model, finish reason, tool calls and their arguments)."""
+    return dataclasses.replace(
+        reply,
+        text=encodable_text(reply.text),
+        model=encodable_text(reply.model),
+        finish_reason=None if reply.finish_reason is None else encodable_text(reply.finish_reason),
+        refusal=None if reply.refusal is None else encodable_text(reply.refusal),
+        tool_calls=tuple(
+            ToolCall(
+                id=encodable_text(call.id),
+                name=encodable_text(call.name),
+                arguments=_encodable(call.arguments),
+            )
+            for call in reply.tool_calls
+        ),
+    )
 
 
 OnReply = Callable[[dict[str, Any]], Awaitable[None]]
