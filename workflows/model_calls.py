@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         RateLimitWaitDetails,
         ToolSpec,
         estimate_prompt_tokens,
+        prompt_tokens_bound,
     )
     from core.chain_errors import ChainErrorType
     from core.chain_spec import RetrySpec
@@ -106,21 +107,22 @@ class ModelCaller:
                 f"step {options.step}: the run reached its limit of {self.max_calls} model calls",
             )
         info = self.models[alias]
-        worst_case = info.prices.worst_case(estimate_prompt_tokens(messages), options.max_tokens)
+        request = ModelCallInput(
+            alias=alias,
+            messages=list(messages),
+            max_tokens=options.max_tokens,
+            temperature=options.temperature,
+            json_schema=options.json_schema,
+            tools=options.tools,
+            step=options.step,
+        )
+        worst_case = info.prices.worst_case(_prompt_tokens(request), options.max_tokens)
         reservation = self.budget.reserve(worst_case, f"{options.step} on {alias}")
         self.calls_made += 1
         try:
             result = await self._execute_call(
                 CALL_MODEL,
-                ModelCallInput(
-                    alias=alias,
-                    messages=list(messages),
-                    max_tokens=options.max_tokens,
-                    temperature=options.temperature,
-                    json_schema=options.json_schema,
-                    tools=options.tools,
-                    step=options.step,
-                ),
+                request,
                 result_type=ModelCallResult,
                 start_to_close_timeout=self.options.model_call_timeout(info),
                 heartbeat_timeout=self.options.model_heartbeat_timeout(info),
@@ -284,6 +286,26 @@ def _counted(unconfirmed_usd: float, attempts: int) -> tuple[float, int]:
     if attempts and workflow.patched(COUNT_UNCONFIRMED_ATTEMPTS):
         return unconfirmed_usd, attempts
     return 0.0, 0
+
+
+RESERVE_WHOLE_PROMPT = "reserve-tools-and-schema"
+"""Patch: a call reserves the prompt as the gateway's journal bounds it
+(`prompt_tokens_bound`: the messages, the tools offered, the tool calls in
+the conversation and the structured-output schema), not its messages alone.
+Runs recorded before it reserve as they did."""
+
+
+def _prompt_tokens(request: ModelCallInput) -> int:
+    """The prompt's worst-case token count the call reserves: the bound the
+    gateway's reply journal counts an unconfirmed attempt at, so a call
+    never costs more than its reservation whatever it carries. The patch is
+    asked only when the two differ, so calls of messages alone leave no
+    marker in history."""
+    messages_only = estimate_prompt_tokens(request.messages)
+    whole = prompt_tokens_bound(request)
+    if whole != messages_only and workflow.patched(RESERVE_WHOLE_PROMPT):
+        return whole
+    return messages_only
 
 
 def _add_cost(record: StepRecord, cost: float, unconfirmed: float, attempts: int) -> None:

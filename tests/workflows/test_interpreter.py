@@ -13,11 +13,20 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.gateway.types import (
+    ChatMessage,
+    ModelCallInput,
+    ToolSpec,
+    estimate_prompt_tokens,
+    prompt_tokens_bound,
+)
 from core.chain_errors import ChainErrorType
 from tests.workflows.stubs import (
     DOWN,
+    PRICES,
     RUN_TIMEOUT_S,
     SLOW,
+    TOOLS,
     Harness,
     model,
     purposes,
@@ -132,6 +141,75 @@ async def test_a_reservation_is_settled_to_the_cost_so_later_calls_fit(chains: H
 
     assert [c.step for c in chains.stubs.model_calls] == ["a", "b", "c"]
     assert result.usage.cost_usd == 3.0
+
+
+BIG_SCHEMA = {
+    "type": "object",
+    "properties": {f"field_{n}": {"type": "string", "description": "x" * 40} for n in range(20)},
+}
+
+
+def bounds(request: ModelCallInput) -> tuple[float, float]:
+    """The worst case of `request` on `pricey` with its messages alone, and
+    as the gateway's journal bounds it (tools, tool calls and schema too)."""
+    prices = PRICES["pricey"]
+    return (
+        prices.worst_case(estimate_prompt_tokens(request.messages), request.max_tokens),
+        prices.worst_case(prompt_tokens_bound(request), request.max_tokens),
+    )
+
+
+async def test_a_call_reserves_its_output_schema_as_the_gateway_bounds_it(
+    chains: Harness,
+) -> None:
+    """A budget between the messages' worst case and the whole request's:
+    before, the call was made (and the schema's tokens billed beyond the
+    reservation); now it does not fit and nothing is called."""
+    request = ModelCallInput(
+        alias="pricey",
+        messages=[ChatMessage(role="user", content="Hi")],
+        max_tokens=50,
+        json_schema=BIG_SCHEMA,
+    )
+    messages_only, whole = bounds(request)
+    assert whole > 10 * messages_only
+
+    error, _ = await chains.failure(
+        [model("ask", "pricey", output_schema=BIG_SCHEMA)], max_cost_usd=(messages_only + whole) / 2
+    )
+
+    assert error.type == ChainErrorType.BUDGET_EXCEEDED
+    assert f"ask on pricey needs up to ${whole:.6f}" in error.message
+    assert chains.stubs.model_calls == []
+
+
+async def test_an_agent_turn_reserves_the_tools_it_offers(chains: Harness) -> None:
+    offered = [
+        ToolSpec(name=name, description=info.description, parameters=info.parameters)
+        for name, (info, _) in TOOLS.items()
+    ]
+    request = ModelCallInput(
+        alias="pricey",
+        messages=[ChatMessage(role="user", content="Look it up.")],
+        max_tokens=50,
+        tools=offered,
+    )
+    messages_only, whole = bounds(request)
+    agent = {
+        "name": "helper",
+        "kind": "agent",
+        "model": "pricey",
+        "prompt": "Look it up.",
+        "tools": list(TOOLS),
+        "max_tokens": 50,
+        "max_cost_usd": (messages_only + whole) / 2,
+    }
+
+    error, _ = await chains.failure([agent])
+
+    assert error.type == ChainErrorType.BUDGET_EXCEEDED
+    assert f"helper on pricey needs up to ${whole:.6f}" in error.message
+    assert chains.stubs.model_calls == []
 
 
 # -- cascades --------------------------------------------------------------------------
