@@ -190,8 +190,8 @@ MESSAGE_OVERHEAD_TOKENS = 8
 
 
 def estimate_prompt_tokens(messages: Sequence[ChatMessage]) -> int:
-    """An upper bound of the prompt's token count (what the workflow reserves
-    in a run's budget).
+    """An upper bound of the token count of the prompt's messages (their
+    text; `prompt_tokens_bound` adds the rest of a request).
 
     BPE tokenizers emit at most one token per UTF-8 byte, so the byte length
     plus a per-message framing allowance never undercounts; a reservation
@@ -205,7 +205,9 @@ def estimate_prompt_tokens(messages: Sequence[ChatMessage]) -> int:
 def prompt_tokens_bound(request: ModelCallInput) -> int:
     """`estimate_prompt_tokens` plus everything else the provider counts as
     prompt: tool calls and their arguments, the tools offered, the JSON
-    schema. What the reply journal counts an unconfirmed attempt at."""
+    schema. What a workflow reserves in the run's budget before a call
+    (workflows/model_calls.py) and what the reply journal counts an
+    unconfirmed attempt at: one bound, so the two never disagree."""
     extra = [
         *(
             [call.model_dump(mode="json") for call in m.tool_calls]
