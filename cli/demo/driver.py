@@ -1,5 +1,7 @@
 """Drives the ticket runs: starts them through the run client, stands in for
-the reviewer when a run asks for approval, and collects each result."""
+the reviewer when a run asks for approval (or, with an inbox, tells the person
+who decides there what waits and what they decided), and collects each
+result."""
 
 from __future__ import annotations
 
@@ -29,17 +31,31 @@ _POLL_INTERVAL_S = 0.2
 
 
 class Driver:
-    """Starts the ticket runs, stands in for the reviewer, collects results."""
+    """Starts the ticket runs, stands in for the reviewer, collects results.
 
-    def __init__(self, client: Client, settings: Settings, spec: ChainSpec, say: Console) -> None:
+    With `inbox_url` (`chorus demo --interactive`) a person decides the
+    approvals in the inbox: the driver names each one as it comes up, the
+    progress as runs finish, and takes the decisions from the results."""
+
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        spec: ChainSpec,
+        say: Console,
+        *,
+        inbox_url: str | None = None,
+    ) -> None:
         from runs.client import RunClient
 
         self.runs = RunClient(client, task_queue=settings.task_queue)
         self.settings = settings
         self.spec = spec
         self.say = say
+        self.inbox_url = inbox_url
         self.handles: list[WorkflowHandle[Any, ChainResult]] = []
         self.finished: set[str] = set()
+        self.announced: set[tuple[str, str]] = set()
 
     async def run_all(self, tickets: tuple[SampleTicket, ...]) -> list[TicketRun]:
 
@@ -61,6 +77,12 @@ class Driver:
                 f"  started run [bold]{escape(handle.id)}[/]  ({escape(ticket.id)})",
                 highlight=False,
             )
+        if self.inbox_url is not None:
+            self.say.print(
+                "waiting for the runs to finish: each approval is yours to decide in the inbox "
+                "(Ctrl-C stops the demo and what it started)",
+                highlight=False,
+            )
         runs = [TicketRun(t, h.id) for t, h in zip(tickets, handles, strict=True)]
         async with asyncio.TaskGroup() as group:
             for run, handle in zip(runs, handles, strict=True):
@@ -80,7 +102,9 @@ class Driver:
                 if result_task.done():
                     break
                 for approval in await self._pending(handle):
-                    if approval.approval_id not in {d.approval_id for d in run.decided}:
+                    if self.inbox_url is not None:
+                        self._announce(run, approval)
+                    elif approval.approval_id not in {d.approval_id for d in run.decided}:
                         await self._decide(run, handle, approval)
             try:
                 run.result = result_task.result()
@@ -88,6 +112,9 @@ class Driver:
                 run.result = partial_result(exc)
                 run.error = failure_message(exc)
             self.finished.add(handle.id)
+            if self.inbox_url is not None:
+                run.decided.extend(people_decisions(run))
+                self._progress(run)
         finally:
             if not result_task.done():
                 result_task.cancel()
@@ -139,6 +166,34 @@ class Driver:
             )
         )
 
+    def _announce(self, run: TicketRun, approval: ApprovalState) -> None:
+        """Name an approval waiting in the inbox, once."""
+        key = (run.run_id, approval.approval_id)
+        if key in self.announced:
+            return
+        self.announced.add(key)
+        self.say.print(
+            f"  ⏸ {escape(run.ticket.id)} waits for approval [bold]"
+            f"{escape(approval.approval_id)}[/] "
+            + escape(
+                f"({approval.context.get('category', '?')}, confidence "
+                f"{approval.context.get('confidence', '?')}, role {approval.required_role}): "
+                f"decide it in the inbox {self.inbox_url}"
+            ),
+            highlight=False,
+        )
+
+    def _progress(self, run: TicketRun) -> None:
+        status = run.result.status if run.result is not None else "failed"
+        decided = "".join(
+            escape(f"; {d.approval_id} {d.decision} by {d.reviewer}") for d in run.decided
+        )
+        self.say.print(
+            f"  {'✓' if status == 'completed' else '✗'} {escape(run.ticket.id)} {status}{decided} "
+            f"({len(self.finished)} of {len(self.handles)} runs finished)",
+            highlight=False,
+        )
+
     async def end_unfinished(self, reason: str) -> None:
         """After an error or Ctrl-C, leave no demo run waiting in Temporal.
         Terminated, not cancelled: a cancellation needs a worker to act on
@@ -147,3 +202,28 @@ class Driver:
         for handle in unfinished:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(handle.terminate(reason=reason), timeout=3)
+
+
+PERSON_DECISIONS = ("approve", "edit", "reject")
+"""Decisions a person takes (not a deadline's `timeout_*` or `escalate`)."""
+
+
+def people_decisions(run: TicketRun) -> list[DecidedApproval]:
+    """The last decision a person took on each of the run's approvals."""
+    result = run.result
+    if result is None:
+        return []
+    decided = []
+    for approval in result.approvals:
+        taken = [d for d in approval.decisions if d.decision in PERSON_DECISIONS]
+        if taken:
+            decided.append(
+                DecidedApproval(
+                    ticket=run.ticket.id,
+                    run_id=run.run_id,
+                    approval_id=approval.approval_id,
+                    decision=taken[-1].decision,  # type: ignore[arg-type]
+                    reviewer=taken[-1].reviewer,
+                )
+            )
+    return decided

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from activities.gateway.types import ModelPrices
+    from cli.demo.reviewer_key import ReviewerKey
     from cli.demo.summary import DemoSummary, TicketRun, TicketSummary
     from cli.devstack.stack import DevStack
     from core.chain_spec import ChainSpec
@@ -46,6 +47,18 @@ def print_stack(say: Console, stack: DevStack) -> None:
         elif name in stack.reused:
             parts.append(f"{name} already running")
     say.print("stack: " + ", ".join(parts), highlight=False)
+
+
+def print_inbox(say: Console, inbox_url: str, key: ReviewerKey) -> None:
+    """Where a person decides the demo's approvals, and the key to sign in
+    with: alone on its line and never wrapped, so it copies whole."""
+    say.print(f"[bold]inbox:[/] {escape(inbox_url)}", highlight=False, soft_wrap=True)
+    say.print(
+        f"reviewer key [bold]{escape(key.name)}[/] to sign in with (shown once, revoked "
+        "when the demo ends):",
+        highlight=False,
+    )
+    say.print(key.key, highlight=False, markup=False, soft_wrap=True)
 
 
 def print_failures(err_console: Console, failed: list[TicketSummary]) -> None:
@@ -158,10 +171,18 @@ def render_summary(
         style="dim",
         highlight=False,
     )
-    if summary.approvals.count:
+    reviewers = sorted({d.reviewer for d in summary.approvals.decided})
+    if reviewers == [DEMO_REVIEWER]:
         console.print(
             f"{summary.approvals.count} approvals decided by {DEMO_REVIEWER} standing in for "
-            f"a person (normally: {APPROVAL_ENDPOINT}).",
+            f"a person (normally: {APPROVAL_ENDPOINT}, or the inbox: `chorus demo "
+            "--interactive`).",
+            style="dim",
+            highlight=False,
+        )
+    elif reviewers:
+        console.print(
+            f"{summary.approvals.count} approvals decided in the inbox by {', '.join(reviewers)}.",
             style="dim",
             highlight=False,
         )

@@ -1,7 +1,12 @@
 """`run_demo`: the demo from start to finish. Brings up (or reuses) the dev
 stack, loads the sample knowledge, scripts the simulator, has the driver run
 the tickets, then prints the report or the JSON summary, and stops what it
-started whatever happens."""
+started whatever happens.
+
+Interactive (`chorus demo --interactive`), the stack includes the API, whose
+inbox is where a person decides the approvals: the demo prints its address
+and a reviewer key made for the occasion (revoked when the demo ends), and
+waits for the runs to finish however long the person takes."""
 
 from __future__ import annotations
 
@@ -13,7 +18,14 @@ from typing import TYPE_CHECKING
 from cli.demo.analysis import comparison_prices
 from cli.demo.driver import Driver
 from cli.demo.errors import DemoError
-from cli.demo.report import print_banner, print_failures, print_stack, render_summary
+from cli.demo.report import (
+    print_banner,
+    print_failures,
+    print_inbox,
+    print_stack,
+    render_summary,
+)
+from cli.demo.reviewer_key import ReviewerKey, create_reviewer_key, revoke_reviewer_key
 from cli.demo.simulator_script import script_verdicts
 from cli.demo.summary import StackSummary, TicketRun, summarize
 from cli.demo.tickets import SAMPLE_TICKETS, SampleTicket
@@ -54,11 +66,13 @@ async def run_demo(
     console: Console,
     err_console: Console,
     tickets: tuple[SampleTicket, ...] = SAMPLE_TICKETS,
+    interactive: bool = False,
 ) -> int:
     """Run the demo; return the exit code (0: every ticket completed).
 
-    Raises DemoError when the demo cannot be set up. Stops what it started
-    whatever happens, SIGTERM and Ctrl-C included.
+    `interactive`: leave the approvals to a person in the inbox (see the
+    module docstring). Raises DemoError when the demo cannot be set up.
+    Stops what it started whatever happens, SIGTERM and Ctrl-C included.
     """
     from cli.devstack.errors import DevStackError
     from cli.devstack.stack import DevStack
@@ -80,14 +94,21 @@ async def run_demo(
 
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-    stack = DevStack(settings, api=False)  # the demo talks to Temporal directly
+    # The demo talks to Temporal directly; only a person needs the API (its inbox).
+    stack = DevStack(settings, api=interactive)
+    key: ReviewerKey | None = None
     try:
         try:
             await stack.start()
         except DevStackError as exc:
             raise DemoError(str(exc)) from exc
         print_stack(say, stack)
-        runs = await _run_tickets(settings, spec, stack, tickets, say)
+        inbox_url = None
+        if interactive:
+            key = await asyncio.to_thread(create_reviewer_key, settings)
+            inbox_url = stack.inbox_url
+            print_inbox(say, inbox_url, key)
+        runs = await _run_tickets(settings, spec, stack, tickets, say, inbox_url)
         stack_summary = StackSummary(started=stack.pids, reused=list(stack.reused))
     except asyncio.CancelledError:
         if terminated.is_set():
@@ -95,6 +116,12 @@ async def run_demo(
             return 143
         raise
     finally:
+        if key is not None and not await asyncio.to_thread(revoke_reviewer_key, settings, key.name):
+            err_console.print(
+                f"[yellow]could not revoke the demo's reviewer key {key.name}: "
+                f"`chorus keys revoke {key.name}` does[/]",
+                highlight=False,
+            )
         await stack.stop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGTERM)
@@ -117,6 +144,7 @@ async def _run_tickets(
     stack: DevStack,
     tickets: tuple[SampleTicket, ...],
     say: Console,
+    inbox_url: str | None,
 ) -> list[TicketRun]:
     from core.temporal import TemporalConnectError, connect
 
@@ -137,7 +165,7 @@ async def _run_tickets(
         client = await connect(settings)
     except TemporalConnectError as exc:
         raise DemoError(str(exc)) from exc
-    driver = Driver(client, settings, spec, say)
+    driver = Driver(client, settings, spec, say, inbox_url=inbox_url)
     try:
         return await driver.run_all(tickets)
     except BaseException as exc:

@@ -35,7 +35,8 @@ class DecidedApproval(BaseModel):
     ticket: str
     run_id: str
     approval_id: str
-    decision: Literal["approve", "edit"]
+    decision: Literal["approve", "edit", "reject"]
+    """`reject` only from a person in the inbox (`chorus demo --interactive`)."""
     reviewer: str
 
 
