@@ -79,6 +79,13 @@ class ChainErrorType:
     """An agent step's child workflow failed with an error that carried no
     type of its own."""
 
+    AUDIT_WRITE_FAILED: Final = "AuditWriteFailed"
+    """An approval's deadline passed and its timeout policy decided (reject,
+    approve or escalate), but the audit log would not take the row (the
+    database refused it, or stayed down through every retry). Nobody is
+    waiting to be told, as a reviewer's `decide` is, so the run stops
+    rather than act on a decision the audit log does not hold."""
+
     REJECTED: Final = "Rejected"
     """A reviewer (or an approval's timeout policy) rejected an approval: the
     run ends as `rejected`, a business outcome rather than a failure."""
@@ -99,6 +106,7 @@ CHAIN_ERROR_TYPES: Final[tuple[str, ...]] = (
     ChainErrorType.TOOL_INVALID_ARGUMENTS,
     ChainErrorType.GUARD_FAILED,
     ChainErrorType.AGENT_FAILED,
+    ChainErrorType.AUDIT_WRITE_FAILED,
     ChainErrorType.REJECTED,
 )
 """Every type a chain run raises itself."""

@@ -13,19 +13,27 @@ from typing import ClassVar, Literal
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from core.chain_errors import ChainErrorType
     from core.names import DECIDE, PENDING_APPROVALS_QUERY, RECORD_APPROVAL
     from core.records import ApprovalAuditInput
     from workflows.activity_options import DEFAULT_ACTIVITY_OPTIONS, ActivityOptions
     from workflows.approvals import ApprovalDesk, AuditEntry, DecisionRejected
+    from workflows.failures import ChainFailure, describe_activity_error
     from workflows.types import (
         ApprovalDecision,
         ApprovalRejection,
         ApprovalState,
         DecisionOutcome,
     )
+
+
+TIMEOUT_AUDIT_FAILURE_STOPS_THE_RUN = "timeout-audit-failure-stops-the-run"
+"""Patch: a timeout policy's decision that the audit log does not take ends
+the run as `AuditWriteFailed` (a ChainFailure: status, run index and error
+type as for any failed run) instead of an unclassified ActivityError."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +137,7 @@ class ApprovalHost:
                     lambda: approval.status != "pending", timeout=max(remaining, 0.001)
                 )
             except TimeoutError:
-                await self._audit(self._on_timeout(request, approval))
+                await self._audit_timeout(request, self._on_timeout(request, approval))
         await self._on_approvals_changed()
         return approval
 
@@ -143,6 +151,26 @@ class ApprovalHost:
             )
         outcome = "approve" if request.on_timeout == "approve" else "reject"
         return self._desk.time_out(approval.approval_id, outcome, now)
+
+    async def _audit_timeout(self, request: ApprovalRequest, entry: AuditEntry) -> None:
+        """Audit what a timeout policy decided. A reviewer whose decision
+        cannot be audited is told so (their Update fails) and the decision
+        stands; at a deadline nobody is there to be told, so a write that
+        failed for good (`RecordRefused`, or retries spent) stops the run
+        with a typed error instead of letting it act, unaudited, on an
+        automatic approval, rejection or escalation."""
+        try:
+            await self._audit(entry)
+        except ActivityError as err:
+            if not workflow.patched(TIMEOUT_AUDIT_FAILURE_STOPS_THE_RUN):
+                raise  # runs recorded before: failed with the ActivityError itself
+            raise ChainFailure(
+                ChainErrorType.AUDIT_WRITE_FAILED,
+                f"step {request.step}: approval {request.approval_id!r} reached its deadline "
+                f"({entry.decision.decision}), but the audit log did not take the row "
+                f"({describe_activity_error(err)}); the run stops rather than go on with a "
+                "decision the audit log does not hold",
+            ) from None
 
     async def _audit(self, entry: AuditEntry) -> None:
         """Write one decision to the audit log, retried for a while

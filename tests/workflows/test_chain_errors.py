@@ -20,6 +20,7 @@ RELEASED = {
     "TOOL_INVALID_ARGUMENTS": "ToolInvalidArguments",
     "GUARD_FAILED": "GuardFailed",
     "AGENT_FAILED": "AgentFailed",
+    "AUDIT_WRITE_FAILED": "AuditWriteFailed",
     "REJECTED": "Rejected",
 }
 
