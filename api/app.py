@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import inbox
 from api.body_limit import BodySizeLimitMiddleware
 from api.chain_sync import ChainSyncMiddleware, chain_not_found_handler
 from api.errors import install_error_handlers
@@ -96,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added innermost first: the size limit sees a request before anything
     # reads its body.
     app.add_middleware(ChainSyncMiddleware)
-    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(JsonBodyMiddleware, form_paths=(inbox.PATH,))
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_body_bytes=settings.api_max_body_bytes,
@@ -112,4 +113,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for module in (runs, approvals, chains, keys, knowledge, health):
         app.include_router(module.router)
+    # The reviewer inbox's pages; its security headers wrap every /inbox answer.
+    inbox.install(app)
     return app

@@ -7,12 +7,14 @@ saying the input "should be a valid dictionary", which names neither the
 cause nor the cure. Here a body with no type or the form type that parses as
 JSON goes on as `application/json`; one that does not parse is refused with
 415 naming the type it came with and the JSON error. No route of this API
-takes form data, so nothing that worked before is lost.
+takes form data, so nothing that worked before is lost, except the reviewer
+inbox's pages (`form_paths`), whose HTML forms pass through untouched.
 
 Strict checking guards browsers against a cross-site form posting a
 form-encoded body without a CORS preflight. That needs ambient credentials
 (cookies) to do harm, and this API has none: every request carries
-`Authorization: Bearer`, which a cross-site form cannot set.
+`Authorization: Bearer`, which a cross-site form cannot set. The inbox's
+session cookie is `SameSite=Strict` and its forms carry a CSRF token.
 """
 
 from __future__ import annotations
@@ -31,11 +33,20 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class JsonBodyMiddleware:
     """Pure ASGI middleware; it reads only bodies with no type or the form type."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, form_paths: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.form_paths = form_paths
+        """Path prefixes whose routes take HTML forms (left untouched)."""
+
+    def _takes_forms(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in self.form_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in BODY_METHODS
+            or self._takes_forms(scope.get("path", ""))
+        ):
             await self.app(scope, receive, send)
             return
         media = _media_type(scope)

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, func, inspect, select, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
+import store.inbox_sessions
 import store.knowledge.tables
 import store.models
 import store.rate_limits

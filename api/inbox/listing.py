@@ -1,0 +1,134 @@
+"""The inbox list: the pending approvals a reviewer may decide, soonest
+deadline first, with what a lead scans for (chain, age, deadline, quorum,
+escalation, what the run has cost so far).
+
+It lists through `api.approvals.list_pending`, the same call as
+GET /v1/approvals (chain runs and their agents' child runs), and keeps only
+the approvals whose `required_role` is one of the reviewer's roles: the
+inbox shows work the reviewer can do, so an admin does not see approvals
+meant for a role it lacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from api import approvals
+from api.inbox.auth import InboxUser
+from api.inbox.records import nearest_record, run_records
+from api.state import Database
+from runs.client import RunClient
+from runs.views import ApprovalView
+
+LIST_LIMIT = 200
+"""Most runs awaiting approval looked at per listing."""
+
+STATUS_FILTERS: dict[str, str] = {
+    "all": "All pending",
+    "mine": "Awaiting my decision",
+    "quorum": "Quorum in progress",
+    "escalated": "Escalated",
+}
+
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+
+def item_url(run_id: str, approval_id: str) -> str:
+    return f"/inbox/runs/{quote(run_id, safe='')}/approvals/{quote(approval_id, safe='')}"
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """One row of the list."""
+
+    view: ApprovalView
+    chain: str | None
+    cost_usd: float | None
+    decided_by_me: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.view.run_id}/{self.view.approval_id}"
+
+    @property
+    def url(self) -> str:
+        return item_url(self.view.run_id, self.view.approval_id)
+
+    @property
+    def tool(self) -> str | None:
+        """The tool an agent asks to run (tool approvals only)."""
+        return self.view.context.get("tool")
+
+    @property
+    def summary(self) -> str:
+        """What the row is about, in one line: the ticket, else the text."""
+        context = self.view.context
+        if self.tool:
+            return f"Run tool {self.tool}: " + " ".join(self.view.text.split())
+        for name in ("ticket", "message", "question"):
+            if context.get(name):
+                return " ".join(context[name].split())
+        return " ".join(self.view.text.split())
+
+    @property
+    def quorum(self) -> str:
+        return f"{len(self.view.approvals)} of {self.view.required_approvals}"
+
+
+@dataclass
+class InboxList:
+    items: list[InboxItem]
+    chains: list[str] = field(default_factory=list)
+    unavailable_runs: list[str] = field(default_factory=list)
+
+    @property
+    def signature(self) -> str:
+        """Changes whenever something a row shows changes (the page's poll
+        re-renders the list only then, so focus and scroll stay put)."""
+        parts = [
+            f"{i.key}:{i.view.payload_hash}:{len(i.view.approvals)}:{i.view.escalated}:"
+            f"{i.view.required_role}:{i.cost_usd}"
+            for i in self.items
+        ]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _matches(item: InboxItem, status: str) -> bool:
+    if status == "mine":
+        return not item.decided_by_me
+    if status == "quorum":
+        return item.view.required_approvals > 1 and bool(item.view.approvals)
+    if status == "escalated":
+        return item.view.escalated
+    return True
+
+
+async def load_inbox(
+    db: Database, runs: RunClient, user: InboxUser, *, chain: str | None, status: str
+) -> InboxList:
+    """The reviewer's pending approvals, filtered and sorted by deadline."""
+    principal = user.principal
+    listing = await approvals.list_pending(
+        db, runs, principal=principal, chain=None, limit=LIST_LIMIT
+    )
+    roles = principal.reviewer_roles
+    views = [v for v in listing.items if v.required_role in roles]
+    records = await db.read(run_records, run_ids={v.run_id for v in views})
+    items: list[InboxItem] = []
+    for view in views:
+        record = nearest_record(records, view.run_id)
+        items.append(
+            InboxItem(
+                view=view,
+                chain=view.chain or (record.chain if record else None),
+                cost_usd=record.cost_usd if record else None,
+                decided_by_me=principal.name in view.approvals,
+            )
+        )
+    chains = sorted({i.chain for i in items if i.chain})
+    shown = [i for i in items if (chain is None or i.chain == chain) and _matches(i, status)]
+    shown.sort(key=lambda i: (i.view.deadline or _FAR_FUTURE, i.view.requested_at or _FAR_FUTURE))
+    return InboxList(items=shown, chains=chains, unavailable_runs=listing.unavailable_runs)
