@@ -70,7 +70,8 @@ def cited_unknown(text: str, known: Collection[str]) -> list[str]:
     return found
 
 
-_TOKEN = re.compile(r"\s+|[^\s]+")
+_TOKEN = re.compile(r"\S+\s*|\s+")
+"""A word with the whitespace after it: neighbouring changed words diff as one run."""
 
 
 def word_diff(before: str, after: str) -> Markup:
