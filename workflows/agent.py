@@ -19,7 +19,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.gateway.types import ChatMessage, TokenUsage, ToolCall, ToolSpec
     from core.names import AGENT_WORKFLOW_NAME
     from core.search_attributes import CHAIN_KEY, STATUS_KEY
-    from workflows.agent_types import AgentInput, AgentResult, AgentToolCall, AgentTurn, ToolOutcome
+    from workflows.agent_types import (
+        AgentInput,
+        AgentResult,
+        AgentSpend,
+        AgentToolCall,
+        AgentTurn,
+        ToolOutcome,
+    )
     from workflows.approval_host import ApprovalHost, ApprovalRequest
     from workflows.budget import Budget
     from workflows.failures import ChainFailure, describe_activity_error
@@ -120,21 +127,23 @@ class AgentWorkflow(ApprovalHost):
                         )
                     )
         except ChainFailure as failure:
+            # What was spent goes with the failure: the chain counts it.
             raise ApplicationError(
-                str(failure), type=failure.error_type, non_retryable=True
+                str(failure),
+                _spend(record, turn),
+                type=failure.error_type,
+                non_retryable=True,
             ) from None
         await workflow.wait_condition(workflow.all_handlers_finished)
-        usage = TokenUsage()
-        for call_record in record.calls:
-            usage = usage + call_record.usage
+        spend = _spend(record, turn)
         return AgentResult(
             answer=answer,
             stopped="answered" if answer is not None else "turn_limit",
             turns=turn,
             transcript=transcript,
-            calls=record.calls,
-            usage=usage,
-            cost_usd=sum(c.cost_usd for c in record.calls),
+            calls=spend.calls,
+            usage=spend.usage,
+            cost_usd=spend.cost_usd,
             continued_as_new=inp.continued,
         )
 
@@ -200,3 +209,15 @@ class AgentWorkflow(ApprovalHost):
             return f"error: {describe_activity_error(err)}", "error"
         text = json.dumps(result.output, default=str, sort_keys=True)
         return text[:MAX_TOOL_RESULT_CHARS], "ok"
+
+
+def _spend(record: StepRecord, turns: int) -> AgentSpend:
+    usage = TokenUsage()
+    for call in record.calls:
+        usage = usage + call.usage
+    return AgentSpend(
+        calls=record.calls,
+        usage=usage,
+        cost_usd=sum(c.cost_usd for c in record.calls),
+        turns=turns,
+    )

@@ -13,7 +13,14 @@ from core.chain_spec import AgentStep, RetrySpec
 from core.names import AGENT_WORKFLOW_NAME
 from workflows.types import ModelCallRecord
 
-__all__ = ["AGENT_WORKFLOW_NAME", "AgentInput", "AgentResult", "AgentToolCall", "AgentTurn"]
+__all__ = [
+    "AGENT_WORKFLOW_NAME",
+    "AgentInput",
+    "AgentResult",
+    "AgentSpend",
+    "AgentToolCall",
+    "AgentTurn",
+]
 
 
 ToolOutcome = Literal["ok", "error", "rejected", "not_allowed"]
@@ -68,3 +75,17 @@ class AgentResult(BaseModel):
     cost_usd: float
     continued_as_new: int = 0
     """How many times the loop continued-as-new to keep its history short."""
+
+
+class AgentSpend(BaseModel):
+    """What an agent spent before it failed: the details of its failure
+    (`ApplicationError.details[0]`), so the chain counts the money in the
+    run's cost and budget like an answered agent's. Carried by the failure
+    itself, it is in history and replays as it ran."""
+
+    calls: list[ModelCallRecord]
+    """Every call of every run of the loop (continued-as-new ones too)."""
+    usage: TokenUsage
+    cost_usd: float
+    """Unconfirmed attempts included, as in `AgentResult.cost_usd`."""
+    turns: int

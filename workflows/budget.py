@@ -63,6 +63,11 @@ class Budget:
         """Replace the reservation by what the call really cost, plus what it
         may have cost unseen (counted at worst case)."""
         self._close(reservation)
+        self.charge(actual_usd, unconfirmed_usd)
+
+    def charge(self, actual_usd: float, unconfirmed_usd: float = 0.0) -> None:
+        """Count money spent without a reservation of its own (an agent of
+        a run with no cap reserves nothing, but spends)."""
         self.spent_usd += actual_usd + unconfirmed_usd
         self.unconfirmed_usd += unconfirmed_usd
 
