@@ -27,7 +27,7 @@ from temporalio.service import RPCError
 from api.inbox.auth import InboxUser
 from api.inbox.listing import InboxList, item_url, load_inbox
 from api.inbox.records import has_decided_on, lineage, root_of, run_audit
-from api.inbox.rendering import cited_unknown, markdown
+from api.inbox.rendering import citations_in, cited_unknown, markdown
 from api.inbox.run_input import run_input
 from api.state import Database
 from core.logging import get_logger
@@ -130,6 +130,12 @@ class Detail:
                 if isinstance(value, str):
                     return value
         return None
+
+    @property
+    def cited_ids(self) -> set[str]:
+        """Ids of the retrieved passages the text cites."""
+        known = {p.id for p in self.passages}
+        return {cid for cid in citations_in(self.text) if cid in known}
 
     @property
     def violations(self) -> list[str]:

@@ -54,20 +54,32 @@ def _link_citations(rendered: str, citations: dict[str, int]) -> str:
                 f'title="Passage {number}">{one.group(0)}</a>'
             )
 
+        ids = _ONE_ID.findall(inner)
+        if len(ids) == 1 and ids[0].strip() in escaped_ids:
+            number = escaped_ids[ids[0].strip()]
+            return (
+                f'<a class="cite" href="#{passage_anchor(number)}" '
+                f'title="Passage {number}">[{inner}]</a>'
+            )
         return "[" + _ONE_ID.sub(link_one, inner) + "]"
 
     return _CITATION.sub(link_group, rendered)
 
 
-def cited_unknown(text: str, known: Collection[str]) -> list[str]:
-    """Citation ids in `text` that no retrieved passage has (shown as a warning)."""
+def citations_in(text: str) -> list[str]:
+    """Citation ids (`document#n`) in square brackets, in order of first use."""
     found: list[str] = []
     for match in _CITATION.finditer(text):
         for one in _ONE_ID.finditer(match.group(1)):
             cid = one.group(0).strip()
-            if cid not in known and cid not in found:
+            if cid not in found:
                 found.append(cid)
     return found
+
+
+def cited_unknown(text: str, known: Collection[str]) -> list[str]:
+    """Citation ids in `text` that no retrieved passage has (shown as a warning)."""
+    return [cid for cid in citations_in(text) if cid not in known]
 
 
 _TOKEN = re.compile(r"\S+\s*|\s+")

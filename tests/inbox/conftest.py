@@ -96,11 +96,12 @@ async def page(context: BrowserContext, request: pytest.FixtureRequest) -> Async
     assert not problems, problems
 
 
-async def screenshot(tab: Page, name: str) -> Path:
+async def screenshot(tab: Page, name: str, *, full_page: bool = True) -> Path:
+    """Save what the page shows to tests/artifacts/inbox/<name>.png."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".png")
     if not tab.is_closed():
-        await tab.screenshot(path=str(path), full_page=True)
+        await tab.screenshot(path=str(path), full_page=full_page)
     return path
 
 

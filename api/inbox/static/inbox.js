@@ -184,6 +184,18 @@
       });
   }
 
+  // -- citations: open the passage a citation links to ------------------------
+  function openTarget() {
+    var id = decodeURIComponent(location.hash.slice(1));
+    var target = id && document.getElementById(id);
+    if (target && target.tagName === "DETAILS") {
+      target.open = true;
+      var summary = target.querySelector("summary");
+      if (summary) summary.focus();
+    }
+  }
+  window.addEventListener("hashchange", openTarget);
+
   // -- start -----------------------------------------------------------------
   tick();
   window.setInterval(tick, 1000);
@@ -191,6 +203,7 @@
     var every = parseInt(items.getAttribute("data-poll-ms"), 10) || 2500;
     window.setInterval(poll, every);
   }
+  openTarget();
   var preview = document.getElementById("preview");
   if (preview) preview.focus();
 })();
