@@ -25,7 +25,7 @@ from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedErr
 from temporalio.service import RPCError
 
 from api.inbox.auth import InboxUser
-from api.inbox.listing import InboxList, item_url, load_inbox
+from api.inbox.listing import InboxList, load_inbox
 from api.inbox.records import has_decided_on, lineage, root_of, run_audit
 from api.inbox.rendering import citations_in, cited_unknown, markdown
 from api.inbox.run_input import run_input
@@ -321,7 +321,3 @@ async def load_detail(
         elif listing.items:
             detail.next_url = listing.items[0].url
     return detail
-
-
-def approval_url(run_id: str, approval_id: str) -> str:
-    return item_url(run_id, approval_id)
