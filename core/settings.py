@@ -24,13 +24,16 @@ import json
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.input_limits import InputLimits
 from core.redaction import MASK, url_password
+
+if TYPE_CHECKING:
+    from core.encryption import Keyring
 
 ENV_PREFIX = "CHORUS_"
 
@@ -177,9 +180,33 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field(default="chorus:rl", min_length=1, max_length=100)
     """Prefix of the limiter's Redis keys (deployments sharing one Redis differ here)."""
 
+    # Metrics (core/metrics.py)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of this process's Prometheus endpoint (`/metrics`): a worker's
+    serves the Temporal SDK's metrics and Chorus' own, the API's its request
+    metrics. None (default): no endpoint."""
+    metrics_host: str = "127.0.0.1"
+    """Interface the metrics endpoint listens on (0.0.0.0 in a container)."""
+
     # Logging
     log_format: LogFormat = "auto"
     log_level: LogLevel = "info"
+
+    # Payload encryption (core/encryption.py) and the codec server
+    encryption_keys: SecretStr | None = None
+    """`id:base64key,id2:base64key` (CHORUS_ENCRYPTION_KEYS): AES-256 keys that
+    decrypt payloads; setting any key turns encryption on."""
+    encryption_keys_file: Path | None = None
+    """A file of `id:base64key` lines (`#` comments), read with `encryption_keys`."""
+    encryption_active_key: str | None = None
+    """The key id new payloads are encrypted with (default: the first key listed)."""
+    codec_auth_token: SecretStr | None = None
+    """Bearer token `chorus codec-server` requires (CHORUS_CODEC_AUTH_TOKEN)."""
+    codec_server_host: str = "127.0.0.1"
+    codec_server_port: int = Field(default=8081, ge=1, le=65535)
+    codec_cors_origins: str | None = None
+    """Comma-separated origins allowed to call the codec server (the Temporal
+    UI's); default: the dev UI at 127.0.0.1 and localhost on `temporal_ui_port`."""
 
     # Embedded dev server
     dev_dynamic_config: dict[str, Any] = Field(
@@ -258,6 +285,44 @@ class Settings(BaseSettings):
         if problem is not None:
             raise ValueError(f"CHORUS_ADMIN_KEY {problem} (CHORUS_ENVIRONMENT={self.environment})")
         return self
+
+    @model_validator(mode="after")
+    def _check_encryption(self) -> Self:
+        self.encryption_keyring()
+        token = self.codec_auth_token
+        if token is not None and self.environment != "development":
+            problem = admin_key_problem(token.get_secret_value())
+            if problem is not None:
+                raise ValueError(
+                    f"CHORUS_CODEC_AUTH_TOKEN {problem} (CHORUS_ENVIRONMENT={self.environment})"
+                )
+        return self
+
+    def encryption_keyring(self) -> Keyring:
+        """The payload keys (read from `encryption_keys_file` on each call)."""
+        from core.encryption import load_keyring
+
+        return load_keyring(
+            self.encryption_keys.get_secret_value() if self.encryption_keys else None,
+            self.encryption_keys_file,
+            self.encryption_active_key,
+        )
+
+    @property
+    def encryption_enabled(self) -> bool:
+        """Whether new payloads are encrypted (a key is configured)."""
+        return self.encryption_keyring().active is not None
+
+    @property
+    def codec_server_url(self) -> str:
+        return f"http://{self.codec_server_host}:{self.codec_server_port}"
+
+    @property
+    def codec_cors_origin_list(self) -> list[str]:
+        if self.codec_cors_origins is not None:
+            return [o.strip().rstrip("/") for o in self.codec_cors_origins.split(",") if o.strip()]
+        port = self.temporal_ui_port
+        return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
 
     @property
     def tls_enabled(self) -> bool:

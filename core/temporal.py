@@ -1,6 +1,7 @@
 """One way to connect to Temporal, shared by the CLI, the worker and the API.
 
-Every client uses the pydantic data converter, so typed inputs and results
+Every client uses the one data converter (`core.converter.data_converter`:
+pydantic, encrypted when a key is configured), so typed inputs and results
 round-trip the same way everywhere. The same settings reach a local dev
 server, a self-hosted cluster with mutual TLS, or Temporal Cloud with an API
 key: only environment variables change.
@@ -11,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
-from core.converter import DATA_CONVERTER
+from core.converter import data_converter
 from core.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
 from core.settings import Settings
 
@@ -49,8 +51,9 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def connect(settings: Settings) -> Client:
-    """Connect to the configured Temporal namespace.
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """Connect to the configured Temporal namespace (on `runtime`, e.g. one
+    exporting metrics, `core.metrics.sdk_metrics_runtime`; else the default).
 
     Raises TemporalConnectError naming the address when the server does not
     answer, instead of the SDK's bare transport error.
@@ -62,7 +65,8 @@ async def connect(settings: Settings) -> Client:
             namespace=settings.temporal_namespace,
             api_key=api_key,
             tls=tls_config(settings),
-            data_converter=DATA_CONVERTER,
+            data_converter=data_converter(settings),
+            runtime=runtime,
         )
     except RuntimeError as exc:
         hint = (

@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from temporalio.converter import DataConverter
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from core.converter import DATA_CONVERTER
+from core.converter import converter_for, data_converter
+from core.encryption import Keyring
+from core.settings import Settings, get_settings
 from workflows.agent import AgentWorkflow
 from workflows.chain import ChainWorkflow
 
@@ -63,18 +66,29 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
 
 class ChorusPlugin(SimplePlugin):
     """Chorus's workflows in the deterministic sandbox, payloads through the
-    pydantic data converter, and (on a worker) the given activities."""
+    pydantic data converter, and (on a worker) the given activities.
 
-    def __init__(self, activities: Sequence[Callable[..., Any]] = ()) -> None:
+    A worker's data converter is its client's (`core.temporal.connect`);
+    `converter` is what a Replayer or a client given this plugin uses
+    (default: no keys, so an encrypted payload is refused by name)."""
+
+    def __init__(
+        self,
+        activities: Sequence[Callable[..., Any]] = (),
+        *,
+        converter: DataConverter | None = None,
+    ) -> None:
         super().__init__(
             "chorus.ChorusPlugin",
-            data_converter=DATA_CONVERTER,
+            data_converter=converter or converter_for(Keyring()),
             workflows=list(WORKFLOWS),
             workflow_runner=sandbox_runner(),
             activities=list(activities) or None,
         )
 
 
-def chorus_replayer() -> Replayer:
-    """A Replayer with exactly what a worker runs (recorded-history tests)."""
-    return Replayer(workflows=[], plugins=[ChorusPlugin()])
+def chorus_replayer(settings: Settings | None = None) -> Replayer:
+    """A Replayer with exactly what a worker runs (recorded-history tests),
+    decrypting with the keys of `settings` (default: the process's)."""
+    converter = data_converter(settings or get_settings())
+    return Replayer(workflows=[], plugins=[ChorusPlugin(converter=converter)])
