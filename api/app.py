@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import inbox
+from api import inbox, metrics
 from api.body_limit import BodySizeLimitMiddleware
 from api.chain_sync import ChainSyncMiddleware, chain_not_found_handler
 from api.errors import install_error_handlers
@@ -115,4 +115,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # The reviewer inbox's pages; its security headers wrap every /inbox answer.
     inbox.install(app)
+    metrics.install(app, settings)  # outermost: counts every request
     return app

@@ -10,6 +10,7 @@ import asyncio
 import sys
 
 from core.logging import configure_logging
+from core.metrics import MetricsStartError
 from core.settings import get_settings
 from core.temporal import TemporalConnectError
 from worker.assembly import run_worker
@@ -24,7 +25,7 @@ def main() -> int:
     configure_logging(settings)
     try:
         asyncio.run(run_worker(settings))
-    except TemporalConnectError as exc:
+    except (TemporalConnectError, MetricsStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

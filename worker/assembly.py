@@ -143,18 +143,24 @@ async def run_worker(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then drain and close cleanly (an
     abrupt exit with SDK threads alive can abort the interpreter)."""
     from core.temporal import connect
+    from worker.metrics import start_worker_metrics
 
-    client = await connect(settings)
-    host = ActivityHost.from_settings(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with hosted_worker(
-        client,
-        host,
-        task_queue=settings.task_queue,
-        max_cached_workflows=settings.max_cached_workflows,
-        max_concurrent_activities=settings.max_concurrent_activities,
-    ):
-        await stop.wait()
+    metrics = start_worker_metrics(settings)  # before the client: its runtime
+    try:
+        client = await connect(settings, runtime=metrics.runtime if metrics else None)
+        host = ActivityHost.from_settings(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with hosted_worker(
+            client,
+            host,
+            task_queue=settings.task_queue,
+            max_cached_workflows=settings.max_cached_workflows,
+            max_concurrent_activities=settings.max_concurrent_activities,
+        ):
+            await stop.wait()
+    finally:
+        if metrics is not None:
+            metrics.close()

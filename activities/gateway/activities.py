@@ -16,6 +16,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.gateway import metrics
 from activities.gateway.api_keys import read_api_key
 from activities.gateway.errors import config_error, content_refused
 from activities.gateway.heartbeat import heartbeat_interval, heartbeating
@@ -74,6 +75,20 @@ class ModelGateway(OwnsHttpClient):
 
     @activity.defn(name=CALL_MODEL)
     async def call_model(self, req: ModelCallInput) -> ModelCallResult:
+        """`_call_model`, counted in Chorus' metrics (activities/metrics.py)."""
+        known = req.alias in self.registry
+        alias = req.alias if known else metrics.UNKNOWN
+        provider = self.registry.entry(req.alias).provider if known else metrics.UNKNOWN
+        started = metrics.model_call_started(alias, provider, activity.info().attempt)
+        try:
+            result = await self._call_model(req)
+        except BaseException as exc:
+            metrics.model_call_ended(alias, provider, started, exc=exc)
+            raise
+        metrics.model_call_ended(alias, provider, started, result)
+        return result
+
+    async def _call_model(self, req: ModelCallInput) -> ModelCallResult:
         """One provider call. Raises `ApplicationError` typed by
         `ProviderErrorType`; an invalid structured reply is returned, not raised.
 
@@ -240,5 +255,6 @@ def _journaled_reply(
             ledger.unusable(earlier)
             continue
         log.info("model_call.reused", request_id=ledger.request_id, from_attempt=earlier.attempt)
+        metrics.MODEL_REPLIES_REUSED.labels(entry.alias, entry.provider).inc()
         found = (reply, earlier.latency_ms or 0.0)
     return found

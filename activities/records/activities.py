@@ -26,6 +26,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from core.names import RECORD_APPROVAL, RECORD_RUN
 from core.records import ApprovalAuditInput, RunRecordInput
 from store.crud import insert_approval_audit, upsert_run_record
@@ -58,6 +59,7 @@ class RecordActivities:
             if refusal is None:
                 raise
             raise refusal from None
+        metrics.run_recorded(req.chain, req.status)
 
     @activity.defn(name=RECORD_APPROVAL)
     async def record_approval(self, req: ApprovalAuditInput) -> None:
@@ -70,6 +72,7 @@ class RecordActivities:
             if refusal is None:
                 raise
             raise refusal from None
+        metrics.APPROVAL_DECISIONS.labels(req.decision).inc()
 
     def _record_run(self, req: RunRecordInput) -> None:
         with session_scope(self.engine) as session:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from activities.logging import activity_logger
 from activities.retrieval.embeddings import MAX_BATCH, Embedder
 from activities.retrieval.types import RetrievalErrorType, RetrieveInput, RetrieveResult
@@ -56,6 +57,11 @@ class RetrievalActivities:
 
     @activity.defn(name=RETRIEVE)
     async def retrieve(self, req: RetrieveInput) -> RetrieveResult:
+        """`_retrieve`, counted in Chorus' metrics (activities/metrics.py)."""
+        with metrics.counted(metrics.RETRIEVALS, metrics.RETRIEVAL_DURATION):
+            return await self._retrieve(req)
+
+    async def _retrieve(self, req: RetrieveInput) -> RetrieveResult:
         """Rank the collection's passages for the query. UnknownCollection and
         InvalidQuery are not retryable; EmbeddingFailed keeps the provider
         error's retryability and Retry-After."""

@@ -23,6 +23,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from activities.gateway.heartbeat import heartbeat_interval, heartbeating
 from activities.http_client import OwnsHttpClient
 from activities.logging import activity_logger
@@ -81,6 +82,12 @@ class ToolActivities(OwnsHttpClient):
 
     @activity.defn(name=RUN_TOOL)
     async def run_tool(self, req: ToolCallInput) -> ToolCallResult:
+        """`_run_tool`, counted in Chorus' metrics (activities/metrics.py)."""
+        tool = req.tool if req.tool in self.registry else metrics.UNKNOWN
+        with metrics.counted(metrics.TOOL_CALLS, metrics.TOOL_DURATION, tool):
+            return await self._run_tool(req)
+
+    async def _run_tool(self, req: ToolCallInput) -> ToolCallResult:
         """Run one tool once. Raises `ApplicationError` typed by `ToolErrorType`:
         whatever the tool does, the worker survives and the chain sees why."""
         log = activity_logger(LOGGER_NAME, step=req.step, tool=req.tool)
