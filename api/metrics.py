@@ -93,17 +93,30 @@ class RunsAwaitingApproval(Collector):
 
 
 def route_template(scope: Scope) -> str:
-    """The template of the route that answered (or would answer) `scope`."""
-    route = scope.get("route")
-    if route is None:
-        app = scope.get("app")
-        for candidate in getattr(getattr(app, "router", None), "routes", ()):
-            match, _ = candidate.matches(scope)
-            if match == Match.FULL:
-                route = candidate
-                break
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED
+    """The template of the route that answers (or, for a 405, would answer)
+    `scope`, matched against the app's routes again: the scope that reaches
+    the router is a copy (api/chain_sync.py), so the `route` it sets is not
+    seen out here."""
+    app = scope.get("app")
+    path = _match(getattr(getattr(app, "router", None), "routes", ()), scope)
+    return path or UNMATCHED
+
+
+def _match(routes: Any, scope: Scope) -> str | None:
+    partial: str | None = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match == Match.NONE:
+            continue
+        # FastAPI wraps an included router; its routes hold the templates.
+        inner = getattr(route, "original_router", None)
+        path = _match(inner.routes, scope) if inner is not None else getattr(route, "path", None)
+        if not isinstance(path, str) or not path:
+            continue
+        if match == Match.FULL:
+            return path
+        partial = partial or path
+    return partial
 
 
 class MetricsMiddleware:
