@@ -23,7 +23,7 @@ demo: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q -p no:cacheprovider --durations=15
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadscope --durations=15
 
 lint: venv
 	$(BIN)/ruff check .

@@ -339,8 +339,8 @@ def test_full_text_index_is_in_place(session: Session) -> None:
     else:
         indexdef = conn.execute(
             text(
-                "SELECT indexdef FROM pg_indexes "
-                "WHERE indexname = 'ix_knowledge_chunks_search_vector'"
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND indexname = 'ix_knowledge_chunks_search_vector'"
             )
         ).scalar_one()
         assert "gin (search_vector)" in indexdef
