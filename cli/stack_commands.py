@@ -91,6 +91,9 @@ def _print_stack(stack: Any) -> None:
     if stack.with_api:
         rows.append(("API", f"{stack.api_url}  (docs: /docs)", origin("api")))
         rows.append(("Inbox", stack.inbox_url, "sign in with a reviewer or admin API key"))
+    for service, label in (("worker", "Worker metrics"), ("api", "API metrics")):
+        if (url := stack.metrics_url(service)) is not None:
+            rows.append((label, url, "Prometheus"))
     rows.append(("State", str(stack.state_dir), ""))
     rows.append(("Logs", str(stack.log_dir), ""))
     for row in rows:

@@ -82,6 +82,8 @@ class ManagedProcess:
     """How messages name the service ("Temporal dev server", "worker")."""
     ready: Callable[[ManagedProcess], Awaitable[bool]] = field(repr=False)
     """Whether this process answers (what its start and a restart wait for)."""
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    """Variables of this service only (over the stack's), kept for a restart."""
 
     @property
     def pid(self) -> int:
@@ -124,9 +126,12 @@ class ChildProcesses:
         label: str,
         argv: list[str],
         ready: Callable[[ManagedProcess], Awaitable[bool]],
+        extra_env: Mapping[str, str] | None = None,
     ) -> ManagedProcess:
         """Start a service and wait until `ready` says it answers. The
-        process is in `started` as soon as it exists, answering or not."""
+        process is in `started` as soon as it exists, answering or not.
+        `extra_env`: variables of this service only (its metrics port)."""
+        extra_env = dict(extra_env or {})
         log_path = self.log_dir / f"{name}.log"
         handle = log_path.open("ab")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -140,7 +145,7 @@ class ChildProcesses:
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
-                env=self.env(),
+                env={**self.env(), **extra_env},
                 cwd=os.getcwd(),
                 # Own process group: Ctrl-C reaches only the parent, which then
                 # stops the children in order (worker before Temporal).
@@ -154,7 +159,9 @@ class ChildProcesses:
             raise DevStackError(f"could not start {name} ({argv[0]}): {exc}") from exc
         pid_file = self.run_dir / f"{name}.pid"
         pid_file.write_text(f"{process.pid}\n")
-        proc = ManagedProcess(name, process, log_path, offset, pid_file, handle, argv, label, ready)
+        proc = ManagedProcess(
+            name, process, log_path, offset, pid_file, handle, argv, label, ready, extra_env
+        )
         self.started[name] = proc
         log.debug("started", service=name, pid=process.pid, log=str(log_path))
         await self._wait_ready(proc)
@@ -162,7 +169,7 @@ class ChildProcesses:
 
     async def relaunch(self, proc: ManagedProcess) -> ManagedProcess:
         """Start a service again the way it was started before."""
-        return await self.launch(proc.name, proc.label, proc.argv, proc.ready)
+        return await self.launch(proc.name, proc.label, proc.argv, proc.ready, proc.extra_env)
 
     async def stop_all(self) -> None:
         """Stop every process, newest first, and forget it."""

@@ -81,6 +81,8 @@ class DevStack:
         self.run_dir = self.state_dir / "run"
         self.db_file = self.state_dir / "temporal.db"
         self.reused: list[str] = []
+        self.metrics_ports: dict[str, int] = {}
+        """Where the worker and the API this stack started serve /metrics."""
         self.owner_pid: int | None = None
         """The pid of the stack that owns the state directory, when this
         one reuses it instead of owning it."""
@@ -113,6 +115,11 @@ class DevStack:
     @property
     def api_url(self) -> str:
         return api_url(self.settings)
+
+    def metrics_url(self, service: str) -> str | None:
+        """The /metrics address of a service this stack started, or None."""
+        port = self.metrics_ports.get(service)
+        return None if port is None else f"http://{self.settings.metrics_host}:{port}/metrics"
 
     @property
     def inbox_url(self) -> str:
@@ -350,6 +357,14 @@ class DevStack:
         )
         log.info("simulator ready", url=self.simulator_url)
 
+    def _metrics_env(self, service: str) -> dict[str, str]:
+        """`chorus dev` turns metrics on (cli/devstack/metrics_ports.py)."""
+        from cli.devstack.metrics_ports import METRICS_PORT_ENV, free_port_near, wanted_port
+
+        port = free_port_near(self.settings.metrics_host, wanted_port(self.settings, service))
+        self.metrics_ports[service] = port
+        return {METRICS_PORT_ENV: str(port)}
+
     async def _ensure_worker(self) -> None:
         if await self.worker_reachable():
             self.reused.append("worker")
@@ -357,8 +372,9 @@ class DevStack:
             return
         argv = [sys.executable, "-m", "worker"]
         proc = await self._children.launch(
-            "worker", "worker", argv, lambda p: self._probes.worker_polling(p.pid)
-        )
+            "worker", "worker", argv, lambda p: self._probes.worker_polling(p.pid),
+            self._metrics_env("worker"),
+        )  # fmt: skip
         log.info("worker ready", task_queue=self.settings.task_queue, pid=proc.pid)
 
     async def _ensure_api(self) -> None:
@@ -373,5 +389,7 @@ class DevStack:
                 "does not answer GET /healthz: stop it or set CHORUS_API_PORT to a free port"
             )
         argv = [sys.executable, "-m", "cli", "api"]
-        proc = await self._children.launch("api", "API", argv, lambda _: self.api_reachable())
+        proc = await self._children.launch(
+            "api", "API", argv, lambda _: self.api_reachable(), self._metrics_env("api")
+        )
         log.info("API ready", url=self.api_url, pid=proc.pid)
