@@ -84,6 +84,8 @@ def _print_stack(stack: Any) -> None:
 
     rows = [("Temporal", stack.temporal_address, origin("temporal"))]
     rows.append(("Temporal UI", stack.ui_url, ""))
+    if stack.with_codec:
+        rows.append(("Codec server", stack.codec_url, origin("codec") + "  payloads encrypted"))
     if stack.with_simulator:
         rows.append(("Simulator", stack.simulator_url, origin("simulator")))
     if stack.with_worker:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import functools
+import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import NoReturn, Self
 
+from pydantic import SecretStr
 from temporalio.client import Client
 
 from cli.devstack.errors import DevStackError
@@ -21,6 +23,7 @@ from cli.devstack.probes import (
     LOCAL_HOSTS,
     PROBE_INTERVAL_S,
     ServiceProbes,
+    _answers_ok,
     api_url,
     port_open,
     wait_until,
@@ -35,7 +38,7 @@ from core.settings import Settings
 # One logger name for everything the dev stack logs, whichever module logs it.
 log = get_logger("cli.devstack")
 
-SERVICES = ("temporal", "simulator", "worker", "api")
+SERVICES = ("temporal", "codec", "simulator", "worker", "api")
 """Start order; stop order is the reverse."""
 
 
@@ -69,7 +72,12 @@ class DevStack:
         startup_timeout: float = 60.0,
         grace_period: float = 10.0,
     ) -> None:
+        if settings.encryption_enabled and settings.codec_auth_token is None:
+            # The codec server needs a token; this stack's UI gets it in its endpoint.
+            token = SecretStr(secrets.token_urlsafe(24))
+            settings = settings.model_copy(update={"codec_auth_token": token})
         self.settings = settings
+        self.with_codec = settings.encryption_enabled
         self.with_simulator = simulator
         self.with_worker = worker
         self.with_api = api
@@ -127,9 +135,14 @@ class DevStack:
         return f"{self.api_url}/inbox"
 
     @property
+    def codec_url(self) -> str:
+        return self.settings.codec_server_url
+
+    @property
     def services(self) -> list[str]:
         wanted = {
             "temporal": True,
+            "codec": self.with_codec,
             "simulator": self.with_simulator,
             "worker": self.with_worker,
             "api": self.with_api,
@@ -145,6 +158,10 @@ class DevStack:
     async def temporal_reachable(self) -> bool:
         """Temporal answers a namespace listing on the configured address."""
         return await self._probes.temporal()
+
+    async def codec_reachable(self) -> bool:
+        """The codec server answers GET /healthz with 200."""
+        return await _answers_ok(f"{self.codec_url}/healthz")
 
     async def simulator_reachable(self) -> bool:
         """The simulator answers GET /v1/models with 200."""
@@ -168,6 +185,7 @@ class DevStack:
         """Which of this stack's services answer right now."""
         probes: dict[str, Callable[[], Awaitable[bool]]] = {
             "temporal": self.temporal_reachable,
+            "codec": self.codec_reachable,
             "simulator": self.simulator_reachable,
             "worker": self.worker_reachable,
             "api": self.api_reachable,
@@ -203,6 +221,8 @@ class DevStack:
         try:
             if await self._own_state_dir():
                 await self._ensure_temporal()
+                if self.with_codec:
+                    await self._ensure_codec_server()
                 if self.with_simulator:
                     await self._ensure_simulator()
                 if self.with_worker:
@@ -318,7 +338,13 @@ class DevStack:
                 f"the Temporal UI port {settings.temporal_ui_port} on {host} is in use: stop "
                 "that process or set CHORUS_TEMPORAL_UI_PORT to a free port"
             )
-        argv = [find_temporal_binary(), *temporal_dev_server_args(settings, self.db_file)]
+        codec = None
+        if self.with_codec:
+            from api.codec_server import ui_endpoint
+
+            codec = ui_endpoint(settings)
+        args = temporal_dev_server_args(settings, self.db_file, codec_endpoint=codec)
+        argv = [find_temporal_binary(), *args]
         await self._children.launch(
             "temporal", "Temporal dev server", argv, lambda _: self.temporal_reachable()
         )
@@ -328,6 +354,23 @@ class DevStack:
             ui=self.ui_url,
             db=str(self.db_file),
         )
+
+    async def _ensure_codec_server(self) -> None:
+        """The codec server the UI decodes payloads through (encryption on)."""
+        settings = self.settings
+        if await self.codec_reachable():
+            self.reused.append("codec")
+            log.info("reusing running codec server", url=self.codec_url)
+            return
+        if await port_open(settings.codec_server_host, settings.codec_server_port):
+            raise DevStackError(
+                f"port {settings.codec_server_port} on {settings.codec_server_host} is in use by "
+                "a process that does not answer GET /healthz: stop it or set "
+                "CHORUS_CODEC_SERVER_PORT to a free port"
+            )
+        argv = [sys.executable, "-m", "cli", "codec-server"]
+        await self._children.launch("codec", "codec server", argv, lambda _: self.codec_reachable())
+        log.info("codec server ready", url=self.codec_url)
 
     async def _ensure_simulator(self) -> None:
         settings = self.settings

@@ -17,7 +17,7 @@ from core.logging import get_logger
 # One logger name for everything the dev stack logs, whichever module logs it.
 log = get_logger("cli.devstack")
 
-RESTARTABLE = frozenset({"simulator", "worker", "api"})
+RESTARTABLE = frozenset({"codec", "simulator", "worker", "api"})
 """What the supervisor restarts after a crash. Not Temporal: everything else
 depends on it, and a dev server that dies (a broken state file, a full disk)
 would only die again; the stack stops and says so instead."""

@@ -59,8 +59,11 @@ def dynamic_config_args(values: dict[str, object]) -> list[str]:
     return args
 
 
-def temporal_dev_server_args(settings: Settings, db_file: Path) -> list[str]:
-    """The argument list after the binary for a dev server matching `settings`."""
+def temporal_dev_server_args(
+    settings: Settings, db_file: Path, *, codec_endpoint: str | None = None
+) -> list[str]:
+    """The argument list after the binary for a dev server matching `settings`
+    (its UI decoding payloads through `codec_endpoint`, when given)."""
     args = [
         "server",
         "start-dev",
@@ -81,4 +84,6 @@ def temporal_dev_server_args(settings: Settings, db_file: Path) -> list[str]:
     ]
     if settings.temporal_namespace != "default":
         args += ["--namespace", settings.temporal_namespace]
+    if codec_endpoint is not None:
+        args += ["--ui-codec-endpoint", codec_endpoint]
     return args
