@@ -3,12 +3,13 @@
     uvicorn --factory api.app:create_app      (or `chorus api`)
 
 At start-up the app reads the model registry's aliases (a bad registry file
-stops it: that is configuration), opens the database (creating missing
-tables and publishing the chains directory, so the shipped chains can run at
+stops it: that is configuration), opens the database (checking its schema
+and publishing the chains directory, so the shipped chains can run at
 once; files added or changed later are published as requests meet them, see
 `api.chain_sync`) and connects to Temporal. A database or Temporal that is
 not there yet does not stop it: `/readyz` says what is missing and both are
-retried when a request needs them.
+retried when a request needs them. A database whose schema is behind does:
+the app refuses to start, naming `chorus db upgrade`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from core.logging import get_logger
 from core.problems import ChainNotFound, DatabaseUnavailable, TemporalUnavailable
 from core.settings import Settings, admin_key_problem, get_settings
 from runs.catalog import Catalog
+from store.schema import SchemaNotCurrent
 
 log = get_logger(__name__)
 
@@ -59,6 +61,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         await asyncio.to_thread(state.database.prepare)
     except DatabaseUnavailable as exc:
+        if isinstance(exc.__cause__, SchemaNotCurrent):
+            # A schema that is behind is the operator's to upgrade: refuse
+            # to start rather than serve a database this version cannot use.
+            log.error("refusing to start", error=str(exc.__cause__))
+            raise exc.__cause__ from None
         log.warning("database not available yet; retrying on demand", error=exc.message)
     try:
         await state.temporal.get()

@@ -7,6 +7,8 @@ free port and the caller learns which one before any request is made.
 
 from __future__ import annotations
 
+from typing import Self
+
 import uvicorn
 
 from api.app import create_app
@@ -41,11 +43,13 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
 
     Raises ApiStartError when the port is taken or start-up fails (the model
     registry and the tools file are checked first, so a bad file is named
-    instead of a bare "startup failed")."""
+    instead of a bare "startup failed", and so is a database schema that is
+    behind)."""
     try:
         Catalog.from_settings(settings)
     except ValueError as exc:
         raise ApiStartError(str(exc)) from exc
+    refuse_a_schema_behind(settings)
     host = host or settings.api_host
     sock = bind_socket(
         host,
@@ -59,6 +63,25 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     log.info("Chorus API listening", url=f"http://{host}:{actual_port}")
     if not run_until_stopped(_config(settings), sock):
         raise ApiStartError(f"the API did not start on {host}:{actual_port}")
+
+
+def refuse_a_schema_behind(settings: Settings) -> None:
+    """ApiStartError naming `chorus db upgrade` when the database answers and
+    its schema is behind (the app's start-up would refuse it too, with a
+    traceback from uvicorn); a database that does not answer yet is left to
+    the app, which starts without it and retries."""
+    from store.engine import make_engine
+    from store.schema import SchemaNotCurrent, check_schema
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        check_schema(engine)
+    except SchemaNotCurrent as exc:
+        raise ApiStartError(str(exc)) from None
+    except Exception as exc:
+        log.info("database not checked before start-up", error=str(exc))
+    finally:
+        engine.dispose()
 
 
 class ApiServer(BackgroundServer):
@@ -82,3 +105,8 @@ class ApiServer(BackgroundServer):
         self.config = _config(settings)
         self.app = self.config.app
         super().__init__(self.config, host=host, port=port)
+
+    def start(self) -> Self:
+        if self._thread is None:
+            refuse_a_schema_behind(self.settings)
+        return super().start()

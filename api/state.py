@@ -28,8 +28,9 @@ from core.problems import DatabaseUnavailable, TemporalUnavailable, Unavailable
 from core.settings import Settings
 from core.temporal import TemporalConnectError, connect
 from runs.catalog import Catalog, ChainFileError, chain_files, sync_chain_dir
-from store import create_all, make_engine, session_scope
+from store import make_engine, session_scope
 from store.engine import WriteLockTimeout, write_scope
+from store.schema import check_schema
 
 log = get_logger(__name__)
 
@@ -155,8 +156,8 @@ class DatabaseBusy(Unavailable):
 
 
 class Database:
-    """The engine, plus the one-time preparation (tables, shipped chains) that
-    is retried until it succeeds once.
+    """The engine, plus the one-time preparation (the schema check, shipped
+    chains) that is retried until it succeeds once.
 
     Requests reach it through `read` and `write`: each call runs on a thread
     in a session of its own, so a connection is held only while that thread
@@ -180,10 +181,14 @@ class Database:
         self.chains = ChainsDir(settings.chains_dir, catalog, self.engine)
 
     def prepare(self) -> None:
-        """Create missing tables and publish the chains directory (blocking).
+        """Check the schema (`store.schema.check_schema`: an empty database
+        is created, one that is behind refused) and publish the chains
+        directory (blocking).
 
-        Raises DatabaseUnavailable naming the cause. A bad chain file is
-        logged, not fatal: the API still serves the chains already stored.
+        Raises DatabaseUnavailable naming the cause (its `__cause__` is
+        SchemaNotCurrent for a database that needs `chorus db upgrade`). A
+        bad chain file is logged, not fatal: the API still serves the chains
+        already stored.
         """
         if self._prepared:
             return
@@ -191,7 +196,7 @@ class Database:
             if self._prepared:
                 return
             try:
-                create_all(self.engine)
+                check_schema(self.engine)
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 raise DatabaseUnavailable(

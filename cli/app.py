@@ -8,6 +8,7 @@
     chorus run CHAIN --input JSON run a chain and watch its steps
     chorus demo                   the flagship chain on five sample support tickets
     chorus ingest COLL PATH...    add documents to a knowledge collection
+    chorus db upgrade             bring the application database to the current schema
     chorus codec-server           decode encrypted payloads for the Temporal UI and CLI
 
 Every command reads its configuration from `CHORUS_*` environment variables
@@ -26,6 +27,7 @@ import typer
 
 from cli.chains import chains_app
 from cli.codec_server_command import codec_server
+from cli.db_command import db_app
 from cli.demo_command import demo
 from cli.ingest import ingest
 from cli.keys import keys_app
@@ -44,6 +46,7 @@ for command in (dev, worker, simulator, api, validate, run, demo):
     app.command()(command)
 app.add_typer(keys_app, name="keys")
 app.add_typer(chains_app, name="chains")
+app.add_typer(db_app, name="db")
 app.command()(ingest)
 app.command(name="codec-server")(codec_server)
 

@@ -13,13 +13,15 @@ from core.settings import Settings
 
 @contextlib.contextmanager
 def database(settings: Settings) -> Iterator[Any]:
-    """The application database's engine, tables created if missing; a
-    database error exits 1 with the (password-free) URL it concerns."""
+    """The application database's engine, its schema checked (an empty
+    database is created; one that is behind exits 1 naming `chorus db
+    upgrade`); a database error exits 1 with the (password-free) URL it
+    concerns."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from store.engine import UnsupportedDatabaseError, make_engine
-    from store.schema import create_all
+    from store.schema import SchemaNotCurrent, check_schema
 
     url = settings.effective_database_url
     try:
@@ -27,8 +29,10 @@ def database(settings: Settings) -> Iterator[Any]:
     except UnsupportedDatabaseError as exc:
         fail(str(exc))
     try:
-        create_all(engine)
+        check_schema(engine)
         yield engine
+    except SchemaNotCurrent as exc:
+        fail(str(exc))
     except SQLAlchemyError as exc:
         where = make_url(url).render_as_string(hide_password=True)
         fail(f"database error on {where}: {exc}")

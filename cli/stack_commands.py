@@ -108,11 +108,12 @@ def worker() -> None:
     settings = load_settings()
     configure_logging(settings)
     from core.temporal import TemporalConnectError
+    from store.schema import SchemaNotCurrent
     from worker.assembly import run_worker
 
     try:
         asyncio.run(run_worker(settings))
-    except TemporalConnectError as exc:
+    except (TemporalConnectError, SchemaNotCurrent) as exc:
         fail(str(exc))
 
 

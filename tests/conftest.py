@@ -84,12 +84,13 @@ async def sim(_sim_control: SimulatorControl) -> SimulatorControl:
 
 @pytest.fixture(scope="session")
 def store_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    """The application database the session's workers write to (SQLite file)."""
+    """The application database the session's workers write to (SQLite file),
+    made by the migrations."""
     from store.engine import make_engine
-    from store.schema import create_all
+    from store.schema import upgrade
 
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('store') / 'chorus.db'}")
-    create_all(engine)
+    upgrade(engine)
     return engine
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from store.engine import make_engine
-from store.schema import create_all
+from store.schema import upgrade
 
 POSTGRES_URL = os.environ.get(
     "CHORUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -79,9 +79,10 @@ def empty_database(
 
 @contextmanager
 def engine_with_tables(database_url: str) -> Iterator[Engine]:
-    """An engine on `database_url` with every Chorus table created; disposed on exit."""
+    """An engine on `database_url` with every Chorus table, made by the
+    migrations (`chorus db upgrade`) so the suite runs them; disposed on exit."""
     engine = make_engine(database_url)
-    create_all(engine)
+    upgrade(engine)
     try:
         yield engine
     finally:

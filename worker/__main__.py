@@ -13,6 +13,7 @@ from core.logging import configure_logging
 from core.metrics import MetricsStartError
 from core.settings import get_settings
 from core.temporal import TemporalConnectError
+from store.schema import SchemaNotCurrent
 from worker.assembly import run_worker
 
 
@@ -25,7 +26,7 @@ def main() -> int:
     configure_logging(settings)
     try:
         asyncio.run(run_worker(settings))
-    except (TemporalConnectError, MetricsStartError) as exc:
+    except (TemporalConnectError, MetricsStartError, SchemaNotCurrent) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

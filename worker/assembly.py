@@ -80,17 +80,18 @@ class ActivityHost:
     @classmethod
     def from_settings(cls, settings: Settings) -> ActivityHost:
         """Check the configuration now (registry, database, tools file), not
-        when the first run meets it."""
+        when the first run meets it. A database whose schema is behind
+        raises SchemaNotCurrent, naming `chorus db upgrade`."""
         from activities.gateway.registry import ModelRegistry
         from activities.tools.defaults import default_registry
         from store.engine import make_engine
-        from store.schema import create_all
+        from store.schema import check_schema
 
         registry = ModelRegistry.from_file(
             settings.models_file, simulator_base_url=settings.simulator_base_url
         )
         engine = make_engine(settings.effective_database_url)
-        create_all(engine)
+        check_schema(engine)
         limiter: RateLimiter | None = None
         if settings.rate_limiter == "redis" and settings.redis_url:
             from activities.gateway.redis_limiter import RedisLimiter

@@ -34,12 +34,12 @@ def create_reviewer_key(settings: Settings) -> ReviewerKey:
     from store.crud import create_api_key
     from store.engine import make_engine, session_scope
     from store.errors import StoreError
-    from store.schema import create_all
+    from store.schema import upgrade
 
     name = f"{KEY_NAME_PREFIX}-{uuid.uuid4().hex[:6]}"
     engine = make_engine(settings.effective_database_url)
     try:
-        create_all(engine)
+        upgrade(engine)
         with session_scope(engine) as session:
             row, key = create_api_key(session, name=name, role="reviewer")
             return ReviewerKey(name=row.name, key=key)

@@ -45,14 +45,15 @@ def load_sample_knowledge(settings: Settings) -> dict[str, int]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from store.engine import make_engine
+    from store.errors import StoreError
     from store.sample_knowledge import ingest_sample_knowledge
-    from store.schema import create_all
+    from store.schema import upgrade
 
     engine = make_engine(settings.effective_database_url)
     try:
-        create_all(engine)
+        upgrade(engine)
         return ingest_sample_knowledge(engine)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, StoreError) as exc:
         raise DemoError(f"cannot load the sample knowledge into the database: {exc}") from exc
     finally:
         engine.dispose()

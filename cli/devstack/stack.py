@@ -220,6 +220,8 @@ class DevStack:
         atexit.register(self._children.kill_leftovers)
         try:
             if await self._own_state_dir():
+                if self.with_worker or self.with_api:
+                    await asyncio.to_thread(self._upgrade_database)
                 await self._ensure_temporal()
                 if self.with_codec:
                     await self._ensure_codec_server()
@@ -399,6 +401,26 @@ class DevStack:
             "simulator", "simulator", argv, lambda _: self.simulator_reachable()
         )
         log.info("simulator ready", url=self.simulator_url)
+
+    def _upgrade_database(self) -> None:
+        """Bring the application database to the current schema (`chorus db
+        upgrade`): the worker and the API only check it, and refuse one
+        that is behind; in development the stack upgrades it for you."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from store.engine import make_engine
+        from store.errors import StoreError
+        from store.schema import upgrade
+
+        engine = make_engine(self.settings.effective_database_url)
+        try:
+            before, after = upgrade(engine)
+        except (SQLAlchemyError, StoreError) as exc:
+            raise DevStackError(f"cannot upgrade the application database: {exc}") from exc
+        finally:
+            engine.dispose()
+        if before.current != after.current:
+            log.info("application database upgraded", before=before.state, revision=after.current)
 
     def _metrics_env(self, service: str) -> dict[str, str]:
         """`chorus dev` turns metrics on (cli/devstack/metrics_ports.py)."""
