@@ -13,6 +13,7 @@ replay, which structlog cannot know about.
 
 from __future__ import annotations
 
+import base64
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -50,10 +51,22 @@ def add_temporal_activity_context(
 
 def register_settings_secrets(settings: Settings) -> None:
     """Mask the secrets the settings hold in every log line: the bootstrap
-    admin key, the Temporal API key and the database password."""
-    for secret in (settings.admin_key, settings.temporal_api_key):
+    admin key, the Temporal API key, the codec server's token, the payload
+    encryption keys (from the variable or the file) and the database password."""
+    for secret in (
+        settings.admin_key,
+        settings.temporal_api_key,
+        settings.codec_auth_token,
+        settings.encryption_keys,
+    ):
         if secret is not None:
             register_secret(secret.get_secret_value())
+    try:
+        keys = settings.encryption_keyring().keys.values()
+    except ValueError:  # a bad key setting is reported where it is used
+        keys = []
+    for key in keys:
+        register_secret(base64.b64encode(key).decode())
     register_secret(url_password(settings.database_url))
     register_secret(url_password(settings.redis_url))
 

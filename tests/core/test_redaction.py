@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from core.logging import configure_logging, get_logger
+from core.encryption import new_key
+from core.logging import configure_logging, get_logger, register_settings_secrets
 from core.redaction import MASK, mask_known_secrets, redact_text, register_secret
 from core.settings import Settings
 
@@ -104,3 +107,20 @@ def test_known_secrets_are_masked_outside_logs_too() -> None:
     assert mask_known_secrets(echoed) == f"Incorrect API key provided: {MASK}; key {MASK}"
     assert mask_known_secrets(echoed, "[redacted]").count("[redacted]") == 2
     assert mask_known_secrets("nothing secret here") == "nothing secret here"
+
+
+def test_codec_token_and_payload_keys_from_variable_and_file_are_masked(tmp_path: Path) -> None:
+    from_variable, from_file = new_key(), new_key()
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(f"# rotated 2026-11\nold:{from_file}\n")
+    register_settings_secrets(
+        Settings(
+            encryption_keys=SecretStr(f"new:{from_variable}"),
+            encryption_keys_file=keys_file,
+            codec_auth_token=SecretStr("canary-codec-token-9d1e77"),
+        )
+    )
+    line = f"decode failed: new:{from_variable} old:{from_file} token canary-codec-token-9d1e77"
+    masked = mask_known_secrets(line)
+    assert from_variable not in masked and from_file not in masked
+    assert "canary-codec-token-9d1e77" not in masked and masked.startswith("decode failed")
