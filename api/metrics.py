@@ -37,6 +37,7 @@ from core.settings import Settings
 log = get_logger(__name__)
 
 UNMATCHED = "unmatched"
+AWAITING_APPROVAL = "chorus_runs_awaiting_approval"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 REQUESTS = Counter(
@@ -83,7 +84,7 @@ class RunsAwaitingApproval(Collector):
             log.warning("runs awaiting approval not counted", error=str(exc))
             return
         family = GaugeMetricFamily(
-            "chorus_runs_awaiting_approval",
+            AWAITING_APPROVAL,
             "Runs waiting for an approval decision, by chain (from the run index).",
             labels=["chain"],
         )
