@@ -57,9 +57,10 @@ def db_upgrade(
         str, typer.Option(help="the revision to upgrade to (default: the newest)")
     ] = "head",
 ) -> None:
-    """Bring the database to the schema this version needs: create it when
-    empty, adopt one made before migrations, run the newer revisions. Safe to
-    run again, and from several processes at once."""
+    """Bring the database to the schema this version needs (safe to repeat).
+
+    Creates an empty database, adopts one made before migrations, runs the
+    newer revisions; one upgrade at a time when several start at once."""
     from store.schema import SchemaState, upgrade
 
     with _engine() as engine:

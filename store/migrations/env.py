@@ -36,7 +36,7 @@ else:
 
     engine = make_engine(get_settings().effective_database_url)
     try:
-        with engine.begin() as connection:
+        with schema._upgrade_connection(engine) as connection:
             run_migrations(connection)
     finally:
         engine.dispose()
