@@ -56,7 +56,7 @@ REQUIRED_VARS = {
 }
 """The values docker-compose.yml refuses to start without (`${VAR:?...}`)."""
 
-CHORUS_SERVICES = {"api": "api", "worker": "worker", "simulator": "simulator"}
+CHORUS_SERVICES = {"api": "api", "worker": "worker", "simulator": "simulator", "migrate": "db"}
 """Services running the Chorus image, and the `chorus` subcommand each runs."""
 
 SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|(^|_)KEY$|API_KEY")
@@ -186,7 +186,7 @@ def test_worker_is_scalable(resolved: dict[str, Any]) -> None:
 
 def test_long_running_services_have_healthchecks_and_restart(resolved: dict[str, Any]) -> None:
     one_shot = {n for n, s in resolved["services"].items() if s.get("restart") == "no"}
-    assert one_shot == {"temporal-setup"}
+    assert one_shot == {"temporal-setup", "migrate"}
     for name, spec in resolved["services"].items():
         if name in one_shot:
             continue
@@ -203,9 +203,15 @@ def test_api_and_worker_wait_for_a_ready_temporal_and_database(resolved: dict[st
         assert deps["temporal"]["condition"] == "service_healthy", name
         # Search attributes registered before the first run can upsert them.
         assert deps["temporal-setup"]["condition"] == "service_completed_successfully", name
+        # The schema upgraded before they check it (they refuse one behind).
+        assert deps["migrate"]["condition"] == "service_completed_successfully", name
     assert resolved["services"]["worker"]["depends_on"]["simulator"]["condition"] == (
         "service_healthy"
     )
+    migrate = resolved["services"]["migrate"]
+    assert migrate["depends_on"]["postgresql"]["condition"] == "service_healthy"
+    database_url = resolved["services"]["api"]["environment"]["DATABASE_URL"]
+    assert migrate["environment"]["DATABASE_URL"] == database_url, "upgrades the API's database"
 
 
 def test_api_listens_on_all_interfaces_and_checks_readiness(resolved: dict[str, Any]) -> None:
