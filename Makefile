@@ -42,6 +42,12 @@ bench: venv
 bench-waiting: venv
 	$(BIN)/python bench/waiting.py --runs $(or $(RUNS),1000)
 
+# K chains of S model steps at once, Chorus beside raw Temporal (activities/s), one or two
+# worker processes per side: make bench-throughput WORKERS=2
+.PHONY: bench-throughput
+bench-throughput: venv
+	$(BIN)/python bench/throughput.py --workers $(or $(WORKERS),1)
+
 # The API under concurrent load, on SQLite and PostgreSQL (127.0.0.1:5432/test, or
 # CHORUS_BENCH_POSTGRES_URL): make bench-load BACKENDS=sqlite ROUNDS=3
 .PHONY: bench-load

@@ -26,52 +26,27 @@ import httpx
 
 if __package__ in (None, ""):  # run as `python bench/overhead.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.gateway.registry import ModelRegistry
 from activities.tools.defaults import builtin_registry
+from bench.harness import (
+    ROOT,
+    SIM_MODEL,
+    model_chain_spec,
+    start_dev_server,
+    zero_latency_simulator_config,
+)
 from bench.raw_activities import RawActivities
 from bench.raw_workflow import RawInput, RawWorkflow
-from cli.devstack.temporal_server import (
-    dynamic_config_args,
-    find_temporal_binary,
-    search_attribute_args,
-)
-from core.chain_spec import ChainSpec
 from core.logging import configure_logging
 from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings
 from runs.client import RunClient
-from simulator.models import default_simulator_config
 from simulator.server import SimulatorServer
 from store.engine import make_engine
 from store.schema import create_all
 from worker.assembly import ActivityHost, create_worker
 from worker.plugin import sandbox_runner
-
-ROOT = Path(__file__).resolve().parents[1]
-SIM_MODEL = "sim-mini"
-ALIAS = "cheap"
-
-
-def chain_spec(steps: int) -> ChainSpec:
-    previous = "{{ steps.s%d.output[:40] }}"
-    return ChainSpec.model_validate(
-        {
-            "name": "bench_overhead",
-            "steps": [
-                {
-                    "name": f"s{i}",
-                    "kind": "model",
-                    "model": ALIAS,
-                    "prompt": f"Step {i}: " + (previous % (i - 1) if i else ""),
-                    "max_tokens": 64,
-                }
-                for i in range(steps)
-            ],
-        }
-    )
 
 
 async def direct_per_step(base_url: str, steps: int) -> float:
@@ -100,18 +75,8 @@ async def main() -> None:
     # Per-call info logs would be part of what is measured and drown the figures.
     configure_logging(Settings(log_level="warning"), force=True)
 
-    config = default_simulator_config()
-    config.models = {
-        name: model.model_copy(update={"latency_ms": 0}) for name, model in config.models.items()
-    }
-    extra_args = [*search_attribute_args(), *dynamic_config_args(DEFAULT_DEV_DYNAMIC_CONFIG)]
-
-    with SimulatorServer(config=config) as sim:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=find_temporal_binary(),
-            data_converter=pydantic_data_converter,
-            dev_server_extra_args=extra_args,
-        )
+    with SimulatorServer(config=zero_latency_simulator_config()) as sim:
+        env = await start_dev_server()
         registry = ModelRegistry.from_file(
             ROOT / "chains" / "models.yaml", simulator_base_url=sim.openai_base_url
         )
@@ -136,7 +101,7 @@ async def main() -> None:
             activities=[raw.raw_call],
             workflow_runner=sandbox_runner(),
         )
-        spec = chain_spec(args.steps)
+        spec = model_chain_spec(args.steps)
         raw_ms: list[float] = []
         chorus_ms: list[float] = []
         direct_ms: list[float] = []

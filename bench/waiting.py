@@ -30,23 +30,30 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-
-import psutil
+from typing import Any
 
 if __package__ in (None, ""):  # run as `python bench/waiting.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from bench.harness import (
+    ALIAS,
+    SIM_MODEL,
+    BenchError,
+    WorkerProcess,
+    bounded,
+    chorus_worker,
+    leaves,
+    ratio,
+    raw_worker,
+    start_dev_server,
+    worker_env,
+    zero_latency_simulator_config,
+)
 from bench.raw_signal_workflow import (
     PARKED_VALUE,
     RAW_DECIDE_SIGNAL,
@@ -54,35 +61,17 @@ from bench.raw_signal_workflow import (
     RawDecision,
     RawSignalInput,
 )
-from cli.devstack.temporal_server import (
-    dynamic_config_args,
-    find_temporal_binary,
-    search_attribute_args,
-)
 from core.chain_spec import ChainSpec
 from core.names import DECIDE, PENDING_APPROVALS_QUERY
 from core.settings import DEFAULT_DEV_DYNAMIC_CONFIG, Settings
 from runs.client import RunClient
-from simulator.models import default_simulator_config
 from simulator.server import SimulatorServer
 from workflows.types import ApprovalDecision, ApprovalState, ChainResult, DecisionOutcome
 
-ROOT = Path(__file__).resolve().parents[1]
-SIM_MODEL = "sim-mini"
-"""The simulator model behind the `cheap` alias in chains/models.yaml."""
-ALIAS = "cheap"
 APPROVAL_ID = "review"
 MAX_TOKENS = 64
 DEFAULT_MAX_CACHED: int = Settings.model_fields["max_cached_workflows"].default
-WORKER_READY_TIMEOUT_S = 60.0
-STOP_GRACE_S = 15.0
 PROGRESS_EVERY_S = 5.0
-
-T = TypeVar("T")
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not measure what it set out to measure."""
 
 
 def chain_spec() -> ChainSpec:
@@ -117,178 +106,7 @@ def message(i: int) -> str:
     return f"Order {i} arrived damaged; can I get a replacement?"
 
 
-# ------------------------------------------------------------- worker processes
-
-
-class WorkerProcess:
-    """A worker in its own process (its own session, so Ctrl-C reaches only
-    the benchmark, which then stops it), its output in a log file."""
-
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path):
-        self.name = name
-        self.argv = list(argv)
-        self.env = env
-        self.log_path = log_path
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise BenchError(f"{self.name} worker is not started")
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.returncode is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.rstrip().splitlines()[-lines:])
-
-    def cpu_s(self) -> float:
-        """CPU time (user + system) the worker process has used, in seconds:
-        less sensitive than wall time to other load on a shared machine."""
-        times = psutil.Process(self.pid).cpu_times()
-        return times.user + times.system
-
-    def rss_mb(self) -> float:
-        """Resident memory of the worker process, in MiB."""
-        return psutil.Process(self.pid).memory_info().rss / 2**20
-
-    async def start(self, client: Client, task_queue: str) -> None:
-        """Start the process and wait until it polls `task_queue`."""
-        with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                env=self.env,
-                cwd=ROOT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
-        while not await polls(client, task_queue, self.pid):
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"{self.name} worker did not poll {task_queue} within "
-                    f"{WORKER_READY_TIMEOUT_S:.0f} s; last lines of {self.log_path}:\n"
-                    f"{self.log_tail()}"
-                )
-            await asyncio.sleep(0.1)
-
-    def check_alive(self) -> None:
-        if self.process is not None and not self.alive:
-            raise BenchError(
-                f"{self.name} worker exited with code {self.process.returncode}; "
-                f"last lines of {self.log_path}:\n{self.log_tail()}"
-            )
-
-    async def stop(self) -> None:
-        """SIGTERM (the worker drains and closes), SIGKILL after a grace period."""
-        proc = self.process
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-
-
-async def polls(client: Client, task_queue: str, pid: int) -> bool:
-    """Whether process `pid` polls the workflow task queue (the SDK's default
-    worker identity is `<pid>@<host>`)."""
-    response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=client.namespace,
-            task_queue=TaskQueue(name=task_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        ),
-        timeout=timedelta(seconds=5),
-    )
-    return any(poller.identity.startswith(f"{pid}@") for poller in response.pollers)
-
-
-def worker_env(tmp: Path, *, bytecode_cache: bool) -> dict[str, str]:
-    """The benchmark's environment for a worker process.
-
-    The sandbox imports each run's workflow module afresh; with
-    PYTHONDONTWRITEBYTECODE set (as on these machines) and an editable
-    install, that means compiling workflows/chain.py from source for every
-    new run, a cost an installed package (compiled by pip) never pays. With
-    `bytecode_cache`, both workers write and reuse bytecode under `tmp`."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if bytecode_cache:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-    return env
-
-
-def chorus_worker(
-    address: str, task_queue: str, sim_port: int, max_cached: int, tmp: Path, env: dict[str, str]
-) -> WorkerProcess:
-    env = dict(env)
-    env.update(
-        {
-            "CHORUS_TEMPORAL_ADDRESS": address,
-            "CHORUS_TASK_QUEUE": task_queue,
-            "CHORUS_SIMULATOR_HOST": "127.0.0.1",
-            "CHORUS_SIMULATOR_PORT": str(sim_port),
-            "CHORUS_MODELS_FILE": str(ROOT / "chains" / "models.yaml"),
-            "CHORUS_STATE_DIR": str(tmp / "state"),
-            "CHORUS_DATABASE_URL": f"sqlite:///{tmp / 'chorus.db'}",
-            "CHORUS_MAX_CACHED_WORKFLOWS": str(max_cached),
-            "CHORUS_LOG_LEVEL": "warning",
-            "CHORUS_LOG_FORMAT": "json",
-        }
-    )
-    env.pop("DATABASE_URL", None)
-    argv = [sys.executable, "-m", "worker"]
-    return WorkerProcess("chorus", argv, env, tmp / "chorus-worker.log")
-
-
-def raw_worker(
-    address: str, task_queue: str, max_cached: int, tmp: Path, env: dict[str, str]
-) -> WorkerProcess:
-    argv = [
-        sys.executable,
-        "-m",
-        "bench.waiting_worker",
-        "--address",
-        address,
-        "--task-queue",
-        task_queue,
-        "--max-cached",
-        str(max_cached),
-    ]
-    return WorkerProcess("raw", argv, env, tmp / "raw-worker.log")
-
-
 # ------------------------------------------------------------------ measuring
-
-
-async def bounded(
-    items: Sequence[T], concurrency: int, work: Callable[[T], Awaitable[Any]]
-) -> list[Any]:
-    """`work(item)` for every item, at most `concurrency` at a time; the first
-    failure cancels the rest and propagates."""
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(item: T) -> Any:
-        async with gate:
-            return await work(item)
-
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(one(item)) for item in items]
-    return [task.result() for task in tasks]
 
 
 async def wait_parked(
@@ -312,6 +130,82 @@ async def wait_parked(
         await asyncio.sleep(0.25)
 
 
+@dataclass(frozen=True)
+class DecisionEvents:
+    """History events of one run from its decision on: all of them, its
+    workflow tasks, and its (local) activities."""
+
+    events: int
+    workflow_tasks: int
+    activities: int
+    local_activities: int
+    kinds: dict[str, int]
+
+
+async def decision_events(handle: WorkflowHandle[Any, Any], first: str) -> DecisionEvents:
+    """Count the events of `handle`'s history from the first `first` event
+    (the Update's acceptance, or the signal) to the end. An Update is
+    accepted by a workflow task whose events the server writes just before
+    the acceptance: they are counted too."""
+    kinds: dict[str, int] = {}
+    counting = False
+    task_events: list[str] = []  # the workflow task events just before this one
+    async for event in handle.fetch_history_events():
+        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+        if name == "MARKER_RECORDED":
+            name = f"MARKER_{event.marker_recorded_event_attributes.marker_name}"
+        if not counting and name == first.removeprefix("EVENT_TYPE_"):
+            counting = True
+            if name == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
+                for earlier in task_events:
+                    kinds[earlier] = kinds.get(earlier, 0) + 1
+        if counting:
+            kinds[name] = kinds.get(name, 0) + 1
+        elif name.startswith("WORKFLOW_TASK_"):
+            task_events.append(name)
+        else:
+            task_events.clear()
+    if not counting:
+        raise BenchError(f"{handle.id}: no {first} event in its history")
+    return DecisionEvents(
+        events=sum(kinds.values()),
+        workflow_tasks=kinds.get("WORKFLOW_TASK_COMPLETED", 0),
+        activities=kinds.get("ACTIVITY_TASK_SCHEDULED", 0),
+        local_activities=kinds.get("MARKER_core_local_activity", 0),
+        kinds=kinds,
+    )
+
+
+async def start_profiler(worker: WorkerProcess, output: Path) -> asyncio.subprocess.Process:
+    """py-spy sampling the worker process into `output` (a speedscope file
+    when it ends in .json, collapsed stacks when .txt, else a flame graph)."""
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if py_spy is None:
+        raise BenchError("--profile needs py-spy (pip install py-spy)")
+    fmt = {".json": "speedscope", ".txt": "raw"}.get(output.suffix, "flamegraph")
+    process = await asyncio.create_subprocess_exec(
+        py_spy, "record", "--pid", str(worker.pid), "--rate", "200", "--format", fmt,
+        "--output", str(output), "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await asyncio.sleep(1.0)  # py-spy attaches before the first decision
+    if process.returncode is not None:
+        raise BenchError(f"py-spy exited with code {process.returncode} (ptrace allowed?)")
+    return process
+
+
+async def stop_profiler(process: asyncio.subprocess.Process) -> None:
+    """SIGINT makes py-spy write its output and exit."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGINT)
+    try:
+        await asyncio.wait_for(process.wait(), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
 @dataclass
 class PhaseFigures:
     start_s: float
@@ -327,6 +221,8 @@ class PhaseFigures:
     """The machine's 1-minute load average when the phase began (noise gauge)."""
     query_s: float | None = None
     """Chorus only: time to read every run's pending approval (its payload hash)."""
+    decision_events: DecisionEvents | None = None
+    """What one run's history holds from its decision (or signal) to its end."""
 
     @property
     def rss_growth_mb(self) -> float:
@@ -334,7 +230,12 @@ class PhaseFigures:
 
 
 async def chorus_phase(
-    client: Client, worker: WorkerProcess, task_queue: str, runs: int, concurrency: int
+    client: Client,
+    worker: WorkerProcess,
+    task_queue: str,
+    runs: int,
+    concurrency: int,
+    profile: Path | None = None,
 ) -> PhaseFigures:
     spec = chain_spec()
     prefix = f"bench-wait-chorus-{uuid.uuid4().hex[:8]}"
@@ -391,12 +292,18 @@ async def chorus_phase(
         if result.status != "completed":
             raise BenchError(f"{handle.id}: ended {result.status}: {result.error}")
 
+    profiler = await start_profiler(worker, profile) if profile else None
     decided, cpu_decided = time.perf_counter(), worker.cpu_s()
-    async with asyncio.TaskGroup() as group:
-        for handle, digest in zip(handles, hashes, strict=True):
-            group.create_task(approve_and_wait(handle, digest))
-    to_done_s = time.perf_counter() - decided
-    rss_done, cpu_done = worker.rss_mb(), worker.cpu_s()
+    try:
+        async with asyncio.TaskGroup() as group:
+            for handle, digest in zip(handles, hashes, strict=True):
+                group.create_task(approve_and_wait(handle, digest))
+        to_done_s = time.perf_counter() - decided
+        rss_done, cpu_done = worker.rss_mb(), worker.cpu_s()
+    finally:
+        if profiler is not None:
+            await stop_profiler(profiler)
+    events = await decision_events(handles[0], "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED")
     print(
         f"chorus: read {runs} payload hashes in {query_s:.1f} s; approved all, "
         f"all completed {to_done_s:.1f} s after the first decision "
@@ -414,6 +321,7 @@ async def chorus_phase(
         cpu_done - cpu_decided,
         load,
         query_s,
+        events,
     )
 
 
@@ -469,6 +377,7 @@ async def raw_phase(
             group.create_task(signal_and_wait(handle))
     to_done_s = time.perf_counter() - signalled
     rss_done, cpu_done = worker.rss_mb(), worker.cpu_s()
+    events = await decision_events(handles[0], "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED")
     print(
         f"raw:    signalled all, all completed {to_done_s:.1f} s after the first signal "
         f"(worker CPU {cpu_parked - cpu_start:.1f} s parking, {cpu_done - cpu_decided:.1f} s "
@@ -484,6 +393,8 @@ async def raw_phase(
         cpu_parked - cpu_start,
         cpu_done - cpu_decided,
         load,
+        None,
+        events,
     )
 
 
@@ -515,22 +426,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the workers' log files afterwards"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the Chorus worker with py-spy from the first decision to the last "
+        "result into this file (.json: speedscope, .txt: collapsed stacks, else SVG)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.concurrency < 1 or args.max_cached < 0:
         parser.error("--runs and --concurrency must be at least 1, --max-cached at least 0")
     return args
-
-
-def leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    """The exceptions inside a (nested) exception group."""
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        found.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return found
-
-
-def ratio(a: float, b: float) -> float | None:
-    return round(a / b, 3) if b > 0 else None
 
 
 async def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -540,14 +445,8 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    config = default_simulator_config()
-    config.models = {
-        name: model.model_copy(update={"latency_ms": 0}) for name, model in config.models.items()
-    }
-    if SIM_MODEL not in config.models:
-        raise BenchError(f"the simulator has no model {SIM_MODEL!r}")
+    config = zero_latency_simulator_config()
     dynamic_config = dict(DEFAULT_DEV_DYNAMIC_CONFIG)
-    extra_args = [*search_attribute_args(), *dynamic_config_args(dynamic_config)]
     tmp = Path(tempfile.mkdtemp(prefix="chorus-bench-waiting-"))
     env_vars = worker_env(tmp, bytecode_cache=args.bytecode_cache)
     workers: list[WorkerProcess] = []
@@ -555,13 +454,8 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     sim = SimulatorServer(config=config)
     try:
         sim.start()
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=find_temporal_binary(),
-            data_converter=pydantic_data_converter,
-            dev_server_extra_args=extra_args,
-            # Warnings about slow calls under load would drown the figures.
-            dev_server_log_level="error",
-        )
+        # Warnings about slow calls under load would drown the figures.
+        env = await start_dev_server(quiet=True)
         client = env.client
         address = client.service_client.config.target_host
         print(
@@ -575,7 +469,9 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         worker = chorus_worker(address, queue, sim.port, args.max_cached, tmp, env_vars)
         workers.append(worker)
         await worker.start(client, queue)
-        chorus = await chorus_phase(client, worker, queue, args.runs, args.concurrency)
+        chorus = await chorus_phase(
+            client, worker, queue, args.runs, args.concurrency, args.profile
+        )
         await worker.stop()
 
         queue = f"bench-wait-raw-{uuid.uuid4().hex[:8]}"
@@ -624,6 +520,11 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         "start_over_raw": ratio(chorus.start_s, raw.start_s),
         "rss_growth_over_raw": ratio(chorus.rss_growth_mb, raw.rss_growth_mb),
         "done_over_raw": ratio(chorus.to_done_s, raw.to_done_s),
+        "events_per_decision": chorus.decision_events and chorus.decision_events.events,
+        "workflow_tasks_per_decision": chorus.decision_events
+        and chorus.decision_events.workflow_tasks,
+        "raw_events_per_signal": raw.decision_events and raw.decision_events.events,
+        "raw_workflow_tasks_per_signal": raw.decision_events and raw.decision_events.workflow_tasks,
     }
     print(
         f"Chorus/raw: parking {figures['start_over_raw']}, worker memory growth "
@@ -632,6 +533,12 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"worker CPU parking {figures['park_cpu_over_raw']}, "
         f"approve-to-done {figures['done_cpu_over_raw']}"
     )
+    for name, counted in (("chorus", chorus.decision_events), ("raw", raw.decision_events)):
+        if counted is not None:
+            kinds = ", ".join(f"{kind} {n}" for kind, n in counted.kinds.items())
+            print(f"{name} history from the decision on: {counted.events} events ({kinds})")
+    if args.profile:
+        print(f"worker profile of the decisions in {args.profile}")
     if args.keep_logs:
         print(f"worker logs kept in {tmp}")
     else:

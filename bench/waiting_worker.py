@@ -1,6 +1,7 @@
-"""One worker process hosting the raw baseline of bench/waiting.py
-(RawSignalWorkflow and its one httpx activity), so the benchmark can read its
-resident memory on its own, as it does for the Chorus worker.
+"""One worker process hosting the raw baselines of bench/waiting.py
+(RawSignalWorkflow) and bench/throughput.py (RawWorkflow), with their one
+httpx activity, so a benchmark can read its resident memory and CPU on its
+own, as it does for the Chorus worker.
 
     python -m bench.waiting_worker --address 127.0.0.1:7233 --task-queue Q
 
@@ -26,6 +27,7 @@ from temporalio.worker import Worker
 
 from bench.raw_activities import RawActivities
 from bench.raw_signal_workflow import RawSignalWorkflow
+from bench.raw_workflow import RawWorkflow
 from core.settings import Settings
 from worker.plugin import sandbox_runner
 
@@ -53,7 +55,7 @@ async def serve(args: argparse.Namespace) -> None:
     worker = Worker(
         client,
         task_queue=args.task_queue,
-        workflows=[RawSignalWorkflow],
+        workflows=[RawSignalWorkflow, RawWorkflow],
         activities=[raw.raw_call],
         max_cached_workflows=args.max_cached,
         max_concurrent_activities=args.max_activities,
