@@ -25,7 +25,6 @@ from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedErr
 from temporalio.service import RPCError
 
 from api.inbox.auth import InboxUser
-from api.inbox.listing import InboxList, load_inbox
 from api.inbox.records import has_decided_on, lineage, root_of, run_audit
 from api.inbox.rendering import citations_in, cited_unknown, markdown
 from api.inbox.run_input import run_input
@@ -97,10 +96,6 @@ class Detail:
     unknown_citations: list[str]
     can_decide: bool
     why_not: str | None
-    listing: InboxList | None = None
-    position: int | None = None
-    prev_url: str | None = None
-    next_url: str | None = None
     context: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -184,13 +179,6 @@ async def _read_run(runs: RunClient, run_id: str) -> RunDetail | None:
         return None
 
 
-async def _listing(db: Database, runs: RunClient, user: InboxUser) -> InboxList | None:
-    try:
-        return await load_inbox(db, runs, user, chain=None, status="all")
-    except ApiProblem:
-        return None
-
-
 def _steps(run: RunDetail | None) -> list[StepRow]:
     if run is None:
         return []
@@ -245,11 +233,10 @@ async def load_detail(
     principal = user.principal
     root = root_of(run_id)
     ids = list(dict.fromkeys([run_id, *lineage(run_id)]))
-    pending, run, audit, listing, value = await asyncio.gather(
+    pending, run, audit, value = await asyncio.gather(
         _pending(runs, run_id),
         _read_run(runs, root),
         db.read(run_audit, run_ids=ids),
-        _listing(db, runs, user),
         run_input(runs.client, root),
     )
     approval = next((a for a in pending or [] if a.approval_id == approval_id), None)
@@ -290,7 +277,7 @@ async def load_detail(
     passages = _passages(steps)
     citations = {p.id: p.number for p in passages}
     is_tool = "tool" in context
-    detail = Detail(
+    return Detail(
         run_id=run_id,
         approval_id=approval_id,
         approval=approval,
@@ -306,18 +293,4 @@ async def load_detail(
         can_decide=can_decide,
         why_not=why_not,
         context=context,
-        listing=listing,
     )
-    if listing is not None:
-        keys = [i.key for i in listing.items]
-        key = f"{run_id}/{approval_id}"
-        if key in keys:
-            at = keys.index(key)
-            detail.position = at + 1
-            if at > 0:
-                detail.prev_url = listing.items[at - 1].url
-            if at + 1 < len(keys):
-                detail.next_url = listing.items[at + 1].url
-        elif listing.items:
-            detail.next_url = listing.items[0].url
-    return detail

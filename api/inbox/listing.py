@@ -77,6 +77,17 @@ class InboxItem:
     def quorum(self) -> str:
         return f"{len(self.view.approvals)} of {self.view.required_approvals}"
 
+    @property
+    def signature(self) -> str:
+        """Changes whenever something the row shows changes: the page's poll
+        replaces a row only then, and leaves the others (and their place) be."""
+        v = self.view
+        part = (
+            f"{self.key}:{v.payload_hash}:{','.join(v.approvals)}:{v.escalated}:"
+            f"{v.required_role}:{v.deadline}:{self.cost_usd}:{self.decided_by_me}"
+        )
+        return hashlib.sha256(part.encode()).hexdigest()[:12]
+
 
 @dataclass
 class InboxList:
@@ -88,12 +99,15 @@ class InboxList:
     def signature(self) -> str:
         """Changes whenever something a row shows changes (the page's poll
         re-renders the list only then, so focus and scroll stay put)."""
-        parts = [
-            f"{i.key}:{i.view.payload_hash}:{len(i.view.approvals)}:{i.view.escalated}:"
-            f"{i.view.required_role}:{i.cost_usd}"
-            for i in self.items
-        ]
+        parts = [i.signature for i in self.items] + [str(len(self.unavailable_runs))]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _costed_run(view: ApprovalView) -> str:
+    """The run whose cost a row shows: the chain run. An agent's child run
+    has no index row of its own, and the reviewer weighs what the whole run
+    has cost, not one step of it."""
+    return view.parent_run_id or view.run_id
 
 
 def _matches(item: InboxItem, status: str) -> bool:
@@ -116,10 +130,10 @@ async def load_inbox(
     )
     roles = principal.reviewer_roles
     views = [v for v in listing.items if v.required_role in roles]
-    records = await db.read(run_records, run_ids={v.run_id for v in views})
+    records = await db.read(run_records, run_ids={_costed_run(v) for v in views})
     items: list[InboxItem] = []
     for view in views:
-        record = nearest_record(records, view.run_id)
+        record = nearest_record(records, _costed_run(view))
         items.append(
             InboxItem(
                 view=view,
@@ -132,3 +146,15 @@ async def load_inbox(
     shown = [i for i in items if (chain is None or i.chain == chain) and _matches(i, status)]
     shown.sort(key=lambda i: (i.view.deadline or _FAR_FUTURE, i.view.requested_at or _FAR_FUTURE))
     return InboxList(items=shown, chains=chains, unavailable_runs=listing.unavailable_runs)
+
+
+def neighbour(listing: InboxList, run_id: str, approval_id: str, step: int) -> InboxItem | None:
+    """The row `step` places from this approval's (1: next, -1: previous);
+    from an approval no longer listed (decided meanwhile), the first row is
+    next and nothing is previous."""
+    keys = [i.key for i in listing.items]
+    key = f"{run_id}/{approval_id}"
+    if key not in keys:
+        return listing.items[0] if step > 0 and listing.items else None
+    at = keys.index(key) + step
+    return listing.items[at] if 0 <= at < len(keys) else None

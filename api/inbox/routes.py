@@ -33,7 +33,7 @@ from api.inbox.auth import (
 )
 from api.inbox.detail import Detail, NotVisible, load_detail
 from api.inbox.forms import BadForm, read_form, same_origin
-from api.inbox.listing import STATUS_FILTERS, InboxList, item_url, load_inbox
+from api.inbox.listing import STATUS_FILTERS, InboxList, item_url, load_inbox, neighbour
 from api.inbox.records import recent_decisions
 from api.inbox.rendering import diff_counts, word_diff
 from api.inbox.settings import InboxSettings
@@ -427,9 +427,7 @@ async def _detail_page(
 
 
 def _detail_title(detail: Detail) -> str:
-    count = len(detail.listing.items) if detail.listing else 0
-    prefix = f"({count}) " if count else ""
-    return f"{prefix}{detail.approval_id} · {detail.root_run_id} · Chorus inbox"
+    return f"{detail.approval_id} · {detail.root_run_id} · Chorus inbox"
 
 
 @router.get("/runs/{run_id}/approvals/{approval_id}", response_class=HTMLResponse)
@@ -443,6 +441,31 @@ async def approval_detail(
     if user is None:
         return to_sign_in(request)
     return await _detail_page(request, state, user, run_id, approval_id)
+
+
+@router.get("/runs/{run_id}/approvals/{approval_id}/{direction}", response_class=HTMLResponse)
+async def approval_neighbour(
+    request: Request,
+    state: StateDep,
+    run_id: RunIdPath,
+    approval_id: ApprovalIdPath,
+    direction: Annotated[str, Path(pattern="^(next|prev)$")],
+) -> Response:
+    """The next or previous approval in the list's order, reached by a
+    redirect: the listing (a query per run awaiting approval) is computed when
+    the reviewer moves, not on every view of an approval. Past either end of
+    the list, back to the list."""
+    try:
+        user = await current_user(request, state)
+        if user is None:
+            return to_sign_in(request)
+        listing = await load_inbox(
+            db=state.database, runs=await run_client(state), user=user, chain=None, status="all"
+        )
+    except ApiProblem as problem:
+        return problem_page(request, None, problem)
+    item = neighbour(listing, run_id, approval_id, 1 if direction == "next" else -1)
+    return RedirectResponse(item.url if item else "/inbox", status_code=303)
 
 
 @router.post("/runs/{run_id}/approvals/{approval_id}/preview", response_class=HTMLResponse)

@@ -152,36 +152,133 @@
         if (!data || !data.html) return;
         document.title = data.title;
         if (data.signature === items.getAttribute("data-signature")) return;
-        var before = rows().length;
-        var focusedKey = null;
-        var active = document.activeElement;
-        if (active && items.contains(active)) {
-          var row = active.closest(".item");
-          focusedKey = row && row.getAttribute("data-key");
-        }
-        items.innerHTML = data.html;
+        var news = update(data.html, false);
         items.setAttribute("data-signature", data.signature);
         var count = document.getElementById("count");
         if (count) count.textContent = String(data.count);
-        var keep = focusedKey || selectedKey;
-        if (keep) {
-          var again = rows().filter(function (r) {
-            return r.getAttribute("data-key") === keep;
-          })[0];
-          if (again) {
-            again.classList.add("selected");
-            if (focusedKey) again.querySelector("a.open").focus();
-          }
-        }
-        if (announce && data.count > before) {
-          var added = data.count - before;
-          announce.textContent = added + " new approval" + (added === 1 ? "" : "s");
+        if (announce && news[0] + news[1] > 0) {
+          var added = news[0] + news[1];
+          announce.textContent =
+            added + " new approval" + (added === 1 ? "" : "s") +
+            (news[1] ? ", " + news[1] + " due sooner: press Show to list " + (news[1] === 1 ? "it" : "them") : "");
         }
         tick();
       })
       .catch(function () {
         /* the next poll tries again */
       });
+  }
+
+  // Brings the list up to date row by row: a row whose data-sig is unchanged
+  // keeps its element (so it stays put: no layout shift, focus and selection
+  // untouched), a changed row is replaced in place, a gone one is removed, and
+  // a new one goes where the deadline order puts it, unless that is above a
+  // row already shown: such rows are held back behind the "Show" button (a
+  // row must never move under the reviewer's pointer), unless `all`.
+  // Returns [new rows shown, new rows held back].
+  var heldButton = document.getElementById("show-held");
+  var heldHtml = null;
+
+  function keyOf(row) {
+    return row.getAttribute("data-key");
+  }
+
+  function update(html, all) {
+    var fresh = document.createElement("div");
+    fresh.innerHTML = html;
+    var list = items.querySelector("ol.items");
+    var freshList = fresh.querySelector("ol.items");
+    var oldRows = {};
+    rows().forEach(function (r) {
+      oldRows[keyOf(r)] = r;
+    });
+    var wanted = freshList ? Array.prototype.slice.call(freshList.children) : [];
+    var lastShown = -1;
+    wanted.forEach(function (r, at) {
+      if (oldRows[keyOf(r)]) lastShown = at;
+    });
+    var held = all
+      ? []
+      : wanted.filter(function (r, at) {
+          return !oldRows[keyOf(r)] && at < lastShown;
+        });
+    var added = wanted.filter(function (r) {
+      return !oldRows[keyOf(r)];
+    }).length - held.length;
+    showHeld(held.length ? html : null, held.length);
+    if (!list || !freshList) {
+      items.innerHTML = html;
+      restoreSelection(null);
+      return [added, 0];
+    }
+    var active = document.activeElement;
+    var focusedRow = active && list.contains(active) ? active.closest(".item") : null;
+    var focusedKey = focusedRow && keyOf(focusedRow);
+    var keep = {};
+    wanted.forEach(function (r) {
+      keep[keyOf(r)] = true;
+    });
+    Object.keys(oldRows).forEach(function (key) {
+      if (!keep[key]) oldRows[key].remove();
+    });
+    wanted
+      .filter(function (r) {
+        return held.indexOf(r) < 0;
+      })
+      .forEach(function (row, at) {
+        var node = oldRows[keyOf(row)];
+        if (node && node.getAttribute("data-sig") !== row.getAttribute("data-sig")) {
+          list.replaceChild(row, node);
+          node = row;
+        } else if (!node) {
+          node = row;
+        }
+        if (list.children[at] !== node) list.insertBefore(node, list.children[at] || null);
+      });
+    // The rest of the fragment (a note about runs not readable just now).
+    Array.prototype.slice.call(items.children).forEach(function (el) {
+      if (el !== list) el.remove();
+    });
+    Array.prototype.slice.call(fresh.children).forEach(function (el) {
+      if (el !== freshList) items.appendChild(el);
+    });
+    restoreSelection(focusedKey);
+    return [added, held.length];
+  }
+
+  function showHeld(html, count) {
+    heldHtml = html;
+    if (!heldButton) return;
+    heldButton.textContent =
+      "Show " + count + " new approval" + (count === 1 ? "" : "s") + " due sooner";
+    heldButton.classList.toggle("on", count > 0);
+  }
+
+  if (heldButton) {
+    heldButton.addEventListener("click", function () {
+      if (!heldHtml) return;
+      var before = {};
+      rows().forEach(function (r) {
+        before[keyOf(r)] = true;
+      });
+      update(heldHtml, true);
+      var first = rows().filter(function (r) {
+        return !before[keyOf(r)];
+      })[0];
+      if (first) select(first);
+    });
+  }
+
+  function restoreSelection(focusedKey) {
+    var keep = focusedKey || selectedKey;
+    if (!keep) return;
+    var again = rows().filter(function (r) {
+      return r.getAttribute("data-key") === keep;
+    })[0];
+    if (!again) return;
+    again.classList.add("selected");
+    var link = again.querySelector("a.open");
+    if (focusedKey && link && document.activeElement !== link) link.focus();
   }
 
   // -- citations: open the passage a citation links to ------------------------
