@@ -17,7 +17,10 @@ points at such a URL). Without it: 401; with another token: 403. The access
 log is off so the path form never reaches a log.
 
 A payload under a key this process lacks is refused with 422 naming the key
-id, not passed back as if decoded.
+id, not passed back as if decoded. A large payload stored by reference
+(`core.payload_refs`) decodes to the real payload, read from the
+deployment's payload store; a reference whose blob is gone is refused with
+422 naming its digest.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ from fastapi.responses import JSONResponse, Response
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
+import store.payload_blobs  # noqa: F401  (registers the database payload store)
+from core.converter import ChorusCodec
 from core.encryption import EncryptionCodec, Keyring, PayloadDecryptionFailed, PayloadKeyUnavailable
 from core.logging import get_logger
+from core.payload_refs import PayloadRefCodec, PayloadStoreError, payload_ref_codec
 from core.redaction import register_secret
 from core.settings import Settings
 from core.uvicorn_thread import BackgroundServer, bind_socket, run_until_stopped
@@ -55,12 +61,17 @@ def _problem(status: int, detail: str, headers: dict[str, str] | None = None) ->
 
 
 def create_codec_app(
-    keyring: Keyring, *, auth_token: str, cors_origins: Sequence[str] = ()
+    keyring: Keyring,
+    *,
+    auth_token: str,
+    cors_origins: Sequence[str] = (),
+    refs: PayloadRefCodec | None = None,
 ) -> FastAPI:
-    """The codec server's ASGI app over `keyring`, requiring `auth_token`."""
+    """The codec server's ASGI app over `keyring` and the payload store of
+    `refs` (none: references are refused), requiring `auth_token`."""
     if not auth_token:
         raise CodecServerConfigError(f"the codec server needs a token: set {TOKEN_ENV}")
-    codec = EncryptionCodec(keyring)
+    codec = ChorusCodec(EncryptionCodec(keyring), refs or PayloadRefCodec())
     expected = auth_token.encode()
     app = FastAPI(title="Chorus codec server", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(
@@ -112,6 +123,11 @@ def create_codec_app(
         except (PayloadKeyUnavailable, PayloadDecryptionFailed) as exc:
             log.warning("codec request refused", operation=operation, key_id=exc.key_id)
             return _problem(422, str(exc))
+        except PayloadStoreError as exc:
+            log.warning(
+                "codec request refused", operation=operation, digest=getattr(exc, "digest", None)
+            )
+            return _problem(422, str(exc))
         log.debug(
             "codec request",
             operation=operation,
@@ -152,6 +168,7 @@ def codec_app_from_settings(settings: Settings) -> FastAPI:
         settings.encryption_keyring(),
         auth_token=token,
         cors_origins=settings.codec_cors_origin_list,
+        refs=payload_ref_codec(settings),
     )
 
 

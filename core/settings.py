@@ -208,6 +208,20 @@ class Settings(BaseSettings):
     """Comma-separated origins allowed to call the codec server (the Temporal
     UI's); default: the dev UI at 127.0.0.1 and localhost on `temporal_ui_port`."""
 
+    # Large payloads by reference (core/payload_refs.py)
+    payload_offload_bytes: int = Field(default=256 * 1024, ge=0, le=2 * 1024 * 1024)
+    """A payload larger than this (bytes, as Temporal would carry it) is
+    stored in the payload store and history holds a reference; 0: never
+    (references are still read)."""
+    payload_store: Literal["database", "filesystem"] = "database"
+    """Where offloaded payloads live: the application database (table
+    `payload_blobs`) or a directory (`payload_store_dir`)."""
+    payload_store_dir: Path | None = None
+    """The filesystem store's directory (default `state_dir/payloads`);
+    shared by every process of a deployment."""
+    payload_retention_days: float = Field(default=30.0, gt=0)
+    """`chorus payloads sweep` removes blobs unused for this many days."""
+
     # Embedded dev server
     dev_dynamic_config: dict[str, Any] = Field(
         default_factory=lambda: dict(DEFAULT_DEV_DYNAMIC_CONFIG)
@@ -362,6 +376,10 @@ class Settings(BaseSettings):
     @property
     def temporal_ui_url(self) -> str:
         return f"http://{self.temporal_host}:{self.temporal_ui_port}"
+
+    @property
+    def effective_payload_store_dir(self) -> Path:
+        return self.payload_store_dir or self.state_dir / "payloads"
 
     @property
     def effective_database_url(self) -> str:

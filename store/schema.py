@@ -36,6 +36,7 @@ from sqlmodel import SQLModel
 import store.inbox_sessions
 import store.knowledge.tables
 import store.models
+import store.payload_blobs
 import store.rate_limits
 import store.reply_journal  # noqa: F401
 from store.errors import StoreError

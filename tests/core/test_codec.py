@@ -173,7 +173,7 @@ def test_settings_read_keys_from_env_and_file(
 def test_encryption_is_off_without_a_key() -> None:
     settings = Settings()
     assert not settings.encryption_enabled
-    assert not data_converter(settings).payload_codec.enabled  # type: ignore[union-attr]
+    assert not data_converter(settings).payload_codec.encryption.enabled  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
