@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import inbox, metrics
+from api import inbox, metrics, tracing
 from api.body_limit import BodySizeLimitMiddleware
 from api.chain_sync import ChainSyncMiddleware, chain_not_found_handler
 from api.errors import install_error_handlers
@@ -122,5 +122,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # The reviewer inbox's pages; its security headers wrap every /inbox answer.
     inbox.install(app)
+    tracing.install(app, settings)  # a span per request, when tracing is on
     metrics.install(app, settings)  # outermost: counts every request
     return app

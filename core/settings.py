@@ -188,6 +188,15 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     """Interface the metrics endpoint listens on (0.0.0.0 in a container)."""
 
+    # Traces (core/tracing.py); the exporter itself reads the standard OTEL_* variables
+    tracing: Literal["auto", "otlp", "off"] = "auto"
+    """`auto` (default): traces go out when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+    `..._TRACES_ENDPOINT`, or `OTEL_TRACES_EXPORTER`) is set, else off; `otlp`:
+    always (default endpoint http://localhost:4318); `off`: never."""
+    trace_content: bool = False
+    """Put prompt and reply text in the model-call spans (CHORUS_TRACE_CONTENT);
+    off by default: spans carry aliases, tokens and cost, never what was said."""
+
     # Logging
     log_format: LogFormat = "auto"
     log_level: LogLevel = "info"
@@ -229,7 +238,7 @@ class Settings(BaseSettings):
     """Dynamic config values handed to `temporal server start-dev`
     (env: a JSON object, e.g. `CHORUS_DEV_DYNAMIC_CONFIG='{"limit.x": 5}'`)."""
 
-    @field_validator("log_format", "log_level", mode="before")
+    @field_validator("log_format", "log_level", "tracing", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

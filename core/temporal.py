@@ -9,15 +9,17 @@ key: only environment variables change.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from core.converter import data_converter
 from core.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
 from core.settings import Settings
+from core.tracing import temporal_interceptors
 
 __all__ = ["CHAIN_KEY", "COST_KEY", "STATUS_KEY", "TemporalConnectError", "connect", "tls_config"]
 
@@ -51,9 +53,16 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+async def connect(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] | None = None,
+) -> Client:
     """Connect to the configured Temporal namespace (on `runtime`, e.g. one
     exporting metrics, `core.metrics.sdk_metrics_runtime`; else the default).
+    `interceptors` default to the tracing ones (`core.tracing`: none when
+    tracing is off); a worker built on this client applies them too.
 
     Raises TemporalConnectError naming the address when the server does not
     answer, instead of the SDK's bare transport error.
@@ -67,6 +76,7 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
             tls=tls_config(settings),
             data_converter=data_converter(settings),
             runtime=runtime,
+            interceptors=temporal_interceptors(settings) if interceptors is None else interceptors,
         )
     except RuntimeError as exc:
         hint = (

@@ -143,10 +143,12 @@ async def hosted_worker(
 async def run_worker(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM, then drain and close cleanly (an
     abrupt exit with SDK threads alive can abort the interpreter)."""
+    from core import tracing
     from core.temporal import connect
     from worker.metrics import start_worker_metrics
 
     metrics = start_worker_metrics(settings)  # before the client: its runtime
+    tracing.configure(settings, "chorus-worker")  # before the client: its interceptor
     try:
         client = await connect(settings, runtime=metrics.runtime if metrics else None)
         host = ActivityHost.from_settings(settings)
@@ -165,3 +167,4 @@ async def run_worker(settings: Settings) -> None:
     finally:
         if metrics is not None:
             metrics.close()
+        tracing.shutdown()  # the last spans leave before the process does

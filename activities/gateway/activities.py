@@ -30,6 +30,7 @@ from activities.gateway.providers import (
 )
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
 from activities.gateway.schema_check import InvalidSchemaError, check_json_output, check_schema
+from activities.gateway.tracing import provider_call_span, record_reply
 from activities.gateway.types import (
     DescribeModelsInput,
     DescribeModelsResult,
@@ -137,12 +138,14 @@ class ModelGateway(OwnsHttpClient):
 
             beat = ledger.heartbeat_details() if ledger is not None else None
             try:
-                async with heartbeating(
-                    heartbeat_interval(entry.heartbeat_timeout_s), *([beat] if beat else [])
-                ):
-                    reply = await adapter.complete(
-                        self._http, entry, api_key, req, request_id, on_reply
-                    )
+                with provider_call_span(entry, req) as span:
+                    async with heartbeating(
+                        heartbeat_interval(entry.heartbeat_timeout_s), *([beat] if beat else [])
+                    ):
+                        reply = await adapter.complete(
+                            self._http, entry, api_key, req, request_id, on_reply
+                        )
+                    record_reply(span, entry, reply)
             except ApplicationError as failure:
                 exc = await self.pacing.failed(permit, entry, req, failure, seen_headers)
                 log.warning(
