@@ -31,6 +31,7 @@ from cli.db_command import db_app
 from cli.demo_command import demo
 from cli.ingest import ingest
 from cli.keys import keys_app
+from cli.payloads_command import payloads_app
 from cli.run_command import run, validate
 from cli.stack_commands import api, dev, simulator, worker
 
@@ -47,6 +48,7 @@ for command in (dev, worker, simulator, api, validate, run, demo):
 app.add_typer(keys_app, name="keys")
 app.add_typer(chains_app, name="chains")
 app.add_typer(db_app, name="db")
+app.add_typer(payloads_app, name="payloads")
 app.command()(ingest)
 app.command(name="codec-server")(codec_server)
 
