@@ -16,6 +16,7 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import store.payload_blobs  # noqa: F401  (the database payload store, for references)
 from core.converter import converter_for, data_converter
 from core.encryption import Keyring
 from core.settings import Settings, get_settings
