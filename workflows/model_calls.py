@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from core.chain_errors import ChainErrorType
     from core.chain_spec import RetrySpec
     from core.names import CALL_MODEL
+    from workflows import metrics
     from workflows.activity_options import (
         DEFAULT_ACTIVITY_OPTIONS,
         ActivityOptions,
@@ -222,6 +223,8 @@ class ModelCaller:
         failures: list[str] = []
         fallback = options.budget_fallback
         for index, alias in enumerate(aliases):
+            if index > 0:
+                metrics.fallback_taken(alias, "error")
             try:
                 return await self._ask(
                     alias, messages, options, record, purpose if index == 0 else "fallback"
@@ -230,11 +233,14 @@ class ModelCaller:
                 _raise_if_cancelled(err)
                 failures.append(f"{alias}: {describe_activity_error(err)}")
             except BudgetExceededError as err:
+                metrics.budget_refused(alias)
                 if fallback is None or alias == fallback:
                     raise _over_budget(options, err) from None
+                metrics.fallback_taken(fallback, "budget")
                 try:
                     return await self._ask(fallback, messages, options, record, "budget_fallback")
                 except BudgetExceededError as again:
+                    metrics.budget_refused(fallback)
                     raise _over_budget(options, again) from None
                 except ActivityError as again:
                     _raise_if_cancelled(again)

@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.gateway.types import ChatMessage
     from core.chain_errors import ChainErrorType
     from core.chain_spec import GuardStep, ModelStep
-    from workflows import guards
+    from workflows import guards, metrics
     from workflows.approval_host import ApprovalRequest, rejection_message
     from workflows.failures import ChainFailure, ChainRejected
     from workflows.run_context import RunContext, Variables
@@ -47,6 +47,7 @@ class GuardRunner:
             target.output, step.rules, retrieved_ids=retrieved, chorus_formats=formats
         )
         retries = 0
+        verdict = "passed"
         while violations:
             described = guards.describe(violations)
             record.violations.append(described)
@@ -72,8 +73,11 @@ class GuardRunner:
                 violations = guards.check(
                     target.output, step.rules, retrieved_ids=retrieved, chorus_formats=formats
                 )
+                verdict = "passed_after_retry"
                 continue
             if step.on_fail == "escalate":
+                verdict = "escalated"
+                metrics.guard_verdict(ctx.spec.name, verdict)
                 approval = await ctx.ask_people(
                     ApprovalRequest(
                         approval_id=step.name,
@@ -101,10 +105,13 @@ class GuardRunner:
                     target.output = approval.text
                     ctx.publish_step(variables, target)
                 break
+            metrics.guard_verdict(ctx.spec.name, "failed")
             raise ChainFailure(
                 ChainErrorType.GUARD_FAILED,
                 f"step {step.name}: the output of {step.target} failed its checks"
                 + (f" after {retries} retries" if retries else "")
                 + f": {described}",
             )
+        if verdict != "escalated":
+            metrics.guard_verdict(ctx.spec.name, verdict)
         record.output = target.output
