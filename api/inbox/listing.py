@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from api import approvals
 from api.inbox.auth import InboxUser
+from api.inbox.costs import live_costs
 from api.inbox.records import nearest_record, run_records
 from api.state import Database
 from runs.client import RunClient
@@ -106,7 +107,8 @@ class InboxList:
 def _costed_run(view: ApprovalView) -> str:
     """The run whose cost a row shows: the chain run. An agent's child run
     has no index row of its own, and the reviewer weighs what the whole run
-    has cost, not one step of it."""
+    has cost, not one step of it (its index row lags while its agent waits:
+    see `api.inbox.costs`)."""
     return view.parent_run_id or view.run_id
 
 
@@ -131,14 +133,17 @@ async def load_inbox(
     roles = principal.reviewer_roles
     views = [v for v in listing.items if v.required_role in roles]
     records = await db.read(run_records, run_ids={_costed_run(v) for v in views})
+    live = await live_costs(runs, {v.parent_run_id for v in views if v.parent_run_id})
     items: list[InboxItem] = []
     for view in views:
         record = nearest_record(records, _costed_run(view))
+        indexed = record.cost_usd if record else None
+        costs = [c for c in (indexed, live.get(_costed_run(view))) if c is not None]
         items.append(
             InboxItem(
                 view=view,
                 chain=view.chain or (record.chain if record else None),
-                cost_usd=record.cost_usd if record else None,
+                cost_usd=max(costs) if costs else None,
                 decided_by_me=principal.name in view.approvals,
             )
         )

@@ -49,9 +49,16 @@ def countdown(value: datetime | None, now: datetime | None = None) -> str:
 
 
 def usd(value: float | None) -> str:
+    """Dollars to the cent from $1, else to four places, or to the first
+    non-zero digit below that: a run that spent $0.00003 never reads $0.0000."""
     if value is None:
         return "—"
-    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+    if value >= 1:
+        return f"${value:,.2f}"
+    places = 4
+    while value and round(value, places) == 0 and places < 8:
+        places += 1
+    return f"${value:.{places}f}"
 
 
 def iso(value: datetime | None) -> str:

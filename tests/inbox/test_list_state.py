@@ -145,6 +145,7 @@ async def test_an_agents_tool_approval_shows_its_chain_runs_cost(
     run = (await http.get(f"/v1/runs/{run_id}", headers=admin())).json()
     assert run["cost_usd"] > 0, run  # the triage call
     cost = usd(run["cost_usd"])
+    assert cost != usd(0.0), cost  # a small spend still reads as one
 
     await sign_in(page, keys.reviewer)
     listed = row(page, child_id)
