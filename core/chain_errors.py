@@ -86,6 +86,13 @@ class ChainErrorType:
     waiting to be told, as a reviewer's `decide` is, so the run stops
     rather than act on a decision the audit log does not hold."""
 
+    INVALID_CHAIN_SPEC: Final = "InvalidChainSpec"
+    """The run was started with a chain the run client would have refused
+    (a step referring to one that does not exist, say): started by a client
+    that skipped the checks (a raw Temporal client, the Temporal CLI). The
+    run fails at once naming every problem, instead of failing its workflow
+    task on every retry."""
+
     REJECTED: Final = "Rejected"
     """A reviewer (or an approval's timeout policy) rejected an approval: the
     run ends as `rejected`, a business outcome rather than a failure."""
@@ -107,6 +114,7 @@ CHAIN_ERROR_TYPES: Final[tuple[str, ...]] = (
     ChainErrorType.GUARD_FAILED,
     ChainErrorType.AGENT_FAILED,
     ChainErrorType.AUDIT_WRITE_FAILED,
+    ChainErrorType.INVALID_CHAIN_SPEC,
     ChainErrorType.REJECTED,
 )
 """Every type a chain run raises itself."""

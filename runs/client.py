@@ -174,12 +174,13 @@ class RunClient:
         TemporalUnavailable when Temporal does not answer."""
         if not checked:
             self.check(spec, value)
+        checked = checked or self.catalog is not None
         run_id = run_id or str(uuid.uuid4())
         input_hash = input_hash or input_hash_of(value, max_cost_usd)
         try:
             handle = await self.client.start_workflow(
                 WORKFLOW_NAME,
-                ChainInput(spec=spec, input=value, max_cost_usd=max_cost_usd),
+                ChainInput(spec=spec, input=value, max_cost_usd=max_cost_usd, checked=checked),
                 id=run_id,
                 task_queue=self.task_queue,
                 result_type=ChainResult,

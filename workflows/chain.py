@@ -23,6 +23,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from core.chain_errors import ChainErrorType
+    from core.chain_spec import ChainSpec, iter_aliases
     from core.names import RECORD_RUN, STATE_QUERY, WORKFLOW_NAME
     from core.records import RunRecordInput
     from core.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
@@ -33,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.model_calls import ModelCaller
     from workflows.run_context import RunContext
     from workflows.types import BudgetState, ChainInput, ChainResult, RunState, RunStatus
+    from workflows.validate import validate_chain
 
 
 COST_REFRESH = timedelta(seconds=2)
@@ -40,6 +43,9 @@ COST_REFRESH = timedelta(seconds=2)
 PATCH_THROTTLE_COST_UPSERTS = "chorus-throttle-cost-upserts"
 PATCH_RUN_INDEX = "chorus-run-index"
 PATCH_COST_WITH_STATUS = "cost-published-with-status"
+PATCH_CHECK_UNCHECKED_SPEC = "check-unchecked-spec-at-start"
+"""Patch, asked only when a chain nobody checked has problems: runs recorded
+before it went on (and failed their workflow tasks) where it now fails."""
 """ChorusCostUsd is written with every status change (parking on an approval too)."""
 
 
@@ -97,6 +103,8 @@ class ChainWorkflow(ApprovalHost):
         await self._index_run()
         variables: dict[str, Any] = {"input": inp.input, "steps": {}}
         try:
+            if not inp.checked:
+                _refuse_an_unchecked_spec_that_cannot_run(spec)
             await ctx.load_snapshot()
             last = await self._interpreter.run_steps(spec.steps, variables)
             output = ctx.records[spec.output].output if spec.output else last
@@ -239,4 +247,19 @@ class ChainWorkflow(ApprovalHost):
             approvals=self._desk.all(),
             error=self._error,
             error_type=error_type,
+        )
+
+
+def _refuse_an_unchecked_spec_that_cannot_run(spec: ChainSpec) -> None:
+    """Fail at once, naming every problem, a run whose chain nobody checked
+    (a raw Temporal client, the Temporal CLI) and that the run client would
+    have refused: otherwise a step referring to a missing one would fail
+    the workflow task on every retry, for ever. Aliases are left to
+    `load_snapshot`, which asks the worker's registry."""
+    problems = validate_chain(spec, iter_aliases(spec.steps))
+    if problems and workflow.patched(PATCH_CHECK_UNCHECKED_SPEC):
+        listed = "; ".join(str(problem) for problem in problems[:10])
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise ChainFailure(
+            ChainErrorType.INVALID_CHAIN_SPEC, f"chain {spec.name!r} cannot run: {listed}{more}"
         )

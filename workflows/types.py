@@ -33,6 +33,10 @@ class ChainInput(BaseModel):
     input: Any = None
     max_cost_usd: float | None = Field(default=None, gt=0)
     """Optional caller cap; the run uses the lower of this and the spec's limit."""
+    checked: bool = False
+    """Whether the client ran the chain's checks before starting it (the run
+    client does when it has a catalog); when not, the workflow checks the
+    chain's structure itself before its first step (`ChainWorkflow.run`)."""
 
 
 class ModelCallRecord(BaseModel):

@@ -21,6 +21,7 @@ RELEASED = {
     "GUARD_FAILED": "GuardFailed",
     "AGENT_FAILED": "AgentFailed",
     "AUDIT_WRITE_FAILED": "AuditWriteFailed",
+    "INVALID_CHAIN_SPEC": "InvalidChainSpec",
     "REJECTED": "Rejected",
 }
 

@@ -15,6 +15,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from core.chain_errors import ChainErrorType
 from core.names import DECIDE
 from core.search_attributes import COST_KEY, STATUS_KEY
 from tests.workflows.stubs import Harness, stub_harness
@@ -159,3 +160,21 @@ async def test_a_parked_run_shows_its_cost_so_far(chains: Harness) -> None:
     assert state.budget.spent_usd > 0 and cost == pytest.approx(state.budget.spent_usd)
     await chains.decide(started, approval)
     assert (await chains.finish(started)).status == "completed"
+
+
+async def test_a_chain_nobody_checked_that_cannot_run_fails_at_once_naming_why(
+    chains: Harness,
+) -> None:
+    # The harness's run client has no catalog, so it starts what it is given,
+    # as a raw Temporal client or the Temporal CLI would.
+    steps = [
+        {"name": "ask", "kind": "model", "model": "cheap", "prompt": "{{ steps.later.output }}"},
+        {"name": "check", "kind": "guard", "target": "reply", "rules": {"pii": ["email"]}},
+    ]
+    error, partial = await chains.failure(steps)
+
+    assert error.type == ChainErrorType.INVALID_CHAIN_SPEC
+    assert "steps[1].target" in error.message and "'reply'" in error.message
+    assert "steps[0].prompt" in error.message
+    assert chains.stubs.model_calls == [] and partial.status == "failed"
+    assert chains.stubs.run_records[-1].error_type == ChainErrorType.INVALID_CHAIN_SPEC
