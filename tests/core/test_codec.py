@@ -27,8 +27,10 @@ from core.encryption import (
 )
 from core.settings import Settings
 
-KEY_A = new_key()
-KEY_B = new_key()
+KEY_A = base64.b64encode(bytes(range(32))).decode()
+KEY_B = base64.b64encode(bytes(range(32, 64))).decode()
+"""Fixed test keys: they appear in parametrized test ids, which pytest-xdist's
+workers must collect identically."""
 CANARY = "canary-ticket-7f3a: my parcel never arrived"
 
 
