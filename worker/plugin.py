@@ -16,7 +16,6 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-import store.payload_blobs  # noqa: F401  (the database payload store, for references)
 from core.converter import converter_for, data_converter
 from core.encryption import Keyring
 from core.settings import Settings, get_settings
@@ -91,5 +90,10 @@ class ChorusPlugin(SimplePlugin):
 def chorus_replayer(settings: Settings | None = None) -> Replayer:
     """A Replayer with exactly what a worker runs (recorded-history tests),
     decrypting with the keys of `settings` (default: the process's)."""
+    # The database payload store (for payloads stored by reference) registers
+    # itself when imported; imported here, not at the top, because workflow
+    # sandboxes re-import modules that import this one (tests' probes).
+    import store.payload_blobs  # noqa: F401
+
     converter = data_converter(settings or get_settings())
     return Replayer(workflows=[], plugins=[ChorusPlugin(converter=converter)])

@@ -38,7 +38,8 @@ def test_upgrade_current_and_history(tmp_path: Path) -> None:
 
     result = invoke(["db", "history"], env)
     assert result.exit_code == 0, result.output
-    assert f"<base> -> {head} (head): Baseline" in result.output
+    assert "<base> -> 0001: Baseline" in result.output  # every revision, oldest last
+    assert f"-> {head} (head): " in result.output
 
 
 def test_a_database_from_before_migrations_is_refused_then_upgraded(tmp_path: Path) -> None:
