@@ -1,8 +1,9 @@
 """A worker's Prometheus endpoint, end to end: `python -m worker` with
-CHORUS_METRICS_PORT runs a chain on two aliases against the simulator, and
-one scrape shows the Temporal SDK's metrics beside Chorus' calls, tokens and
-cost for each alias, in the text and the OpenMetrics formats, with no label
-holding the run's id."""
+CHORUS_METRICS_PORT runs the flagship chain (a complex ticket: the cheap
+classifier, the strong model grounded in the Help Center, the writer)
+against the simulator, and one scrape shows the Temporal SDK's metrics beside
+Chorus' calls, tokens and cost for each alias, in the text and the
+OpenMetrics formats, with no label holding the run's id."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from runs.client import RunClient
-from tests.integration.conftest import load_spec
+from simulator.control import SimulatorControl
+from tests.integration.conftest import shipped_chain
+from tests.integration.test_support_triage import classified
+from tests.integration.test_tools_retrieval_guards import knowledge  # noqa: F401 (fixture)
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.timeout(90)
@@ -62,8 +66,15 @@ async def scrape(url: str, *, openmetrics: bool = False, timeout_s: float = 20) 
                 await asyncio.sleep(0.1)
 
 
-async def test_worker_endpoint_shows_sdk_and_chorus_metrics(
-    temporal_env: Any, simulator: Any, registry: Any, task_queue: str, tmp_path: Path
+@pytest.mark.usefixtures("knowledge")
+async def test_worker_endpoint_shows_sdk_and_chorus_metrics_after_a_flagship_run(
+    temporal_env: Any,
+    simulator: Any,
+    sim: SimulatorControl,
+    store_engine: Any,
+    registry: Any,
+    task_queue: str,
+    tmp_path: Path,
 ) -> None:
     port = free_port()
     env = {
@@ -74,27 +85,20 @@ async def test_worker_endpoint_shows_sdk_and_chorus_metrics(
         "CHORUS_SIMULATOR_PORT": str(simulator.port),
         "CHORUS_LOG_FORMAT": "json",
         "CHORUS_LOG_LEVEL": "warning",
-        "CHORUS_DATABASE_URL": f"sqlite:///{tmp_path / 'chorus.db'}",
+        # The session's database, with the sample Help Center and brand guide.
+        "CHORUS_DATABASE_URL": store_engine.url.render_as_string(hide_password=False),
         "CHORUS_METRICS_PORT": str(port),
     }
-    spec = load_spec(
-        {
-            "name": "metrics_probe",
-            "steps": [
-                {"name": "draft", "kind": "model", "model": "cheap", "prompt": "{{ input.q }}"},
-                {"name": "polish", "kind": "model", "model": "strong",
-                 "prompt": "Polish: {{ steps.draft.output[:40] }}"},
-            ],
-        },
-        registry,
-    )  # fmt: skip
+    ticket = "My tent pole snapped on the second trip, is that covered and what do I send you?"
+    await sim.add_rules(classified(ticket, "product", "complex"))
+    spec = shipped_chain("support_triage", registry)
     url = f"http://127.0.0.1:{port}/metrics"
     run_id = f"metrics-{uuid.uuid4()}"
     worker = await WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         await scrape(url)  # up before the run
         started = await RunClient(temporal_env.client, task_queue=task_queue).start(
-            spec, {"q": "Why is the sky blue?"}, run_id=run_id
+            spec, {"message": ticket}, run_id=run_id
         )
         result = await asyncio.wait_for(started.handle.result(), 60)
         assert result.status == "completed"
@@ -109,16 +113,18 @@ async def test_worker_endpoint_shows_sdk_and_chorus_metrics(
     assert total(found, "temporal_workflow_completed_total", task_queue=task_queue) >= 1
     assert total(found, "temporal_activity_execution_latency_count", task_queue=task_queue) >= 2
     # Chorus' own, per alias.
-    for alias in ("cheap", "strong"):
+    assert set(result.usage.per_model) == {"cheap", "strong", "writer"}
+    for alias, usage in result.usage.per_model.items():
         labels = {"alias": alias, "provider": "simulator"}
-        assert total(found, "chorus_model_calls_total", **labels, outcome="ok") == 1
+        assert total(found, "chorus_model_calls_total", **labels, outcome="ok") == usage.calls
         assert total(found, "chorus_model_tokens_total", **labels, kind="input") > 0
         assert total(found, "chorus_model_tokens_total", **labels, kind="output") > 0
         assert total(found, "chorus_model_cost_usd_total", **labels) == pytest.approx(
             result.usage.per_model[alias].cost_usd
         )
-        assert total(found, "chorus_model_call_duration_seconds_count", **labels) == 1
-    assert total(found, "chorus_runs_finished_total", chain="metrics_probe", status="completed")
+        assert total(found, "chorus_model_call_duration_seconds_count", **labels) == usage.calls
+    assert total(found, "chorus_runs_finished_total", chain="support_triage", status="completed")
+    assert total(found, "chorus_retrievals_total", outcome="ok") >= 1
     # No series names the run.
     assert run_id not in text and run_id not in openmetrics
     # Prometheus asks for OpenMetrics first: the SDK's families must parse there too.
