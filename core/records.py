@@ -49,3 +49,18 @@ class ApprovalAuditInput(BaseModel):
     after_text: str | None = None
     payload_hash: str
     decided_at: datetime
+
+
+class DecisionRecordInput(ApprovalAuditInput):
+    """What workflows send `record_approval` (`chorus.record_approval`, a
+    local activity): a decision's audit row (the fields of
+    `ApprovalAuditInput`, so a worker that reads the payload as one writes
+    the audit row alone) and the run-index row the decision leaves the run
+    in, written in one transaction; `run_record` is None when the decision
+    does not change the index (a run without one, an agent's tool approval,
+    an escalation that keeps the run waiting)."""
+
+    run_record: RunRecordInput | None = None
+
+    def audit(self) -> ApprovalAuditInput:
+        return ApprovalAuditInput.model_validate(self.model_dump(exclude={"run_record"}))

@@ -13,12 +13,12 @@ from typing import ClassVar, Literal
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from core.chain_errors import ChainErrorType
     from core.names import DECIDE, PENDING_APPROVALS_QUERY, RECORD_APPROVAL
-    from core.records import ApprovalAuditInput
+    from core.records import ApprovalAuditInput, DecisionRecordInput, RunRecordInput
     from workflows.activity_options import DEFAULT_ACTIVITY_OPTIONS, ActivityOptions
     from workflows.approvals import ApprovalDesk, AuditEntry, DecisionRejected
     from workflows.failures import ChainFailure, describe_activity_error
@@ -34,6 +34,16 @@ TIMEOUT_AUDIT_FAILURE_STOPS_THE_RUN = "timeout-audit-failure-stops-the-run"
 """Patch: a timeout policy's decision that the audit log does not take ends
 the run as `AuditWriteFailed` (a ChainFailure: status, run index and error
 type as for any failed run) instead of an unclassified ActivityError."""
+
+
+AUDIT_WITH_RUN_INDEX = "audit-with-run-index"
+"""Patch: a decision's audit row is written by a local activity that also
+writes the run index row the decision leaves the run in (one write, inside
+the workflow task that takes the decision, where it used to be an activity
+of its own, a second workflow task, and a separate run-index write). A chain
+run asks at its start, with its other patches: the SDK records each new
+patch id in the TemporalChangeVersion search attribute, and there that
+costs no upsert of its own."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,12 @@ class ApprovalHost:
     def __init__(self) -> None:
         self._desk = ApprovalDesk()
         self._ignored_signals: list[str] = []
+        self._audits_with_run_index = False
+        """Whether a decision's audit row is a local activity that carries
+        the run-index row too (`AUDIT_WITH_RUN_INDEX`, decided when a chain
+        run starts). Off for agents: they keep no index row, and while a
+        local activity runs the workflow task stays open, so their other
+        tool calls would wait for a slow audit write."""
 
     @workflow.query(name=PENDING_APPROVALS_QUERY)
     def pending_approvals(self) -> list[ApprovalState]:
@@ -114,6 +130,11 @@ class ApprovalHost:
     async def _on_approvals_changed(self) -> None:
         """Hook: an approval opened or settled (status, search attributes)."""
 
+    def _index_with_decision(self) -> RunRecordInput | None:
+        """Hook: the run-index row to write with a decision's audit row (the
+        run as the decision leaves it), or None for no index write."""
+        return None
+
     async def _ask_people(self, request: ApprovalRequest) -> ApprovalState:
         """Open an approval and wait, durably, until it is settled by people
         or by its timeout policy. Returns it approved or rejected."""
@@ -161,41 +182,69 @@ class ApprovalHost:
         automatic approval, rejection or escalation."""
         try:
             await self._audit(entry)
-        except ActivityError as err:
+        except FailureError as err:  # ActivityError; a local activity's own error
             if not workflow.patched(TIMEOUT_AUDIT_FAILURE_STOPS_THE_RUN):
                 raise  # runs recorded before: failed with the ActivityError itself
             raise ChainFailure(
                 ChainErrorType.AUDIT_WRITE_FAILED,
                 f"step {request.step}: approval {request.approval_id!r} reached its deadline "
                 f"({entry.decision.decision}), but the audit log did not take the row "
-                f"({describe_activity_error(err)}); the run stops rather than go on with a "
+                f"({_describe_audit_failure(err)}); the run stops rather than go on with a "
                 "decision the audit log does not hold",
             ) from None
 
     async def _audit(self, entry: AuditEntry) -> None:
         """Write one decision to the audit log, retried for a while
         (`ActivityOptions.audit_retry`): an audit log with holes is worse
-        than a late answer, and a run held open for good worse still."""
+        than a late answer, and a run held open for good worse still.
+
+        In a chain run, a local activity that also writes the run index row
+        the decision changes: the decision's Update is answered in the
+        workflow task that took it, once both rows are written. Agents, and
+        runs that scheduled the audit as an activity of its own before
+        `AUDIT_WITH_RUN_INDEX`, keep the activity."""
         approval, decision = entry.approval, entry.decision
-        await workflow.execute_activity(
+        audit = ApprovalAuditInput(
+            run_id=workflow.info().workflow_id,
+            step=approval.step,
+            approval_id=approval.approval_id,
+            sequence=entry.sequence,
+            reviewer=decision.reviewer,
+            decision=decision.decision,
+            comment=decision.comment,
+            before_text=entry.before_text,
+            after_text=entry.after_text,
+            payload_hash=decision.payload_hash,
+            decided_at=decision.at,
+        )
+        summary = f"audit {approval.approval_id}: {decision.decision} by {decision.reviewer}"
+        if not self._audits_with_run_index:
+            await workflow.execute_activity(
+                RECORD_APPROVAL,
+                audit,
+                start_to_close_timeout=self.activity_options.audit_timeout,
+                retry_policy=self.activity_options.audit_retry,
+                summary=summary,
+            )
+            return
+        await workflow.execute_local_activity(
             RECORD_APPROVAL,
-            ApprovalAuditInput(
-                run_id=workflow.info().workflow_id,
-                step=approval.step,
-                approval_id=approval.approval_id,
-                sequence=entry.sequence,
-                reviewer=decision.reviewer,
-                decision=decision.decision,
-                comment=decision.comment,
-                before_text=entry.before_text,
-                after_text=entry.after_text,
-                payload_hash=decision.payload_hash,
-                decided_at=decision.at,
-            ),
+            DecisionRecordInput(**audit.model_dump(), run_record=self._index_with_decision()),
             start_to_close_timeout=self.activity_options.audit_timeout,
             retry_policy=self.activity_options.audit_retry,
-            summary=f"audit {approval.approval_id}: {decision.decision} by {decision.reviewer}",
+            summary=summary,
         )
+
+
+def _describe_audit_failure(err: FailureError) -> str:
+    """`Type: message` of a failed audit write: an activity's failure comes
+    wrapped in an ActivityError, a local activity's as its own error (the
+    ApplicationError it raised, or a TimeoutError)."""
+    if isinstance(err, ActivityError):
+        return describe_activity_error(err)
+    if isinstance(err, ApplicationError):
+        return f"{err.type or 'Error'}: {err.message}"
+    return f"{type(err).__name__}: {err.message}"
 
 
 def rejection_message(step: str, approval: ApprovalState) -> str:

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from core.names import RECORD_RUN, STATE_QUERY, WORKFLOW_NAME
     from core.records import RunRecordInput
     from core.search_attributes import CHAIN_KEY, COST_KEY, STATUS_KEY
-    from workflows.approval_host import ApprovalHost
+    from workflows.approval_host import AUDIT_WITH_RUN_INDEX, ApprovalHost
     from workflows.budget import Budget
     from workflows.failures import ChainFailure, ChainRejected, describe_activity_error
     from workflows.interpreter import Interpreter
@@ -82,6 +82,12 @@ class ChainWorkflow(ApprovalHost):
         self._throttle_cost_upserts = True
         self._index_runs = True
         self._index_revision = 0
+        self._last_index: dict[str, Any] | None = None
+        """What the last run-index write said, its revision aside."""
+        self._skip_unchanged_index = False
+        """Whether an index write that would change nothing is skipped: on in
+        runs that write the index with decisions (`AUDIT_WITH_RUN_INDEX`), so
+        the status change a decision makes is not written twice."""
         self._started_at: datetime | None = None
 
     @workflow.run
@@ -100,6 +106,7 @@ class ChainWorkflow(ApprovalHost):
         # call; runs started before the run index existed write no index rows.
         self._throttle_cost_upserts = workflow.patched(PATCH_THROTTLE_COST_UPSERTS)
         self._index_runs = workflow.patched(PATCH_RUN_INDEX)
+        self._audits_with_run_index = workflow.patched(AUDIT_WITH_RUN_INDEX)
         await self._index_run()
         variables: dict[str, Any] = {"input": inp.input, "steps": {}}
         try:
@@ -202,28 +209,10 @@ class ChainWorkflow(ApprovalHost):
         through every retry is logged and skipped rather than failing the
         run; the next write carries the full state again.
         """
-        if not self._index_runs or self._started_at is None:
+        record = self._index_record(self._status, finished=finished)
+        if record is None or (self._skip_unchanged_index and not self._changes_index(record)):
             return
-        ctx = self._run_ctx
-        self._index_revision += 1
-        info = workflow.info()
-        usage = ctx.usage()
-        record = RunRecordInput(
-            run_id=info.workflow_id,
-            temporal_run_id=info.run_id,
-            chain=ctx.spec.name,
-            version=ctx.spec.version,
-            status=self._status,
-            revision=self._index_revision,
-            started_at=self._started_at,
-            finished_at=workflow.now() if finished else None,
-            cost_usd=usage.cost_usd,
-            input_tokens=usage.total.input_tokens,
-            output_tokens=usage.total.output_tokens,
-            current_step=ctx.current[-1] if ctx.current else None,
-            error=self._error,
-            error_type=self._error_type,
-        )
+        self._claim_index(record)
         try:
             await workflow.execute_local_activity(
                 RECORD_RUN,
@@ -234,6 +223,55 @@ class ChainWorkflow(ApprovalHost):
             )
         except ActivityError as err:
             workflow.logger.warning("run index not updated: %s", describe_activity_error(err))
+
+    def _index_with_decision(self) -> RunRecordInput | None:
+        """The index row as the decision being audited leaves the run (the
+        status `_on_approvals_changed` is about to give it), written with the
+        audit row; None when it would change nothing. From then on, index
+        writes that change nothing are skipped, the one that
+        `_on_approvals_changed` makes right after this decision included."""
+        self._skip_unchanged_index = True
+        status = self._status
+        if status in ("running", "awaiting_approval"):
+            status = "awaiting_approval" if self._desk.pending() else "running"
+        record = self._index_record(status)
+        if record is None or not self._changes_index(record):
+            return None
+        self._claim_index(record)
+        return record
+
+    def _index_record(self, status: RunStatus, *, finished: bool = False) -> RunRecordInput | None:
+        """The run's index row with the next revision; None when this run
+        writes no index."""
+        if not self._index_runs or self._started_at is None:
+            return None
+        ctx = self._run_ctx
+        info = workflow.info()
+        usage = ctx.usage()
+        return RunRecordInput(
+            run_id=info.workflow_id,
+            temporal_run_id=info.run_id,
+            chain=ctx.spec.name,
+            version=ctx.spec.version,
+            status=status,
+            revision=self._index_revision + 1,
+            started_at=self._started_at,
+            finished_at=workflow.now() if finished else None,
+            cost_usd=usage.cost_usd,
+            input_tokens=usage.total.input_tokens,
+            output_tokens=usage.total.output_tokens,
+            current_step=ctx.current[-1] if ctx.current else None,
+            error=self._error,
+            error_type=self._error_type,
+        )
+
+    def _changes_index(self, record: RunRecordInput) -> bool:
+        return record.model_dump(exclude={"revision"}) != self._last_index
+
+    def _claim_index(self, record: RunRecordInput) -> None:
+        """`record` is being written: its revision is taken."""
+        self._index_revision = record.revision
+        self._last_index = record.model_dump(exclude={"revision"})
 
     def _result(self, output: Any, error_type: str | None) -> ChainResult:
         ctx = self._run_ctx

@@ -1,5 +1,7 @@
 """The record activities: the workflow's writes to the run index and the
-approval audit log.
+approval audit log. A decision's audit row and the index row it changes go
+together (`record_approval` with a `DecisionRecordInput`): one local
+activity and one transaction.
 
 Both are idempotent (an activity runs at least once): a run write is an upsert
 ordered by revision, an audit write is keyed by (run, approval, sequence). A
@@ -28,7 +30,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import metrics
 from core.names import RECORD_APPROVAL, RECORD_RUN
-from core.records import ApprovalAuditInput, RunRecordInput
+from core.records import ApprovalAuditInput, DecisionRecordInput, RunRecordInput
 from store.crud import insert_approval_audit, upsert_run_record
 from store.engine import session_scope
 
@@ -62,10 +64,17 @@ class RecordActivities:
         metrics.run_recorded(req.chain, req.status)
 
     @activity.defn(name=RECORD_APPROVAL)
-    async def record_approval(self, req: ApprovalAuditInput) -> None:
-        """Append a decision to the audit log, once however often it is retried."""
+    async def record_approval(self, req: DecisionRecordInput | ApprovalAuditInput) -> None:
+        """Append a decision to the audit log, once however often it is
+        retried, and upsert the run's index row with it when one comes along.
+
+        The two share a transaction. An index row the database refuses never
+        costs the audit row: the audit row is then written alone (the index
+        is a convenience copy, and the run's next index write carries the
+        full state again); an audit row it refuses fails the activity as
+        `RecordRefused` after the index row, if any, is written alone."""
         try:
-            await asyncio.to_thread(self._record_approval, req)
+            indexed = await asyncio.to_thread(self._record_decision, req)
         except Exception as exc:
             what = f"audit row {req.approval_id!r}/{req.sequence} of {req.run_id!r}"
             refusal = _refusal(exc, what)
@@ -73,6 +82,8 @@ class RecordActivities:
                 raise
             raise refusal from None
         metrics.APPROVAL_DECISIONS.labels(req.decision).inc()
+        if indexed and isinstance(req, DecisionRecordInput) and req.run_record is not None:
+            metrics.run_recorded(req.run_record.chain, req.run_record.status)
 
     def _record_run(self, req: RunRecordInput) -> None:
         with session_scope(self.engine) as session:
@@ -86,6 +97,55 @@ class RecordActivities:
             revision=req.revision,
             applied=stored.revision == req.revision,
         )
+
+    def _record_decision(self, req: DecisionRecordInput | ApprovalAuditInput) -> bool:
+        """Write the audit row and the index row (if any) in one
+        transaction; returns whether the index row was written."""
+        if not isinstance(req, DecisionRecordInput):  # an audit row alone
+            self._record_approval(req)
+            return False
+        audit, record = req.audit(), req.run_record
+        if record is None:
+            self._record_approval(audit)
+            return False
+        try:
+            with session_scope(self.engine) as session:
+                insert_approval_audit(session, entry=audit)
+                upsert_run_record(session, record=record)
+        except Exception as exc:
+            if not _refused(exc):
+                raise  # retried, both rows again (both writes are idempotent)
+            # One of the two rows is refused for good: find out which.
+            try:
+                self._record_approval(audit)
+            except Exception as audit_exc:
+                if _refused(audit_exc):
+                    self._record_run_alone(record)
+                raise
+            self._record_run_alone(record)
+            return False
+        structlog.get_logger(LOGGER_NAME).debug(
+            "approval recorded with the run index",
+            run_id=req.run_id,
+            approval_id=req.approval_id,
+            sequence=req.sequence,
+            decision=req.decision,
+            status=record.status,
+            revision=record.revision,
+        )
+        return True
+
+    def _record_run_alone(self, record: RunRecordInput) -> None:
+        """Best effort: the index row of a decision whose other row was refused."""
+        try:
+            self._record_run(record)
+        except Exception as exc:
+            _refusal(exc, f"run index row of {record.run_id!r}")  # logs a refusal
+            structlog.get_logger(LOGGER_NAME).warning(
+                "run index not updated with the decision",
+                run_id=record.run_id,
+                error_type=type(exc).__name__,
+            )
 
     def _record_approval(self, req: ApprovalAuditInput) -> None:
         with session_scope(self.engine) as session:

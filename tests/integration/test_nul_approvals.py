@@ -14,6 +14,7 @@ decision sent through the run client itself.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -111,11 +112,18 @@ async def decide(client: RunClient, run_id: str, **fields: Any) -> tuple[Any, fl
 
 
 async def record_attempts(client: RunClient, run_id: str) -> tuple[list[int], int]:
-    """Attempts of every started `record_approval`, and failed tasks of any kind."""
+    """Attempts of every started activity and local activity (the audit row
+    is a local activity: its attempt is in its marker), and failed tasks of
+    any kind."""
     attempts, failures = [], 0
     async for event in client.client.get_workflow_handle(run_id).fetch_history_events():
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attempts.append(event.activity_task_started_event_attributes.attempt)
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_local_activity":
+                [data] = marker.details["data"].payloads
+                attempts.append(json.loads(data.data)["attempt"])
         elif event.event_type in (
             EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
             EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
@@ -238,8 +246,13 @@ async def test_an_audit_row_the_database_refuses_fails_the_decision_fast_not_the
 
 
 async def refused_record(client: RunClient, run_id: str) -> Any:
-    """The failure (a Temporal `Failure` message) of the one failed activity."""
+    """The failure (a Temporal `Failure` message) of the one failed activity
+    or local activity."""
     async for event in client.client.get_workflow_handle(run_id).fetch_history_events():
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
             return event.activity_task_failed_event_attributes.failure
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            marker = event.marker_recorded_event_attributes
+            if marker.HasField("failure"):
+                return marker.failure.cause if marker.failure.HasField("cause") else marker.failure
     raise AssertionError("no failed activity in the history")

@@ -52,7 +52,7 @@ from core.names import (
     RUN_TOOL,
 )
 from core.passages import Passage
-from core.records import ApprovalAuditInput, RunRecordInput
+from core.records import ApprovalAuditInput, DecisionRecordInput, RunRecordInput
 from runs.client import RunClient, StartedRun
 from worker.assembly import create_worker
 from workflows.types import ApprovalState, ChainResult
@@ -227,8 +227,12 @@ class Stubs:
         self.run_records.append(record)
 
     @activity.defn(name=RECORD_APPROVAL)
-    async def record_approval(self, entry: ApprovalAuditInput) -> None:
-        self.audits.append(entry)
+    async def record_approval(self, entry: DecisionRecordInput) -> None:
+        # A chain run's decision carries the index row it changes: the
+        # database takes both, so `run_records` does too.
+        self.audits.append(entry.audit())
+        if entry.run_record is not None:
+            self.run_records.append(entry.run_record)
 
 
 class Harness:
