@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from core.chain_errors import ChainErrorType
     from core.names import DECIDE, PENDING_APPROVALS_QUERY, RECORD_APPROVAL
     from core.records import ApprovalAuditInput, DecisionRecordInput, RunRecordInput
+    from workflows import metrics
     from workflows.activity_options import DEFAULT_ACTIVITY_OPTIONS, ActivityOptions
     from workflows.approvals import ApprovalDesk, AuditEntry, DecisionRejected
     from workflows.failures import ChainFailure, describe_activity_error
@@ -91,7 +92,9 @@ class ApprovalHost:
         the Temporal CLI, say) is refused by the validator as a
         MalformedDecision instead of failing to decode, retryably."""
         decision = _decode_decision(payload)
-        await self._audit(self._desk.apply(decision, workflow.now()))
+        entry = self._desk.apply(decision, workflow.now())
+        _count_decision(entry)
+        await self._audit(entry)
         return self._desk.outcome(decision.approval_id)
 
     @decide.validator
@@ -125,6 +128,7 @@ class ApprovalHost:
             )
             self._ignored_signals.append(f"{decision.reviewer}: {reason}")
             return
+        _count_decision(entry)
         await self._audit(entry)
 
     async def _on_approvals_changed(self) -> None:
@@ -245,6 +249,11 @@ def _describe_audit_failure(err: FailureError) -> str:
     if isinstance(err, ApplicationError):
         return f"{err.type or 'Error'}: {err.message}"
     return f"{type(err).__name__}: {err.message}"
+
+
+def _count_decision(entry: AuditEntry) -> None:
+    waited = entry.decision.at - entry.approval.requested_at
+    metrics.decision_latency(entry.decision.decision, waited.total_seconds())
 
 
 def rejection_message(step: str, approval: ApprovalState) -> str:

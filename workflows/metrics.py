@@ -1,7 +1,7 @@
 """What workflow code counts, through the Temporal SDK's workflow metric meter.
 
-Fallbacks taken, budget refusals and guard verdicts are decided in workflow
-code, where no I/O may happen; the SDK's meter is the replay-safe way to
+Fallbacks taken, budget refusals, guard verdicts and reviewers' decisions
+happen in workflow code, where no I/O may happen; the SDK's meter is the replay-safe way to
 count there (it records nothing while a history replays, so a worker that
 picks up a run counts only what happens anew). The counts reach the worker's
 `/metrics` endpoint with the SDK's own metrics (`core/metrics.py`), with the
@@ -18,6 +18,7 @@ from temporalio import workflow
 FALLBACKS: Final = "chorus_model_fallbacks_total"
 BUDGET_REFUSALS: Final = "chorus_budget_refusals_total"
 GUARD_VERDICTS: Final = "chorus_guard_verdicts_total"
+DECISION_SECONDS: Final = "chorus_approval_decision_seconds"
 
 
 def _count(name: str, description: str, **labels: str) -> None:
@@ -40,3 +41,13 @@ def budget_refused(alias: str) -> None:
 def guard_verdict(chain: str, verdict: str) -> None:
     """A guard's final verdict: `passed`, `passed_after_retry`, `escalated` or `failed`."""
     _count(GUARD_VERDICTS, "Guard verdicts", chain=chain, verdict=verdict)
+
+
+def decision_latency(decision: str, seconds: float) -> None:
+    """How long a reviewer's decision took from the approval's request
+    (`decision`: approve, edit or reject; buckets up to three days in
+    `core.metrics.SDK_HISTOGRAM_BUCKETS`)."""
+    histogram = workflow.metric_meter().create_histogram_float(
+        DECISION_SECONDS, "Seconds from an approval's request to a reviewer's decision", "s"
+    )
+    histogram.record(max(seconds, 0.0), {"decision": decision})

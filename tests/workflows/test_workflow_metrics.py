@@ -1,5 +1,6 @@
 """What workflow code counts reaches the worker's metrics: fallbacks taken
-(after an error, for the budget), budget refusals and guard verdicts, through
+(after an error, for the budget), budget refusals, guard verdicts and how long
+a reviewer's decision took, through
 the SDK's workflow metric meter, with bounded labels only.
 
 The worker here runs on a Temporal runtime exporting to Prometheus, as a
@@ -21,6 +22,7 @@ from core.metrics import free_loopback_port, sdk_metrics_runtime
 from runs.client import RunClient
 from tests.workflows.stubs import DOWN, Harness, model
 from tests.workflows.test_interpreter_actions import guarded
+from tests.workflows.test_interpreter_approvals import parked
 from worker.assembly import create_worker
 
 
@@ -69,7 +71,15 @@ async def test_fallbacks_budget_refusals_and_guard_verdicts_are_counted(
     chains.stubs.script("writer", "Mail bob@example.com")
     await chains.failure(guarded("fail"))
 
+    started = await parked(chains)
+    await chains.decide(started, await chains.pending(started), "reject", comment="no")
+    assert (await chains.finish(started)).status == "rejected"
+
     samples = scrape(port)
+    assert value(samples, "chorus_approval_decision_seconds_count", decision="reject") == 1
+    assert value(samples, "chorus_approval_decision_seconds_count", decision="approve") == 0
+    waited = value(samples, "chorus_approval_decision_seconds_sum", decision="reject")
+    assert 0 <= waited < 30
     assert value(samples, "chorus_model_fallbacks_total", alias="cheap", reason="error") == 1
     assert value(samples, "chorus_model_fallbacks_total", alias="cheap", reason="budget") == 1
     assert value(samples, "chorus_budget_refusals_total", alias="pricey") == 1
@@ -85,6 +95,8 @@ async def test_fallbacks_budget_refusals_and_guard_verdicts_are_counted(
         "reason",
         "chain",
         "verdict",
+        "decision",
+        "le",
         "namespace",
         "task_queue",
         "workflow_type",
