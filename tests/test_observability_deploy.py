@@ -20,9 +20,18 @@ import activities.gateway.metrics
 import activities.metrics  # noqa: F401
 import api.metrics
 from tests.test_compose import DEPLOY, REQUIRED_VARS, run_compose
+from workflows import metrics as workflow_metrics
 
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "chorus.json"
+WORKFLOW_METRICS = {
+    # Counted by workflow code through the SDK's meter, served by its exporter
+    # (tests/workflows/test_workflow_metrics.py scrapes these names).
+    workflow_metrics.FALLBACKS,
+    workflow_metrics.BUDGET_REFUSALS,
+    workflow_metrics.GUARD_VERDICTS,
+    f"{workflow_metrics.DECISION_SECONDS}_bucket",
+}
 SDK_METRICS = {
     # Names the Temporal SDK's exporter served in tests/integration/test_metrics.py.
     "temporal_workflow_task_schedule_to_start_latency_bucket",
@@ -92,6 +101,15 @@ def test_grafana_is_provisioned_with_the_dashboard(stack: dict[str, Any]) -> Non
     assert uids == {source["uid"]}
 
 
+def test_every_panel_has_a_whole_grid_position_and_a_unique_id() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert all(isinstance(grid[k], int) for k in ("h", "w", "x", "y")), panel["title"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+    assert len({p["id"] for p in panels}) == len(panels)
+
+
 def test_every_metric_the_dashboard_queries_exists() -> None:
     exported = (
         {
@@ -105,6 +123,7 @@ def test_every_metric_the_dashboard_queries_exists() -> None:
             )
         }
         | SDK_METRICS
+        | WORKFLOW_METRICS
         | {api.metrics.AWAITING_APPROVAL}
     )  # collected at scrape time
     exprs = [
