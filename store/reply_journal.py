@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Column, delete, update
+from sqlalchemy import Column, Table, bindparam, delete, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.types import JSON
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -87,18 +89,20 @@ def record_attempt(
 ) -> None:
     """Record an attempt as in flight, before its request is sent.
     Idempotent: a second record of the same attempt changes nothing."""
-    statement = backend_insert(session, ModelCallAttempt).values(
-        request_id=storable_text(request_id),
-        attempt=attempt,
-        workflow_id=storable_text(workflow_id),
-        run_id=storable_text(run_id),
-        activity_id=storable_text(activity_id),
-        alias=alias,
-        worst_case_usd=worst_case_usd,
-        state="in_flight",
-        started_at=datetime.now(UTC),
+    session.execute(
+        _statements(session).insert_in_flight,
+        {
+            "request_id": storable_text(request_id),
+            "attempt": attempt,
+            "workflow_id": storable_text(workflow_id),
+            "run_id": storable_text(run_id),
+            "activity_id": storable_text(activity_id),
+            "alias": alias,
+            "worst_case_usd": worst_case_usd,
+            "state": "in_flight",
+            "started_at": datetime.now(UTC),
+        },
     )
-    session.exec(statement.on_conflict_do_nothing(index_elements=["request_id", "attempt"]))  # type: ignore[call-overload]
 
 
 def record_raw_reply(
@@ -114,12 +118,17 @@ def record_raw_reply(
     the in-flight record was never written (the database was down then)."""
     key = storable_text(request_id)
     now = datetime.now(UTC)
-    changed = session.exec(  # type: ignore[call-overload]
-        update(ModelCallAttempt)
-        .where(ModelCallAttempt.request_id == key, ModelCallAttempt.attempt == attempt)  # type: ignore[arg-type]
-        .values(state="replied", raw_reply=reply, latency_ms=latency_ms, finished_at=now)
+    changed = session.execute(
+        _statements(session).store_reply,
+        {
+            "key": key,
+            "key_attempt": attempt,
+            "raw_reply": reply,
+            "latency_ms": latency_ms,
+            "finished_at": now,
+        },
     )
-    if not changed.rowcount:
+    if not changed.rowcount:  # type: ignore[attr-defined]
         session.add(
             ModelCallAttempt(
                 request_id=key,
@@ -136,6 +145,47 @@ def record_raw_reply(
                 finished_at=now,
             )
         )
+
+
+@dataclass(frozen=True)
+class _Statements:
+    insert_in_flight: Insert
+    store_reply: Update
+
+
+def _build_statements(dialect: str) -> _Statements:
+    """The two writes of every model call, built once per backend with bound
+    parameters: building an ORM statement per call (coercing each value,
+    then its cache key) cost about three times the SQLite work itself. Core
+    statements on the table, not the mapped class, so the session does not
+    run its ORM bulk-update machinery either."""
+    table: Table = ModelCallAttempt.__table__  # type: ignore[attr-defined]
+    module = postgresql if dialect == "postgresql" else sqlite
+    insert = module.insert(table).on_conflict_do_nothing(index_elements=["request_id", "attempt"])
+    store_reply = (
+        update(table)
+        .where(table.c.request_id == bindparam("key"), table.c.attempt == bindparam("key_attempt"))
+        .values(
+            state="replied",
+            raw_reply=bindparam("raw_reply"),
+            latency_ms=bindparam("latency_ms"),
+            finished_at=bindparam("finished_at"),
+        )
+    )
+    return _Statements(insert_in_flight=insert, store_reply=store_reply)
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(session: Session) -> _Statements:
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"the store supports sqlite and postgresql, not {dialect}")
+    found = _STATEMENTS.get(dialect)
+    if found is None:
+        found = _STATEMENTS[dialect] = _build_statements(dialect)
+    return found
 
 
 def record_attempt_failed(session: Session, *, request_id: str, attempt: int) -> None:
