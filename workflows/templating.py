@@ -427,10 +427,15 @@ def _describe(value: Any) -> str:
 # -- static analysis --------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def references(source: str, *, expression: bool = False) -> TemplateRefs:
     """The context names and steps a template (or expression) reads.
 
-    Raises TemplateRenderError (with the line) on a syntax error.
+    Raises TemplateRenderError (with the line) on a syntax error (not
+    cached). Cached by source like the compiled templates: a run whose chain
+    nobody checked validates it when it starts, so every run of the same
+    chain would otherwise parse its templates again. The answer depends on
+    the source alone and is immutable, so runs sharing it stay deterministic.
     """
     tree = _parse_tree(source, expression=expression)
     variables = frozenset(meta.find_undeclared_variables(tree) - _GLOBAL_NAMES)
