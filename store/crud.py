@@ -20,7 +20,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import desc, update
+from sqlalchemy import Table, desc, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, SQLModel, col, func, select
 
 from core.chain_spec import ChainSpec
@@ -46,7 +48,7 @@ from store.models import (
     RunRecord,
     utcnow,
 )
-from store.text import storable_values
+from store.text import storable_text, storable_values
 
 API_KEY_PREFIX = "chorus_"
 KEY_PREFIX_LENGTH = 12
@@ -293,55 +295,105 @@ _STUB_ONLY_FIELDS = frozenset({"run_id", "input_hash", "created_by"})
 
 
 def upsert_run_record(session: Session, *, record: RunRecordInput) -> RunRecord:
-    """Insert or update a run's row from the workflow's view of it.
+    """Insert or update a run's row from the workflow's view of it
+    (`write_run_record`), and return the row as stored."""
+    write_run_record(session, record=record)
+    stored = session.get(RunRecord, storable_text(record.run_id), populate_existing=True)
+    assert stored is not None
+    return stored
+
+
+def write_run_record(session: Session, *, record: RunRecordInput) -> bool:
+    """Insert or update a run's row from the workflow's view of it; returns
+    whether the write applied (False: the stored revision is newer).
 
     The write applies only when `record.revision` is at least the stored one,
     in one statement, so a retried or late write never moves a run backwards.
     The stub's `input_hash` and `created_by` are never touched. Text is
     stored as `store.text.storable_text` makes it (a NUL in an error message
-    must not make the write fail on PostgreSQL).
+    must not make the write fail on PostgreSQL). The statement is built once
+    per backend (`_record_statements`).
     """
-    table = RunRecord.__table__  # type: ignore[attr-defined]
-    values = storable_values(record.model_dump())
-    statement = backend_insert(session, RunRecord).values(**values)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=["run_id"],
-        set_={name: excluded[name] for name in values if name not in _STUB_ONLY_FIELDS},
-        where=table.c.revision <= excluded.revision,
+    applied = session.execute(
+        _record_statements(session).upsert_run, storable_values(record.model_dump())
     )
-    session.exec(statement)
-    stored = session.get(RunRecord, values["run_id"], populate_existing=True)
-    assert stored is not None
-    return stored
+    return applied.first() is not None
 
 
 # -- approval audit ---------------------------------------------------------------------
 
 
 def insert_approval_audit(session: Session, *, entry: ApprovalAuditInput) -> ApprovalAudit:
-    """Append one decision to the audit log, once: inserting the same
-    (run_id, approval_id, sequence) again returns the row already there,
-    also when two writers race (the unique constraint decides). Texts
-    (approval text, comment, edit) are stored as `store.text.storable_text`
-    makes them: a NUL must not make the write fail on PostgreSQL."""
-    values = storable_values(entry.model_dump())
-    statement = (
-        backend_insert(session, ApprovalAudit)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["run_id", "approval_id", "sequence"])
-    )
-    session.exec(statement)
+    """Append one decision to the audit log, once (`write_approval_audit`),
+    and return the row: inserting the same (run_id, approval_id, sequence)
+    again returns the row already there."""
+    write_approval_audit(session, entry=entry)
     lookup = (
         select(ApprovalAudit)
         .where(
-            ApprovalAudit.run_id == values["run_id"],
-            ApprovalAudit.approval_id == values["approval_id"],
+            ApprovalAudit.run_id == storable_text(entry.run_id),
+            ApprovalAudit.approval_id == storable_text(entry.approval_id),
             ApprovalAudit.sequence == entry.sequence,
         )
         .execution_options(populate_existing=True)
     )
     return session.exec(lookup).one()
+
+
+def write_approval_audit(session: Session, *, entry: ApprovalAuditInput) -> None:
+    """Append one decision to the audit log, once: inserting the same
+    (run_id, approval_id, sequence) again changes nothing, also when two
+    writers race (the unique constraint decides). Texts (approval text,
+    comment, edit) are stored as `store.text.storable_text` makes them: a
+    NUL must not make the write fail on PostgreSQL. The statement is built
+    once per backend (`_record_statements`)."""
+    session.execute(_record_statements(session).insert_audit, storable_values(entry.model_dump()))
+
+
+@dataclass(frozen=True)
+class _RecordStatements:
+    upsert_run: Insert
+    insert_audit: Insert
+
+
+_RUN_RECORD_FIELDS = tuple(RunRecordInput.model_fields)
+
+
+def _build_record_statements(dialect: str) -> _RecordStatements:
+    """The run-index upsert and the audit insert, built once per backend:
+    building the ORM statement per write (coercing each value, then its
+    cache key) cost more CPU than the SQLite work itself. Core statements on
+    the tables, executed with each write's values as bound parameters; the
+    upsert's column list and update set are those of every `RunRecordInput`
+    (`model_dump` gives all its fields, so the statement is the same for
+    every write). The upsert returns the row's revision when it applied."""
+    runs: Table = RunRecord.__table__  # type: ignore[attr-defined]
+    audit: Table = ApprovalAudit.__table__  # type: ignore[attr-defined]
+    module = postgresql if dialect == "postgresql" else sqlite
+    insert = module.insert(runs)
+    excluded = insert.excluded
+    upsert_run = insert.on_conflict_do_update(
+        index_elements=["run_id"],
+        set_={name: excluded[name] for name in _RUN_RECORD_FIELDS if name not in _STUB_ONLY_FIELDS},
+        where=runs.c.revision <= excluded.revision,
+    ).returning(runs.c.revision)  # a row only when the write applied (rowcount is -1 on psycopg)
+    insert_audit = module.insert(audit).on_conflict_do_nothing(
+        index_elements=["run_id", "approval_id", "sequence"]
+    )
+    return _RecordStatements(upsert_run=upsert_run, insert_audit=insert_audit)
+
+
+_RECORD_STATEMENTS: dict[str, _RecordStatements] = {}
+
+
+def _record_statements(session: Session) -> _RecordStatements:
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"the store supports sqlite and postgresql, not {dialect}")
+    found = _RECORD_STATEMENTS.get(dialect)
+    if found is None:
+        found = _RECORD_STATEMENTS[dialect] = _build_record_statements(dialect)
+    return found
 
 
 def list_approval_audit(

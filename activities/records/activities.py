@@ -31,7 +31,7 @@ from temporalio.exceptions import ApplicationError
 from activities import metrics
 from core.names import RECORD_APPROVAL, RECORD_RUN
 from core.records import ApprovalAuditInput, DecisionRecordInput, RunRecordInput
-from store.crud import insert_approval_audit, upsert_run_record
+from store.crud import write_approval_audit, write_run_record
 from store.engine import session_scope
 
 LOGGER_NAME = "chorus.records"
@@ -87,7 +87,7 @@ class RecordActivities:
 
     def _record_run(self, req: RunRecordInput) -> None:
         with session_scope(self.engine) as session:
-            stored = upsert_run_record(session, record=req)
+            applied = write_run_record(session, record=req)
         # A fresh logger per call: a module-level proxy would be frozen by
         # structlog's cache_logger_on_first_use to whatever config came first.
         structlog.get_logger(LOGGER_NAME).debug(
@@ -95,7 +95,7 @@ class RecordActivities:
             run_id=req.run_id,
             status=req.status,
             revision=req.revision,
-            applied=stored.revision == req.revision,
+            applied=applied,
         )
 
     def _record_decision(self, req: DecisionRecordInput | ApprovalAuditInput) -> bool:
@@ -110,8 +110,8 @@ class RecordActivities:
             return False
         try:
             with session_scope(self.engine) as session:
-                insert_approval_audit(session, entry=audit)
-                upsert_run_record(session, record=record)
+                write_approval_audit(session, entry=audit)
+                write_run_record(session, record=record)
         except Exception as exc:
             if not _refused(exc):
                 raise  # retried, both rows again (both writes are idempotent)
@@ -149,7 +149,7 @@ class RecordActivities:
 
     def _record_approval(self, req: ApprovalAuditInput) -> None:
         with session_scope(self.engine) as session:
-            insert_approval_audit(session, entry=req)
+            write_approval_audit(session, entry=req)
         structlog.get_logger(LOGGER_NAME).debug(
             "approval recorded",
             run_id=req.run_id,
