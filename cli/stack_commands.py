@@ -107,13 +107,14 @@ def worker() -> None:
     """Run a worker against CHORUS_TEMPORAL_ADDRESS until SIGINT/SIGTERM."""
     settings = load_settings()
     configure_logging(settings)
+    from core.metrics import MetricsStartError
     from core.temporal import TemporalConnectError
     from store.schema import SchemaNotCurrent
     from worker.assembly import run_worker
 
     try:
         asyncio.run(run_worker(settings))
-    except (TemporalConnectError, SchemaNotCurrent) as exc:
+    except (TemporalConnectError, MetricsStartError, SchemaNotCurrent) as exc:
         fail(str(exc))
 
 

@@ -13,6 +13,7 @@ import pytest
 from cli.devstack.metrics_ports import free_port_near, wanted_port
 from cli.devstack.stack import DevStack
 from tests.cli.test_devstack import stack_settings
+from tests.cli_runner import invoke
 
 
 def test_ports_default_follow_the_setting_and_avoid_a_taken_one(tmp_path: Path) -> None:
@@ -45,3 +46,24 @@ def test_each_service_gets_its_own_port_and_the_console_prints_them(
     worker_port, api_port = stack.metrics_ports["worker"], stack.metrics_ports["api"]
     assert f"Worker metrics  http://127.0.0.1:{worker_port}/metrics" in " ".join(out.split("│"))
     assert f"http://127.0.0.1:{api_port}/metrics" in out
+
+
+def test_chorus_worker_on_a_taken_metrics_port_says_so_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            "CHORUS_METRICS_PORT": str(port),
+            "CHORUS_DATABASE_URL": f"sqlite:///{tmp_path / 'chorus.db'}",
+            "CHORUS_STATE_DIR": str(tmp_path / "state"),
+        }
+        result = invoke(["worker"], env)
+
+    assert result.exit_code == 1, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "CHORUS_METRICS_PORT" in result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not a crash
