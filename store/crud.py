@@ -48,6 +48,7 @@ from store.models import (
     RunRecord,
     utcnow,
 )
+from store.prebuilt import PerBackend
 from store.text import storable_text, storable_values
 
 API_KEY_PREFIX = "chorus_"
@@ -383,17 +384,7 @@ def _build_record_statements(dialect: str) -> _RecordStatements:
     return _RecordStatements(upsert_run=upsert_run, insert_audit=insert_audit)
 
 
-_RECORD_STATEMENTS: dict[str, _RecordStatements] = {}
-
-
-def _record_statements(session: Session) -> _RecordStatements:
-    dialect = session.get_bind().dialect.name
-    if dialect not in ("postgresql", "sqlite"):
-        raise NotImplementedError(f"the store supports sqlite and postgresql, not {dialect}")
-    found = _RECORD_STATEMENTS.get(dialect)
-    if found is None:
-        found = _RECORD_STATEMENTS[dialect] = _build_record_statements(dialect)
-    return found
+_record_statements = PerBackend(_build_record_statements)
 
 
 def list_approval_audit(

@@ -33,6 +33,7 @@ from sqlalchemy.types import JSON
 from sqlmodel import Field, Session, SQLModel, select
 
 from store.engine import backend_insert
+from store.prebuilt import PerBackend
 from store.text import storable_text
 
 AttemptState = Literal["in_flight", "replied", "failed"]
@@ -175,17 +176,7 @@ def _build_statements(dialect: str) -> _Statements:
     return _Statements(insert_in_flight=insert, store_reply=store_reply)
 
 
-_STATEMENTS: dict[str, _Statements] = {}
-
-
-def _statements(session: Session) -> _Statements:
-    dialect = session.get_bind().dialect.name
-    if dialect not in ("postgresql", "sqlite"):
-        raise NotImplementedError(f"the store supports sqlite and postgresql, not {dialect}")
-    found = _STATEMENTS.get(dialect)
-    if found is None:
-        found = _STATEMENTS[dialect] = _build_statements(dialect)
-    return found
+_statements = PerBackend(_build_statements)
 
 
 def record_attempt_failed(session: Session, *, request_id: str, attempt: int) -> None:
