@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -313,3 +314,29 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]
+
+
+def run_bench(main: Callable[[], Awaitable[dict[str, Any]]], name: str) -> None:
+    """Run a benchmark's `main` and print its figures as the last line (one
+    JSON object); a BenchError (alone or from a task group) is one line on
+    stderr and exit 1, Ctrl-C exit 130, a termination exit 143, each after
+    `main` stopped what it started."""
+    try:
+        result = asyncio.run(main())
+    except KeyboardInterrupt:
+        print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
+        sys.exit(130)
+    except asyncio.CancelledError:
+        print("terminated; everything the benchmark started is stopped", file=sys.stderr)
+        sys.exit(143)
+    except BenchError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except ExceptionGroup as group:  # from the task groups that start and wait for runs
+        failures, others = group.split(BenchError)
+        if failures is None or others is not None:
+            raise
+        for failure in leaves(failures):
+            print(f"{name}: {failure}", file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(result))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -55,11 +54,11 @@ from bench.harness import (
     WorkerProcess,
     bounded,
     chorus_worker,
-    leaves,
     model_chain_spec,
     percentile,
     ratio,
     raw_worker,
+    run_bench,
     start_dev_server,
     worker_env,
     zero_latency_simulator_config,
@@ -371,22 +370,4 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    try:
-        result = asyncio.run(main())
-    except KeyboardInterrupt:
-        print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
-        sys.exit(130)
-    except asyncio.CancelledError:
-        print("terminated; everything the benchmark started is stopped", file=sys.stderr)
-        sys.exit(143)
-    except BenchError as exc:
-        print(f"bench/throughput.py: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except ExceptionGroup as group:  # from the task groups that start and wait for runs
-        failures, others = group.split(BenchError)
-        if failures is None or others is not None:
-            raise
-        for failure in leaves(failures):
-            print(f"bench/throughput.py: {failure}", file=sys.stderr)
-        sys.exit(1)
-    print(json.dumps(result))
+    run_bench(main, "bench/throughput.py")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -47,9 +46,9 @@ from bench.harness import (
     WorkerProcess,
     bounded,
     chorus_worker,
-    leaves,
     ratio,
     raw_worker,
+    run_bench,
     start_dev_server,
     worker_env,
     zero_latency_simulator_config,
@@ -547,22 +546,4 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    try:
-        result = asyncio.run(main())
-    except KeyboardInterrupt:
-        print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
-        sys.exit(130)
-    except asyncio.CancelledError:
-        print("terminated; everything the benchmark started is stopped", file=sys.stderr)
-        sys.exit(143)
-    except BenchError as exc:
-        print(f"bench/waiting.py: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except ExceptionGroup as group:  # from the task groups that start and decide runs
-        failures, others = group.split(BenchError)
-        if failures is None or others is not None:
-            raise
-        for failure in leaves(failures):
-            print(f"bench/waiting.py: {failure}", file=sys.stderr)
-        sys.exit(1)
-    print(json.dumps(result))
+    run_bench(main, "bench/waiting.py")
