@@ -40,21 +40,21 @@ from store.reply_journal import get_reply
 from store.schema import SchemaNotCurrent, SchemaState, check_schema, schema_status, upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAD = "0002"
+HEAD = "0005"
 WHEN = sa.DateTime(timezone=True)
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
 NEXT_REVISION = '''"""Test only: a revision after the head, over tables that hold rows.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -386,13 +386,13 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The shipped migrations plus a revision 0003 after the head: this
-    version of Chorus now needs 0003, so a database at 0002 is one behind."""
+    """The shipped migrations plus a revision 0006 after the head: this
+    version of Chorus now needs 0006, so a database at 0005 is one behind."""
     migrations = tmp_path / "migrations"
     shutil.copytree(schema.MIGRATIONS_DIR, migrations, ignore=shutil.ignore_patterns("__pycache__"))
-    (migrations / "versions" / "0003_test_next.py").write_text(NEXT_REVISION)
+    (migrations / "versions" / "0006_test_next.py").write_text(NEXT_REVISION)
     monkeypatch.setattr(schema, "MIGRATIONS_DIR", migrations)
-    return "0003"
+    return "0006"
 
 
 def settings_for(database_url: str, tmp_path: Path) -> Settings:
@@ -488,10 +488,10 @@ def test_a_later_revision_upgrades_a_database_that_holds_rows(
     upgrade(engine, HEAD)
     rows = snapshot(engine, old)
     status = schema_status(engine)
-    assert (status.state, status.current, status.head) == (SchemaState.BEHIND, HEAD, "0003")
+    assert (status.state, status.current, status.head) == (SchemaState.BEHIND, HEAD, "0006")
     assert status.message == (
-        f"the database at {status.where} is at schema revision 0002, behind the revision this "
-        "version of Chorus needs (0003): run `chorus db upgrade`"
+        f"the database at {status.where} is at schema revision 0005, behind the revision this "
+        "version of Chorus needs (0006): run `chorus db upgrade`"
     )
 
     was, now = upgrade(engine)
@@ -548,9 +548,9 @@ def test_the_api_refuses_to_start_on_a_database_that_is_behind(
     from api.server import ApiServer, ApiStartError
 
     if behind == "one revision":
-        upgrade(engine)  # at 0002, the head of the shipped migrations
-        request.getfixturevalue("next_revision")  # this version now needs 0003
-        expected = "is at schema revision 0002, behind the revision"
+        upgrade(engine)  # at 0005, the head of the shipped migrations
+        request.getfixturevalue("next_revision")  # this version now needs 0006
+        expected = "is at schema revision 0005, behind the revision"
     else:
         make_previous_release(engine)
         expected = "was made by a version of Chorus from before schema migrations"
