@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 # Reinstall only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,compare]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

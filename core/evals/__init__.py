@@ -1,0 +1,1 @@
+"""Evaluations: eval sets, their results and the statistics of a comparison (pure, no I/O)."""
