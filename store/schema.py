@@ -33,6 +33,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, func, inspect, select
 from sqlmodel import SQLModel
 
+import store.evals
 import store.inbox_sessions
 import store.knowledge.tables
 import store.models
