@@ -1,10 +1,17 @@
-"""`chorus ingest`: add documents to a knowledge collection."""
+"""`chorus ingest`: keep a knowledge collection in step with files and folders.
+
+A document is named by its path relative to the folder given (a single file
+by its own name): `chorus ingest kb docs/` stores `docs/help/refunds.md` as
+`help/refunds.md`. Re-ingesting unchanged files writes nothing; `--prune`
+makes the files given the collection's whole content (see
+`store.knowledge.sync` for renames and duplicates).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -14,6 +21,9 @@ from rich.text import Text
 from cli.chain_checks import known_aliases
 from cli.console import console, fail, load_settings
 from cli.database import database
+
+if TYPE_CHECKING:
+    from store.knowledge.crud import PreparedDocument
 
 INGEST_SUFFIXES = (".md", ".markdown", ".txt")
 
@@ -44,54 +54,76 @@ def _ingest_files(paths: list[Path]) -> list[tuple[str, Path]]:
     return found
 
 
+def _read(files: list[tuple[str, Path]]) -> list[PreparedDocument]:
+    """The files as prepared documents (BOM-safe UTF-8); exits 1 naming the
+    first file that cannot be read, decoded or stored."""
+    from store.knowledge.crud import prepare_document
+    from store.knowledge.decoding import decode_document
+    from store.knowledge.errors import KnowledgeError
+
+    prepared: list[PreparedDocument] = []
+    for name, path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            fail(f"cannot read {path}: {exc.strerror or exc}")
+        try:
+            text = decode_document(data, name=str(path))
+            prepared.append(prepare_document(name=name, source=str(path), text=text))
+        except KnowledgeError as exc:
+            fail(f"nothing was ingested: {path}: {exc}")
+    return prepared
+
+
 def ingest(
     collection: Annotated[str, typer.Argument(help="knowledge collection (created if missing)")],
     paths: Annotated[list[Path], typer.Argument(help="files, or directories of .md/.txt files")],
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="the files given are the collection's whole content: remove documents "
+            "that are gone, rename moved ones in place",
+        ),
+    ] = False,
     embedding_alias: Annotated[
         str | None,
         typer.Option(help="model alias whose embeddings rank the collection (hybrid ranking)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
 ) -> None:
-    """Ingest documents into a knowledge collection: new names are added,
-    changed ones replaced, unchanged ones left alone (all or nothing).
-    Embeddings are computed by the worker on first retrieval."""
+    """Ingest documents into a knowledge collection, all or nothing: new
+    names are added, changed ones updated, unchanged ones left alone; with
+    --prune, documents gone from the files given are removed. Embeddings are
+    computed by the worker on first retrieval."""
     settings = load_settings()
     if embedding_alias is not None and embedding_alias not in known_aliases(settings):
         fail(f"unknown model alias {embedding_alias!r} (see {settings.models_file})")
-    files = _ingest_files(paths)
-    texts: list[tuple[str, Path, str]] = []
-    for name, path in files:
-        try:
-            texts.append((name, path, path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            fail(f"cannot read {path}: {exc}")
+    documents = _read(_ingest_files(paths))
     from store.engine import session_scope
-    from store.knowledge.crud import ensure_collection, ingest_document
     from store.knowledge.errors import KnowledgeError
+    from store.knowledge.sync import STATUSES, sync_documents
 
-    results = []
     with database(settings) as engine:
         try:
             with session_scope(engine) as session:
-                ensure_collection(session, name=collection, embedding_alias=embedding_alias)
-                for name, path, text in texts:
-                    try:
-                        result = ingest_document(
-                            session, collection=collection, name=name, source=str(path), text=text
-                        )
-                    except KnowledgeError as exc:
-                        raise KnowledgeError(f"{path}: {exc}") from exc
-                    results.append(result)
+                report = sync_documents(
+                    session,
+                    collection=collection,
+                    documents=documents,
+                    prune=prune,
+                    embedding_alias=embedding_alias,
+                )
         except KnowledgeError as exc:
             fail(f"nothing was ingested: {exc}")
     rows = [
         {
-            "document": r.document.name,
-            "chunks": r.chunks,
-            "status": "unchanged" if r.unchanged else "replaced" if r.replaced else "new",
+            "document": d.name,
+            "chunks": d.chunks,
+            "status": d.status,
+            "renamed_from": d.renamed_from,
         }
-        for r in results
+        for d in report.documents
     ]
     if as_json:
         print(json.dumps(rows))
@@ -100,13 +132,14 @@ def ingest(
     for column in ("document", "chunks", "status"):
         table.add_column(column)
     for row in rows:
-        table.add_row(Text(row["document"]), str(row["chunks"]), row["status"])
+        status = row["status"]
+        if row["renamed_from"]:
+            status = f"renamed from {row['renamed_from']}"
+        table.add_row(Text(str(row["document"])), str(row["chunks"]), Text(str(status)))
     console.print(table)
-    counts = {
-        s: sum(1 for row in rows if row["status"] == s) for s in ("new", "replaced", "unchanged")
-    }
+    counts = report.counts()
     console.print(
-        f"{len(rows)} documents: {counts['new']} new, {counts['replaced']} replaced, "
-        f"{counts['unchanged']} unchanged",
+        f"{len(rows)} documents: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES),
         highlight=False,
+        markup=False,
     )

@@ -1,9 +1,12 @@
-"""Collections and documents: create, ingest (chunk and store), list, delete.
+"""Collections and documents: create, ingest (chunk and store), list, rename, delete.
 
 Ingesting a document chunks it (`store.chunking`) and replaces its chunks in
 one transaction; the full-text index follows by itself (see
 `store.knowledge.tables`). Embeddings given at ingest are stored with the
-chunks; otherwise the retrieve activity fills them in later.
+chunks; otherwise the retrieve activity fills them in later. A document's
+identity is its name (for a folder, the path relative to the folder
+ingested); its content hash decides whether re-ingesting changes anything
+and finds the same content under another name (`store.knowledge.sync`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from sqlmodel import Session, col, delete, func, select, update
 
 from store.chunking import chunk_document, is_markdown, markdown_title
 from store.engine import backend_insert
+from store.knowledge.decoding import without_byte_order_mark
 from store.knowledge.embeddings import unit_vector
 from store.knowledge.errors import (
+    DuplicateDocumentError,
     EmbeddingMismatchError,
     EmptyDocumentError,
     InvalidDocumentError,
@@ -166,6 +171,42 @@ def content_hash(text: str, title: str | None) -> str:
 
 
 @dataclass(frozen=True)
+class PreparedDocument:
+    """A document checked and ready to store: what its content hash is made of."""
+
+    name: str
+    source: str
+    text: str
+    title: str | None
+    content_hash: str
+
+
+def prepare_document(
+    *, name: str, source: str, text: str, title: str | None = None
+) -> PreparedDocument:
+    """Check a document (name, text, size) and compute its title and hash.
+
+    A leading byte-order mark is dropped (it would hide a first `#` heading);
+    the title defaults to a markdown document's first `#` heading.
+    InvalidKnowledgeNameError, InvalidDocumentError, EmptyDocumentError.
+    """
+    check_document_name(name)
+    text = without_byte_order_mark(text)
+    for field, value in (("text", text), ("title", title), ("source", source)):
+        _check_text(name, field, value)
+    if not text.strip():
+        raise EmptyDocumentError(f"document {name!r} has no text to index")
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise InvalidDocumentError(
+            f"document {name!r} has {len(text):,} characters; the limit is "
+            f"{MAX_DOCUMENT_CHARS:,} (split it into several documents)"
+        )
+    if title is None and is_markdown(name):
+        title = markdown_title(text)
+    return PreparedDocument(name, source, text, title, content_hash(text, title))
+
+
+@dataclass(frozen=True)
 class IngestResult:
     document: KnowledgeDocument
     chunks: int
@@ -194,6 +235,7 @@ def ingest_document(
     text: str,
     title: str | None = None,
     embeddings: Sequence[Sequence[float]] | None = None,
+    allow_duplicate: bool = True,
 ) -> IngestResult:
     """Store a document and its chunks in `collection` (created if missing).
 
@@ -202,21 +244,48 @@ def ingest_document(
     recorded). The title defaults to a markdown document's first `#` heading.
     `embeddings`, when given, has one vector per chunk (`chunk_document`
     tells how many); otherwise chunks are embedded later, on first retrieval.
+    With `allow_duplicate=False`, content already stored under another name
+    is refused (DuplicateDocumentError): the API and the CLI refuse it, so
+    the same passages cannot fill a search's top k twice over.
     """
-    check_document_name(name)
-    for field, value in (("text", text), ("title", title), ("source", source)):
-        _check_text(name, field, value)
-    if not text.strip():
-        raise EmptyDocumentError(f"document {name!r} has no text to index")
-    if len(text) > MAX_DOCUMENT_CHARS:
-        raise InvalidDocumentError(
-            f"document {name!r} has {len(text):,} characters; the limit is "
-            f"{MAX_DOCUMENT_CHARS:,} (split it into several documents)"
-        )
+    prepared = prepare_document(name=name, source=source, text=text, title=title)
     ensure_collection(session, name=collection)
-    if title is None and is_markdown(name):
-        title = markdown_title(text)
-    new_hash = content_hash(text, title)
+    if not allow_duplicate:
+        twin = duplicate_of(session, collection=collection, document=prepared)
+        if twin is not None:
+            raise DuplicateDocumentError(
+                collection,
+                [(name, twin)],
+                f"delete {twin!r} first if {name!r} replaces it (a rename), "
+                "or ingest the folder with prune, which renames it in place",
+            )
+    return store_document(session, collection=collection, document=prepared, embeddings=embeddings)
+
+
+def duplicate_of(session: Session, *, collection: str, document: PreparedDocument) -> str | None:
+    """The name of another document of `collection` with the same content, if any."""
+    return session.exec(
+        select(KnowledgeDocument.name)
+        .where(
+            KnowledgeDocument.collection == collection,
+            KnowledgeDocument.content_hash == document.content_hash,
+            KnowledgeDocument.name != document.name,
+        )
+        .order_by(col(KnowledgeDocument.name))
+        .limit(1)
+    ).first()
+
+
+def store_document(
+    session: Session,
+    *,
+    collection: str,
+    document: PreparedDocument,
+    embeddings: Sequence[Sequence[float]] | None = None,
+) -> IngestResult:
+    """Store a prepared document in an existing collection (see `ingest_document`)."""
+    name, source, text, title = document.name, document.source, document.text, document.title
+    new_hash = document.content_hash
     existing = get_document(session, collection=collection, name=name)
     if existing is not None and existing.content_hash == new_hash:
         if existing.source != source:
@@ -296,6 +365,41 @@ def list_chunks(session: Session, *, collection: str, document: str) -> list[Kno
             .order_by(col(KnowledgeChunk.position))
         )
     )
+
+
+def rename_document(session: Session, *, collection: str, old: str, new: str) -> bool:
+    """Give a document another name, keeping its chunks and their embeddings
+    (citations follow: they are made from the name when searched). False
+    when there is no document `old`; the new name must be free."""
+    check_document_name(new)
+    document = get_document(session, collection=collection, name=old)
+    if document is None:
+        return False
+    document.name = new
+    document.updated_at = utcnow()
+    session.add(document)
+    session.flush()
+    return True
+
+
+def delete_documents(session: Session, *, collection: str, names: Sequence[str]) -> int:
+    """Remove the named documents and their chunks; how many there were."""
+    if not names:
+        return 0
+    ids = list(
+        session.exec(
+            select(KnowledgeDocument.id).where(
+                KnowledgeDocument.collection == collection,
+                col(KnowledgeDocument.name).in_(list(names)),
+            )
+        )
+    )
+    if not ids:
+        return 0
+    session.exec(delete(KnowledgeChunk).where(col(KnowledgeChunk.document_id).in_(ids)))
+    session.exec(delete(KnowledgeDocument).where(col(KnowledgeDocument.id).in_(ids)))
+    session.flush()
+    return len(ids)
 
 
 def delete_document(session: Session, *, collection: str, name: str) -> bool:

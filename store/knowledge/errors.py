@@ -48,3 +48,23 @@ class EmptyQueryError(KnowledgeError, ValueError):
 
 class EmbeddingMismatchError(KnowledgeError, ValueError):
     """Embeddings that do not line up with the chunks they are for."""
+
+
+class DuplicateDocumentError(KnowledgeError, ValueError):
+    """Documents whose content is already in the collection under another name.
+
+    Identical content under two names would put identical passages in a
+    search's top k (the usual cause: a folder ingested from another root, or
+    a renamed file). `pairs` holds (new name, name already there, or the other
+    new name with the same content).
+    """
+
+    def __init__(self, collection: str, pairs: Sequence[tuple[str, str]], hint: str) -> None:
+        self.collection = collection
+        self.pairs = list(pairs)
+        shown = ", ".join(f"{new} = {old}" for new, old in self.pairs[:5])
+        more = f" and {len(self.pairs) - 5} more" if len(self.pairs) > 5 else ""
+        super().__init__(
+            f"{len(self.pairs)} document(s) have the same content as another document of "
+            f"collection {collection!r} ({shown}{more}): {hint}"
+        )

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from store.engine import make_engine, session_scope
-from store.knowledge.crud import get_collection, list_documents
+from store.knowledge.crud import get_collection, list_chunks, list_documents
 from store.knowledge.search import search
 from tests.cli_runner import database_env, invoke
 from tests.retrieval.conftest import HELP_CENTER, ROOT
@@ -41,7 +41,7 @@ def test_ingest_a_directory_then_again_then_a_change(
 
     first = statuses(invoke(["ingest", "kb", str(docs), "--json"], cli_env))
     assert len(first) == 15 and "ignored.pdf" not in first
-    assert first["help/refunds.md"] == (6, "new") and first["notes.txt"] == (1, "new")
+    assert first["help/refunds.md"] == (6, "added") and first["notes.txt"] == (1, "added")
 
     again = statuses(invoke(["ingest", "kb", str(docs), "--json"], cli_env))
     assert {status for _, status in again.values()} == {"unchanged"}
@@ -50,11 +50,17 @@ def test_ingest_a_directory_then_again_then_a_change(
     refunds.write_text("# Refunds\n\nRefunds take 2 days.", "utf-8")
     table = invoke(["ingest", "kb", str(docs)], cli_env)
     assert table.exit_code == 0, table.output
-    assert "help/refunds.md" in table.stdout and "replaced" in table.stdout
-    assert "15 documents: 0 new, 1 replaced, 14 unchanged" in table.stdout
+    assert "help/refunds.md" in table.stdout and "updated" in table.stdout
+    summary = "15 documents: 0 added, 1 updated, 14 unchanged, 0 renamed, 0 removed"
+    assert summary in table.stdout
 
-    single = statuses(invoke(["ingest", "kb", str(refunds), "--json"], cli_env))
-    assert single == {"refunds.md": (1, "new")}  # a single file goes in under its own name
+    # The same content under a second name is refused, naming both.
+    copy = invoke(["ingest", "kb", str(refunds)], cli_env)
+    assert copy.exit_code == 1 and "refunds.md = help/refunds.md" in copy.stderr
+    single_file = tmp_path / "refunds.md"
+    single_file.write_text("# Refunds\n\nStore credit is instant.", "utf-8")
+    single = statuses(invoke(["ingest", "kb", str(single_file), "--json"], cli_env))
+    assert single == {"refunds.md": (1, "added")}  # a single file goes in under its own name
 
     engine = make_engine(database_url)
     try:
@@ -63,6 +69,9 @@ def test_ingest_a_directory_then_again_then_a_change(
             assert len(names) == 16 and {"notes.txt", "refunds.md", "help/refunds.md"} <= names
             [top] = search(session, collection="kb", query="store opening hours", top_k=1)
             assert top.id == "notes.txt#0" and top.source == str(docs / "notes.txt")
+            assert list_chunks(session, collection="kb", document="refunds.md")[0].text == (
+                "Store credit is instant."
+            )
             assert get_collection(session, name="kb").embedding_alias is None  # type: ignore[union-attr]
     finally:
         engine.dispose()
@@ -73,7 +82,7 @@ def test_embedding_alias_is_checked_and_stored(cli_env: dict[str, str], database
     unknown = invoke(["ingest", "kb", refunds, "--embedding-alias", "gpt-9"], cli_env)
     assert unknown.exit_code == 1 and "unknown model alias 'gpt-9'" in unknown.stderr
     done = invoke(["ingest", "kb", refunds, "--embedding-alias", "embed", "--json"], cli_env)
-    assert statuses(done) == {"refunds.md": (6, "new")}
+    assert statuses(done) == {"refunds.md": (6, "added")}
     engine = make_engine(database_url)
     try:
         with session_scope(engine) as session:
@@ -95,7 +104,7 @@ def test_bad_inputs_ingest_nothing(
     cases = [
         ([str(tmp_path / "missing.md")], "does not exist"),
         ([str(tmp_path / "nothing")], "has no .md, .markdown, .txt files"),
-        ([str(tmp_path / "latin1.txt")], "cannot read"),
+        ([str(tmp_path / "latin1.txt")], "latin1.txt is not UTF-8 text: byte 0xe9 at offset 3"),
         ([str(good), str(tmp_path / "empty.md")], "nothing was ingested"),
         ([str(good), str(tmp_path / "bad name.md")], "invalid document name 'bad name.md'"),
         ([str(good), str(tmp_path / "a")], "several files would be ingested as refunds.md"),
