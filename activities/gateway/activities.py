@@ -113,6 +113,11 @@ class ModelGateway(OwnsHttpClient):
                 check_schema(req.json_schema)
             except InvalidSchemaError as exc:
                 raise config_error(f"step {req.step!r} on alias {req.alias!r}: {exc}") from None
+        if entry.provider == "local":
+            raise config_error(
+                f"step {req.step!r}: alias {req.alias!r} is a local embedding model "
+                f"({entry.model}); it embeds retrieval passages and answers no model step"
+            )
         adapter = adapter_for(entry.provider)
         request_id = call_key(info)
         ledger: CallLedger | None = None

@@ -23,7 +23,10 @@ from activities.gateway.pricing import lookup
 from activities.gateway.types import ModelInfo, ModelPrices
 from core.settings import project_path
 
-ProviderName = Literal["openai", "anthropic", "simulator"]
+ProviderName = Literal["openai", "anthropic", "simulator", "local"]
+"""`local`: an embedding model run in the worker process from an installed
+package (activities/retrieval/local_embeddings.py); it has no URL, key or
+price and answers no chat step."""
 PriceSource = Literal["registry", "genai-prices"]
 
 DEFAULT_BASE_URLS: dict[str, str] = {
@@ -178,6 +181,8 @@ def _resolve(alias: str, entry: ModelEntry, simulator_base_url: str | None) -> R
 
     if not re.match(ALIAS_PATTERN, alias):
         raise fail(f"alias must match {ALIAS_PATTERN}")
+    if entry.provider == "local":
+        return _resolve_local(alias, entry)
     base_url = entry.base_url
     if base_url is None:
         if entry.provider == "simulator":
@@ -221,6 +226,32 @@ def _resolve(alias: str, entry: ModelEntry, simulator_base_url: str | None) -> R
             max_concurrent=entry.max_concurrent,
             window_s=entry.rate_window_s,
         ),
+    )
+
+
+LOCAL_BASE_URL = "local:"
+"""What a `local` entry's base_url reads as: it is never requested."""
+
+
+def _resolve_local(alias: str, entry: ModelEntry) -> ResolvedEntry:
+    """A `local` entry: computed in the worker, so free unless prices say
+    otherwise, with no endpoint and no key."""
+    if entry.base_url is not None or entry.api_key_env is not None:
+        raise ValueError("provider 'local' runs in the worker: remove 'base_url' and 'api_key_env'")
+    return ResolvedEntry(
+        alias=alias,
+        provider="local",
+        model=entry.model,
+        base_url=LOCAL_BASE_URL,
+        api_key_env=None,
+        prices=entry.prices or ModelPrices(input_per_mtok=0, output_per_mtok=0),
+        prices_source="registry",
+        context_window=entry.context_window,
+        timeout_s=entry.timeout_s,
+        heartbeat_timeout_s=entry.heartbeat_timeout_s,
+        connect_timeout_s=entry.connect_timeout_s or min(10.0, entry.timeout_s),
+        max_tokens_param=entry.max_tokens_param,
+        max_retry_after_s=entry.max_retry_after_s,
     )
 
 

@@ -1,15 +1,20 @@
-"""Embeddings through the model gateway's registry: `POST {base_url}/embeddings`.
+"""Embeddings through the model gateway's registry: `POST {base_url}/embeddings`,
+or a model run in the worker (`provider: local`).
 
 A collection names a registry alias; this module turns the alias into an
 OpenAI-compatible embeddings call (OpenAI, vLLM, Ollama, llama.cpp server,
 OpenRouter and the simulator all speak it) with the alias's model, base URL
 and key variable. Failures go through the gateway's one translator, so a 429
 or 503 from an embeddings endpoint is retried by Temporal, after the
-provider's Retry-After, exactly like a failed model call.
+provider's Retry-After, exactly like a failed model call. A `local` alias is
+computed in a thread of the worker by a model shipped inside an installed
+package (activities/retrieval/local_embeddings.py); a missing extra or an
+unknown model id is a non-retryable configuration error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +26,11 @@ from activities.gateway.errors import config_error, malformed_response
 from activities.gateway.providers.base import REQUEST_ID_HEADER, endpoint, post_json
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
 from activities.http_client import OwnsHttpClient
+from activities.retrieval.local_embeddings import (
+    LocalEmbeddingError,
+    check_model_id,
+    load_local_model,
+)
 
 Embedder = Callable[[str, list[str]], Awaitable[list[list[float]]]]
 """`await embedder(alias, texts)` → one vector per text, in order."""
@@ -29,8 +39,8 @@ MAX_BATCH = 64
 """Texts per request: far below every provider's limit (OpenAI: 2,048), and
 small enough that one slow batch does not outlive a heartbeat timeout."""
 
-EMBEDDING_PROVIDERS = frozenset({"openai", "simulator"})
-"""Providers with an OpenAI-compatible embeddings endpoint (Anthropic has none)."""
+EMBEDDING_PROVIDERS = frozenset({"openai", "simulator", "local"})
+"""Providers that embed: OpenAI-compatible endpoints and local models (Anthropic has none)."""
 
 
 class RegistryEmbedder(OwnsHttpClient):
@@ -56,10 +66,17 @@ class RegistryEmbedder(OwnsHttpClient):
                 f"endpoint; use an OpenAI-compatible embedding model "
                 f"({', '.join(sorted(EMBEDDING_PROVIDERS))})"
             )
+        if entry.provider == "local":
+            try:
+                check_model_id(entry.model)
+            except LocalEmbeddingError as exc:
+                raise config_error(f"alias {alias!r}: {exc}") from None
         return entry
 
     async def __call__(self, alias: str, texts: list[str]) -> list[list[float]]:
         entry = self.check_alias(alias)
+        if entry.provider == "local":
+            return await asyncio.to_thread(_embed_locally, alias, entry.model, texts)
         headers = {REQUEST_ID_HEADER: _request_id()}
         api_key = read_api_key(entry)
         if api_key:
@@ -77,6 +94,13 @@ class RegistryEmbedder(OwnsHttpClient):
             )
             vectors.extend(parse_embeddings(entry, data, len(batch)))
         return vectors
+
+
+def _embed_locally(alias: str, model: str, texts: list[str]) -> list[list[float]]:
+    try:
+        return load_local_model(model).embed(texts)
+    except LocalEmbeddingError as exc:
+        raise config_error(f"alias {alias!r}: {exc}") from None
 
 
 def parse_embeddings(
