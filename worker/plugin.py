@@ -42,6 +42,7 @@ PASSTHROUGH_MODULES = (
     "workflows.budget",
     "workflows.templating",
     "workflows.template_sandbox",
+    "workflows.patches",
     "core.search_attributes",
     # Guards validate JSON schemas inside workflows: jsonschema and what it
     # imports (re-importing them per run costs ~0.3 s of worker CPU).

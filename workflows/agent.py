@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.budget import Budget
     from workflows.failures import ChainFailure, describe_activity_error
     from workflows.model_calls import CallOptions, ModelCaller
+    from workflows.patches import applies, ask_baseline
     from workflows.tool_calls import run_tool
     from workflows.types import StepRecord
 
@@ -50,6 +51,7 @@ class AgentWorkflow(ApprovalHost):
 
     @workflow.run
     async def run(self, inp: AgentInput) -> AgentResult:
+        ask_baseline()  # first: see workflows/patches.py
         step = inp.step
         if inp.continued == 0:
             workflow.upsert_search_attributes(
@@ -81,7 +83,7 @@ class AgentWorkflow(ApprovalHost):
         try:
             while turn < step.max_turns:
                 if workflow.info().get_current_history_length() >= inp.history_event_limit:
-                    if workflow.patched(AGENT_DRAINS_HANDLERS):
+                    if applies(AGENT_DRAINS_HANDLERS):
                         # A decision still being audited would be lost with
                         # this run: let every handler finish first.
                         await workflow.wait_condition(workflow.all_handlers_finished)

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activity_options import DEFAULT_ACTIVITY_OPTIONS, ActivityOptions
     from workflows.approvals import ApprovalDesk, AuditEntry, DecisionRejected
     from workflows.failures import ChainFailure, describe_activity_error
+    from workflows.patches import applies
     from workflows.types import (
         ApprovalDecision,
         ApprovalRejection,
@@ -187,7 +188,7 @@ class ApprovalHost:
         try:
             await self._audit(entry)
         except FailureError as err:  # ActivityError; a local activity's own error
-            if not workflow.patched(TIMEOUT_AUDIT_FAILURE_STOPS_THE_RUN):
+            if not applies(TIMEOUT_AUDIT_FAILURE_STOPS_THE_RUN):
                 raise  # runs recorded before: failed with the ActivityError itself
             raise ChainFailure(
                 ChainErrorType.AUDIT_WRITE_FAILED,

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import ChainFailure, ChainRejected, describe_activity_error
     from workflows.interpreter import Interpreter
     from workflows.model_calls import ModelCaller
+    from workflows.patches import applies, ask_baseline
     from workflows.run_context import RunContext
     from workflows.types import BudgetState, ChainInput, ChainResult, RunState, RunStatus
     from workflows.validate import validate_chain
@@ -92,6 +93,7 @@ class ChainWorkflow(ApprovalHost):
 
     @workflow.run
     async def run(self, inp: ChainInput) -> ChainResult:
+        ask_baseline()  # first: see workflows/patches.py
         ctx = self._run_ctx
         spec = ctx.spec
         workflow.upsert_search_attributes(
@@ -104,9 +106,9 @@ class ChainWorkflow(ApprovalHost):
         self._started_at = self._cost_published_at = workflow.now()
         # Runs started before cost upserts were throttled upsert after every
         # call; runs started before the run index existed write no index rows.
-        self._throttle_cost_upserts = workflow.patched(PATCH_THROTTLE_COST_UPSERTS)
-        self._index_runs = workflow.patched(PATCH_RUN_INDEX)
-        self._audits_with_run_index = workflow.patched(AUDIT_WITH_RUN_INDEX)
+        self._throttle_cost_upserts = applies(PATCH_THROTTLE_COST_UPSERTS)
+        self._index_runs = applies(PATCH_RUN_INDEX)
+        self._audits_with_run_index = applies(AUDIT_WITH_RUN_INDEX)
         await self._index_run()
         variables: dict[str, Any] = {"input": inp.input, "steps": {}}
         try:
@@ -194,7 +196,7 @@ class ChainWorkflow(ApprovalHost):
         if status != self._status:
             self._status = status
             attributes = [STATUS_KEY.value_set(status)]
-            if workflow.patched(PATCH_COST_WITH_STATUS):
+            if applies(PATCH_COST_WITH_STATUS):
                 # A run parked on an approval shows what it has spent so far.
                 attributes.append(COST_KEY.value_set(self._run_ctx.budget.spent_usd))
                 self._cost_published_at = workflow.now()
@@ -295,7 +297,7 @@ def _refuse_an_unchecked_spec_that_cannot_run(spec: ChainSpec) -> None:
     the workflow task on every retry, for ever. Aliases are left to
     `load_snapshot`, which asks the worker's registry."""
     problems = validate_chain(spec, iter_aliases(spec.steps))
-    if problems and workflow.patched(PATCH_CHECK_UNCHECKED_SPEC):
+    if problems and applies(PATCH_CHECK_UNCHECKED_SPEC):
         listed = "; ".join(str(problem) for problem in problems[:10])
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise ChainFailure(

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         describe_activity_error,
         unconfirmed_cost,
     )
+    from workflows.patches import applies
     from workflows.types import ModelCallRecord, ProviderWait, StepRecord
 
 
@@ -182,7 +183,7 @@ class ModelCaller:
         provider attempt (each new call gets the step's retries afresh) and
         holds no worker slot. Runs recorded before this (no marker) replay
         as they ran: their calls never asked the gateway to defer."""
-        defer = workflow.patched(WAIT_OUT_RATE_LIMITS)
+        defer = applies(WAIT_OUT_RATE_LIMITS)
         arg = arg.model_copy(update={"defer_rate_limits": defer})
         while True:
             try:
@@ -289,7 +290,7 @@ def _counted(unconfirmed_usd: float, attempts: int) -> tuple[float, int]:
     """What a call may have cost unseen, as this run counts it. The patch is
     asked only when there is something to count, so ordinary calls leave no
     marker in history."""
-    if attempts and workflow.patched(COUNT_UNCONFIRMED_ATTEMPTS):
+    if attempts and applies(COUNT_UNCONFIRMED_ATTEMPTS):
         return unconfirmed_usd, attempts
     return 0.0, 0
 
@@ -309,7 +310,7 @@ def _prompt_tokens(request: ModelCallInput) -> int:
     marker in history."""
     messages_only = estimate_prompt_tokens(request.messages)
     whole = prompt_tokens_bound(request)
-    if whole != messages_only and workflow.patched(RESERVE_WHOLE_PROMPT):
+    if whole != messages_only and applies(RESERVE_WHOLE_PROMPT):
         return whole
     return messages_only
 
@@ -371,5 +372,5 @@ def _raise_if_cancelled(err: ActivityError) -> None:
     """A cancelled call is not a failed alias: the cancellation goes on up
     (the run ends `cancelled`, a parallel branch stops) and no fallback is
     called and paid for."""
-    if isinstance(err.cause, CancelledError) and workflow.patched(CANCELLED_CALLS_END_THE_STEP):
+    if isinstance(err.cause, CancelledError) and applies(CANCELLED_CALLS_END_THE_STEP):
         raise asyncio.CancelledError() from err

@@ -36,6 +36,7 @@ from jinja2.runtime import Undefined
 from temporalio import workflow
 
 from core.chain_errors import ChainErrorType
+from workflows.patches import applies
 from workflows.template_sandbox import (
     DEFAULT_LIMITS,
     LEGACY_LIMITS,
@@ -237,7 +238,7 @@ def _limits_in_force() -> bool:
     # Only asked when a limit trips, so runs within the limits record no
     # marker; a run wedged on a template before the limits existed takes the
     # new path on its next (non-replayed) attempt and fails cleanly.
-    return not workflow.in_workflow() or workflow.patched(TEMPLATE_LIMITS_PATCH)
+    return not workflow.in_workflow() or applies(TEMPLATE_LIMITS_PATCH)
 
 
 def _render(

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import uuid
 from typing import Any
 
 import pytest
+from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHistory
 from temporalio.exceptions import ApplicationError
@@ -22,7 +24,7 @@ from runs.client import RunClient
 from simulator.control import SimulatorControl
 from tests.integration.conftest import ChainRunner, load_spec
 from worker.plugin import chorus_replayer
-from workflows import templating
+from workflows import patches, templating
 from workflows.template_sandbox import LEGACY_LIMITS
 from workflows.types import ChainResult
 
@@ -62,6 +64,20 @@ async def workflow_task_failures(handle: Any) -> int:
     return failed
 
 
+def run_as_before_the_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New runs ask each change's own patch and no baseline, as the code did
+    before workflows/patches.py, in every module that imported its functions
+    (the workflow modules are passed through the sandbox: one copy each)."""
+    applies, ask_baseline = patches.applies, patches.ask_baseline
+    for module in list(sys.modules.values()):
+        if not getattr(module, "__name__", "").startswith("workflows."):
+            continue
+        if getattr(module, "applies", None) is applies:
+            monkeypatch.setattr(module, "applies", workflow.patched)
+        if getattr(module, "ask_baseline", None) is ask_baseline:
+            monkeypatch.setattr(module, "ask_baseline", lambda: False)
+
+
 async def patch_markers(handle: Any) -> list[str]:
     """The ids of the `workflow.patched` markers in a run's history."""
     markers = []
@@ -99,7 +115,8 @@ async def test_template_bombs_fail_their_runs_cleanly_and_the_worker_keeps_servi
         assert partial.status == "failed" and partial.error_type == "TemplateLimitExceeded"
         # Failed by the workflow code in its first task: nothing was retried.
         assert await workflow_task_failures(handles[name]) == 0, name
-        assert templating.TEMPLATE_LIMITS_PATCH in await patch_markers(handles[name])
+        # The limits are a change the run's one baseline marker stands for.
+        assert await patch_markers(handles[name]) == [patches.BASELINE]
     assert "characters or items long" in outcomes["namespace_doubling"][0].message
     assert "300000000" in outcomes["format_width"][0].message
     assert "1000000000000" in outcomes["center_filter"][0].message
@@ -138,15 +155,18 @@ async def test_a_run_recorded_before_the_limits_replays_unchanged(
     )
     spec = prompt_chain(registry, prompt)
 
-    # The code before the limits: no limits, no marker.
+    # The code before the limits: no limits, no marker, and each change asked
+    # through its own patch (before workflows/patches.py's baseline).
     monkeypatch.setattr(templating, "DEFAULT_LIMITS", LEGACY_LIMITS)
+    run_as_before_the_baseline(monkeypatch)
     templating._compiled_template.cache_clear()
     old = await RunClient(runner.client, task_queue=runner.task_queue).start(
         spec, {"seed": "ab"}, run_id=f"test-legacy-{uuid.uuid4()}"
     )
     result = await asyncio.wait_for(old.handle.result(), timeout=30)
     assert result.status == "completed"
-    assert templating.TEMPLATE_LIMITS_PATCH not in await patch_markers(old.handle)
+    markers = await patch_markers(old.handle)
+    assert templating.TEMPLATE_LIMITS_PATCH not in markers and patches.BASELINE not in markers
     monkeypatch.undo()
 
     history: WorkflowHistory = await old.handle.fetch_history()

@@ -25,6 +25,7 @@ from core.names import CALL_MODEL
 from tests.workflows.stubs import RUN_TIMEOUT_S, Harness, Stubs, model, purposes
 from worker.assembly import create_worker
 from workflows.model_calls import WAIT_OUT_RATE_LIMITS
+from workflows.patches import ABSORBED, BASELINE
 
 THROTTLED = "throttled"
 
@@ -89,7 +90,9 @@ async def test_a_rate_limit_wait_is_waited_out_without_spending_an_attempt(
     kinds = [e.event_type for e in events]
     assert kinds.count(EventType.EVENT_TYPE_TIMER_STARTED) == 2
     markers = [e for e in events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
-    assert any(WAIT_OUT_RATE_LIMITS in str(m.marker_recorded_event_attributes) for m in markers)
+    # The change is part of the run's baseline patch (workflows/patches.py).
+    assert WAIT_OUT_RATE_LIMITS in ABSORBED
+    assert any(BASELINE in str(m.marker_recorded_event_attributes) for m in markers)
     state = await chains.runs.read(started.run_id)
     assert state is not None and state.waits == []
 

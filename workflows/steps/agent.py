@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent_types import AgentInput, AgentResult, AgentSpend
     from workflows.budget import Reservation
     from workflows.failures import ChainFailure
+    from workflows.patches import applies
     from workflows.run_context import RunContext, Variables
     from workflows.types import StepRecord
 
@@ -60,7 +61,7 @@ class AgentRunner:
         except ChildWorkflowError as err:
             cause = err.cause
             spend = _failed_agent_spend(cause)
-            if spend is not None and spend.calls and workflow.patched(COUNT_AGENT_SPEND):
+            if spend is not None and spend.calls and applies(COUNT_AGENT_SPEND):
                 # The money a failed agent spent stays spent: in the run's
                 # cost, and out of what later steps and branches may reserve.
                 self._count(spend, reservation, record, charge=True)
@@ -74,7 +75,7 @@ class AgentRunner:
         # A run with no cap reserves nothing for its agent; since the patch
         # it counts the agent's spend all the same.
         charge = reservation is None and bool(result.cost_usd)
-        charge = charge and workflow.patched(COUNT_AGENT_SPEND)
+        charge = charge and applies(COUNT_AGENT_SPEND)
         self._count(result, reservation, record, charge=charge)
         record.model = next((t.alias for t in reversed(result.transcript)), None)
         record.output = {

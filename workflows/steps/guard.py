@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import guards, metrics
     from workflows.approval_host import ApprovalRequest, rejection_message
     from workflows.failures import ChainFailure, ChainRejected
+    from workflows.patches import applies
     from workflows.run_context import RunContext, Variables
     from workflows.steps.model import ModelRunner
     from workflows.types import StepRecord
@@ -42,7 +43,7 @@ class GuardRunner:
             retrieved = [p["id"] for p in passages]
         # Formats are checked by Chorus's own checker on every worker alike;
         # runs recorded before it replay with jsonschema's.
-        formats = step.rules.json_schema is not None and workflow.patched(CHORUS_JSON_FORMATS)
+        formats = step.rules.json_schema is not None and applies(CHORUS_JSON_FORMATS)
         violations = guards.check(
             target.output, step.rules, retrieved_ids=retrieved, chorus_formats=formats
         )
