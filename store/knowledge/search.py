@@ -1,16 +1,30 @@
-"""Searching a collection: query words, full-text and vector rankings, fusion.
+"""Searching a collection: query terms, candidates, scores in 0..1, fusion.
 
-Full-text ranking is the database's own: SQLite FTS5 (bm25) or PostgreSQL
-full-text search (a BM25-style sum of `ts_rank` per word over the stored,
-GIN-indexed tsvector). A query embedding adds cosine similarity over the
-chunks' embeddings, fused with the full-text ranking by reciprocal rank.
+A search runs in four steps, each in its own module or function:
+
+1. The query's words (`search_terms`): stopwords dropped; a question made
+   only of stopwords asks nothing and gets no passage. A word the collection
+   does not know is corrected to its nearest word (`typos`).
+2. The collection's own statistics (`statistics`): document frequencies
+   of this collection only, so other collections never change a ranking.
+3. Candidates from the database's full-text index (SQLite FTS5, PostgreSQL's
+   GIN-indexed tsvector): the best `CANDIDATES` chunks matching any term.
+4. Scores (`scoring`): BM25 over the text and the weighted headings,
+   normalised to 0..1 (the share of the query's information a chunk
+   matches), computed in Python from the chunks' text, so both backends
+   score alike. With a query embedding, the score is a weighted sum of that
+   and the cosine similarity. Identical passages (one folder ingested under
+   two names) are kept once, and `min_score` drops weak ones: a question
+   the collection does not cover gets nothing rather than a wrong citation.
 """
 
 from __future__ import annotations
 
 import operator
-import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,59 +34,62 @@ from core.passages import Passage
 from store.knowledge.crud import require_collection
 from store.knowledge.embeddings import unit_vector
 from store.knowledge.errors import EmptyQueryError
+from store.knowledge.scoring import ChunkTerms, QueryTerm, analyse_chunk, idf, score
+from store.knowledge.statistics import CACHE, CollectionStatistics
 from store.knowledge.tables import (
     PG_SEARCH_COLUMN,
     PG_TS_CONFIG,
     SQLITE_FTS_TABLE,
     KnowledgeChunk,
-    KnowledgeDocument,
 )
+from store.knowledge.terms import STOPWORDS, fold, stem
+from store.knowledge.terms import WORD as _WORD
+from store.knowledge.typos import correct
+
+__all__ = [
+    "DEFAULT_MIN_SCORE",
+    "MAX_QUERY_TERMS",
+    "STOPWORDS",
+    "fts5_query",
+    "query_terms",
+    "search",
+    "search_terms",
+]
 
 MAX_QUERY_TERMS = 64
 """Words of a query that are searched (the first ones): bounds the work a
 pasted essay can cause."""
-FTS_CANDIDATES = 50
-"""Full-text hits fused with the vector ranking in hybrid mode (at least top_k)."""
-RRF_K = 60
-"""Reciprocal-rank fusion constant (Cormack et al. 2009): damps the weight of
-the very first ranks so neither ranking dominates."""
-TITLE_WEIGHT = 2.0
-"""A query word in a chunk's heading path counts twice a word in its text."""
+CANDIDATES = 200
+"""Chunks the database's full-text index hands to scoring (at least top_k).
+A small collection's matches all fit; in a large one the index's own order
+(bm25 / idf-weighted ts_rank) picks them."""
+DEFAULT_MIN_SCORE = 0.15
+"""Below this a passage is not worth citing. Chosen on the in-sample
+questions of tests/retrieval/qa_pairs.yaml and the off-topic questions of
+tests/retrieval/off_topic.yaml (tests/retrieval/test_ranking.py prints both
+distributions): every in-sample answer scores above it, off-topic questions
+below. Not applied unless asked for (`min_score=`), so existing callers keep
+every passage."""
+HYBRID_TEXT_WEIGHT = 0.5
+"""In hybrid mode, score = this * full-text score + the rest * cosine similarity."""
 PG_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
-"""ts_rank weights of D, C, B (text), A (title): a title word counts twice (TITLE_WEIGHT)."""
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-_STOPWORD_TEXT = """
-    a about above after again against all am an and any are as at be because been before being
-    below between both but by can could did do does doing down during each few for from further
-    had has have having he her here hers herself him himself his how i if in into is it its
-    itself just me more most my myself no nor not now of off on once only or other our ours
-    ourselves out over own same she should so some such than that the their theirs them
-    themselves then there these they this those through to too under until up very was we were
-    what when where which while who whom why will with would you your yours yourself yourselves
-    im ive id dont cant wont didnt doesnt isnt hi hello hey thanks thank please ok okay many
-    much get got getting also still want wanted need know anymore ago yet already something
-    anything stuff thing things
-"""
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-"""Words that carry no topic. Full-text matching ORs the query's words (a
-customer's question never repeats an article's wording word for word), so
-these would match nearly every chunk."""
+"""ts_rank weights of D, C, B (text), A (headings), for choosing candidates."""
+_CHUNK_CACHE_SIZE = 20_000
 
 
 def search_terms(query: str) -> list[str]:
-    """The words of a query worth matching: lower-cased, deduplicated, in
-    order, stopwords dropped (unless nothing else is left), at most
-    MAX_QUERY_TERMS. Punctuation, quotes, emoji and operators like `AND` or
-    `NEAR` are never passed to a query parser: they are not words here, or
-    they are matched as plain words. EmptyQueryError when no word is left."""
-    words = [w.lower() for w in _WORD.findall(query)]
-    words = [w for w in words if len(w) > 1 or w.isdigit()] or words
-    unique = list(dict.fromkeys(words))
-    if not unique:
+    """The words of a query worth matching: folded (lower case, no
+    diacritics), deduplicated, in order, stopwords dropped, at most
+    MAX_QUERY_TERMS. Empty for a question made only of stopwords. Punctuation,
+    quotes, emoji and operators like `AND` or `NEAR` are never passed to a
+    query parser: they are not words here, or they are matched as plain
+    words. EmptyQueryError when the query has no word at all."""
+    words = [fold(w) for w in _WORD.findall(query)]
+    if not words:
         raise EmptyQueryError(query)
-    meaningful = [w for w in unique if w not in STOPWORDS] or unique
-    return meaningful[:MAX_QUERY_TERMS]
+    words = [w for w in words if len(w) > 1 or w.isdigit()]
+    unique = list(dict.fromkeys(words))
+    return [w for w in unique if w not in STOPWORDS][:MAX_QUERY_TERMS]
 
 
 def fts5_query(terms: Sequence[str]) -> str:
@@ -80,61 +97,92 @@ def fts5_query(terms: Sequence[str]) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
-def _pg_ranking_sql(term_count: int) -> str:
-    """PostgreSQL ranking: BM25-style TF-IDF over the stored tsvector.
+def query_terms(words: Sequence[str], statistics: CollectionStatistics) -> list[QueryTerm]:
+    """Each word with its idf in the collection, corrected first when the
+    collection does not know it but knows a word one or two edits away."""
+    terms: list[QueryTerm] = []
+    seen: set[str] = set()
+    frequency = statistics.stem_frequency
+    for word in words:
+        term_stem = stem(word)
+        corrected_from = None
+        if term_stem not in frequency:
+            fixed = correct(word, statistics)
+            if fixed is not None and stem(fixed) in frequency:
+                corrected_from, word, term_stem = word, fixed, stem(fixed)
+        if term_stem in seen:
+            continue
+        seen.add(term_stem)
+        df = frequency.get(term_stem, 0)
+        terms.append(
+            QueryTerm(
+                word=word,
+                stem=term_stem,
+                idf=idf(df, statistics.chunks),
+                known=df > 0,
+                corrected_from=corrected_from,
+            )
+        )
+    return terms
 
-    `ts_rank` alone knows no term rarity, so "order" (in most chunks) would
-    weigh as much as "customs" (in two). Each word is ranked on its own
-    (`ts_rank` with the title weighted A, the text B, normalised by length)
-    and weighted by its inverse document frequency in the collection, then
-    the words' scores are summed. Every word goes through `plainto_tsquery`
-    as a bound parameter, so no input can be a tsquery syntax error; a
-    stopword gives an empty query and drops out.
-    """
-    values = ", ".join(f"({i}, CAST(:t{i} AS text))" for i in range(term_count))
+
+# -- candidates ---------------------------------------------------------------------------
+
+
+def _pg_candidates_sql(term_count: int) -> str:
+    """PostgreSQL candidates: one GIN index scan for the chunks matching any
+    term, ranked by the sum of each term's `ts_rank` weighted by its idf.
+    The idfs are parameters (the collection's statistics are computed once
+    per collection, never per row) and the per-term tsqueries are built once
+    in a MATERIALIZED CTE, so the plan reads the chunk table once."""
+    queries = ", ".join(
+        f"plainto_tsquery('{PG_TS_CONFIG}', CAST(:t{i} AS text)) AS q{i}" for i in range(term_count)
+    )
+    rank = " + ".join(
+        f"CAST(:w{i} AS double precision) "
+        f"* ts_rank('{PG_WEIGHTS}', c.{PG_SEARCH_COLUMN}, q.q{i}, 1)"
+        for i in range(term_count)
+    )
     return (
-        f"WITH terms AS (SELECT v.i, plainto_tsquery('{PG_TS_CONFIG}', v.term) AS q "
-        f"FROM (VALUES {values}) AS v(i, term)), "
-        "live AS (SELECT i, q FROM terms WHERE numnode(q) > 0), "
-        "total AS (SELECT count(*) AS n FROM knowledge_chunks WHERE collection = :collection), "
-        "stats AS (SELECT live.i, live.q, ("
-        "SELECT count(*) FROM knowledge_chunks AS d "
-        f"WHERE d.collection = :collection AND d.{PG_SEARCH_COLUMN} @@ live.q) AS df FROM live) "
-        "SELECT c.id, sum(ln(1 + (total.n - s.df + 0.5) / (s.df + 0.5)) "
-        f"* ts_rank('{PG_WEIGHTS}', c.{PG_SEARCH_COLUMN}, s.q, 1)) AS score "
-        f"FROM knowledge_chunks AS c JOIN stats AS s ON c.{PG_SEARCH_COLUMN} @@ s.q "
-        "CROSS JOIN total WHERE c.collection = :collection "
-        "GROUP BY c.id ORDER BY score DESC, c.id LIMIT :limit"
+        f"WITH q AS MATERIALIZED (SELECT {queries}) "
+        f"SELECT c.id, {rank} AS rank FROM q, knowledge_chunks AS c "
+        f"WHERE c.{PG_SEARCH_COLUMN} @@ websearch_to_tsquery('{PG_TS_CONFIG}', :any) "
+        "AND c.collection = :collection ORDER BY rank DESC, c.id LIMIT :limit"
     )
 
 
-def _fts_ranking(
-    session: Session, *, collection: str, terms: Sequence[str], limit: int
-) -> list[tuple[int, float]]:
-    """(chunk id, score) best first; a higher score is a better match."""
+def _fts_candidates(
+    session: Session, *, collection: str, terms: Sequence[QueryTerm], limit: int
+) -> list[int]:
+    """Ids of the chunks the full-text index ranks best for the terms."""
+    words = [t.word for t in terms if t.known]
+    if not words:
+        return []
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
         statement = sa.text(
-            f"SELECT c.id, bm25({SQLITE_FTS_TABLE}, :title_weight, 1.0) AS rank "
-            f"FROM {SQLITE_FTS_TABLE} JOIN knowledge_chunks AS c "
+            f"SELECT c.id FROM {SQLITE_FTS_TABLE} JOIN knowledge_chunks AS c "
             f"ON c.id = {SQLITE_FTS_TABLE}.rowid "
             f"WHERE {SQLITE_FTS_TABLE} MATCH :match AND c.collection = :collection "
-            "ORDER BY rank, c.id LIMIT :limit"
+            f"ORDER BY bm25({SQLITE_FTS_TABLE}, 2.0, 1.0), c.id LIMIT :limit"
         )
         params: dict[str, Any] = {
-            "title_weight": TITLE_WEIGHT,
-            "match": fts5_query(terms),
+            "match": fts5_query(words),
             "collection": collection,
             "limit": limit,
         }
-        # bm25() is lower-is-better (negative); flip it so every ranking agrees.
-        return [(int(i), -float(r)) for i, r in session.connection().execute(statement, params)]
-    if dialect == "postgresql":
-        statement = sa.text(_pg_ranking_sql(len(terms)))
-        params = {f"t{i}": term for i, term in enumerate(terms)}
+    elif dialect == "postgresql":
+        known = [t for t in terms if t.known]
+        statement = sa.text(_pg_candidates_sql(len(known)))
+        params = {f"t{i}": t.word for i, t in enumerate(known)}
+        params |= {f"w{i}": t.idf for i, t in enumerate(known)}
+        # websearch syntax: `or` between bare words (\w+ only, so no quote or
+        # minus can change the query's meaning).
+        params |= {"any": " or ".join(t.word for t in known)}
         params |= {"collection": collection, "limit": limit}
-        return [(int(i), float(s)) for i, s in session.connection().execute(statement, params)]
-    raise NotImplementedError(f"knowledge search supports sqlite and postgresql, not {dialect}")
+    else:
+        raise NotImplementedError(f"knowledge search supports sqlite and postgresql, not {dialect}")
+    return [int(row[0]) for row in session.connection().execute(statement, params)]
 
 
 def _vector_ranking(
@@ -142,11 +190,11 @@ def _vector_ranking(
 ) -> list[tuple[int, float]]:
     """(chunk id, cosine similarity) best first, over every embedded chunk.
 
-    Plain Python over all of the collection's vectors (numpy is not a
-    dependency): fine for a help center, not for a large corpus. Measured
-    here: about 1 s per 1,000 chunks of 1,536 dimensions, mostly decoding
-    the stored JSON; a few ms for the sample collection's 100 chunks of 64.
-    Past a few thousand chunks, use pgvector or a vector index instead.
+    Plain Python over all of the collection's vectors: fine for a help
+    center, not for a large corpus. Measured here: about 1 s per 1,000
+    chunks of 1,536 dimensions, mostly decoding the stored JSON; a few ms for
+    the sample collection's 100 chunks of 64. Past a few thousand chunks,
+    use pgvector or a vector index instead.
     """
     query = unit_vector(query_embedding)
     rows = session.exec(
@@ -163,13 +211,65 @@ def _vector_ranking(
     return scored[:limit]
 
 
-def _fuse(rankings: Sequence[Sequence[tuple[int, float]]]) -> list[tuple[int, float]]:
-    """Reciprocal-rank fusion: each ranking adds 1/(RRF_K + rank) to a chunk."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, (chunk_id, _score) in enumerate(ranking, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+# -- scoring ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    position: int
+    title: str | None
+    text: str
+    document: str
+    source: str
+
+
+_ROWS_SQL = (
+    "SELECT c.id, c.position, c.title, c.text, d.name, d.source "
+    "FROM knowledge_chunks AS c JOIN knowledge_documents AS d ON d.id = c.document_id "
+    "WHERE c.id IN ({ids})"
+)
+
+
+def _rows(session: Session, ids: Sequence[int]) -> dict[int, _Row]:
+    if not ids:
+        return {}
+    statement = sa.text(_ROWS_SQL.format(ids=", ".join(str(int(i)) for i in ids)))
+    return {
+        int(r[0]): _Row(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5])
+        for r in session.connection().execute(statement)
+    }
+
+
+class _ChunkTermsCache:
+    """Analysed chunks by (id, text): ids are never reused for other text,
+    so a hit is always right; bounded, least recently used out first."""
+
+    def __init__(self, size: int) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[int, int], ChunkTerms] = OrderedDict()
+        self._size = size
+
+    def get(self, row: _Row) -> ChunkTerms:
+        key = (row.id, hash((row.title, row.text)))
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        found = analyse_chunk(row.title, row.text)
+        with self._lock:
+            self._items[key] = found
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return found
+
+
+_CHUNK_TERMS = _ChunkTermsCache(_CHUNK_CACHE_SIZE)
+
+
+def _dedupe_key(text: str) -> str:
+    return " ".join(text.split()).lower()
 
 
 def search(
@@ -179,59 +279,74 @@ def search(
     query: str,
     top_k: int,
     query_embedding: Sequence[float] | None = None,
+    min_score: float | None = None,
 ) -> list[Passage]:
-    """The `top_k` best passages of `collection` for `query`, best first.
+    """The `top_k` best passages of `collection` for `query`, best first,
+    each with a score in 0..1 comparable across queries.
 
-    Full-text ranking by default; with `query_embedding`, reciprocal-rank
-    fusion of full-text and cosine similarity over the chunks' embeddings
-    (chunks without an embedding take part through full text only).
-    UnknownCollectionError, EmptyQueryError for a query with no word.
+    Full-text ranking by default; with `query_embedding`, a weighted sum of
+    the full-text score and cosine similarity over the chunks' embeddings
+    (`HYBRID_TEXT_WEIGHT`). Passages scoring below `min_score` are dropped
+    (`DEFAULT_MIN_SCORE` is the tuned threshold; None keeps every passage).
+    A question of stopwords only, or of words the collection does not know
+    even after typo correction, gets no passage in either mode.
+    UnknownCollectionError; EmptyQueryError for a query with no word at all.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"min_score must be between 0 and 1, got {min_score}")
     require_collection(session, name=collection)
-    terms = search_terms(query)
-    if query_embedding is None:
-        ranked = _fts_ranking(session, collection=collection, terms=terms, limit=top_k)
-    else:
-        candidates = max(FTS_CANDIDATES, top_k)
-        ranked = _fuse(
-            [
-                _fts_ranking(session, collection=collection, terms=terms, limit=candidates),
-                _vector_ranking(
-                    session,
-                    collection=collection,
-                    query_embedding=query_embedding,
-                    limit=candidates,
-                ),
-            ]
-        )[:top_k]
-    return _passages(session, ranked)
-
-
-def _passages(session: Session, ranked: Sequence[tuple[int, float]]) -> list[Passage]:
-    if not ranked:
+    words = search_terms(query)
+    if not words:
         return []
-    rows = session.exec(
-        select(KnowledgeChunk, KnowledgeDocument.name, KnowledgeDocument.source)
-        .join(KnowledgeDocument, col(KnowledgeDocument.id) == KnowledgeChunk.document_id)
-        .where(col(KnowledgeChunk.id).in_([chunk_id for chunk_id, _ in ranked]))
-    ).all()
-    by_id = {chunk.id: (chunk, name, source) for chunk, name, source in rows}
-    passages = []
-    for chunk_id, score in ranked:
-        if chunk_id not in by_id:  # deleted between the ranking and this read
-            continue
-        chunk, name, source = by_id[chunk_id]
-        passages.append(
-            Passage(
-                id=f"{name}#{chunk.position}",
-                document=name,
-                source=source,
-                title=chunk.title,
-                position=chunk.position,
-                text=chunk.text,
-                score=round(score, 6),
+    statistics = CACHE.get(session, collection=collection)
+    terms = query_terms(words, statistics)
+    if not any(t.known for t in terms):
+        return []
+    limit = max(CANDIDATES, top_k)
+    candidate_ids = _fts_candidates(session, collection=collection, terms=terms, limit=limit)
+    similarity: dict[int, float] = {}
+    if query_embedding is not None:
+        similarity = dict(
+            _vector_ranking(
+                session, collection=collection, query_embedding=query_embedding, limit=limit
             )
         )
+    ids = list(dict.fromkeys([*candidate_ids, *similarity]))
+    rows = _rows(session, ids)
+    scored: list[tuple[float, int]] = []
+    for chunk_id in ids:
+        row = rows.get(chunk_id)
+        if row is None:  # deleted between the candidates and this read
+            continue
+        value = score(terms, _CHUNK_TERMS.get(row), statistics.avg_length)
+        if query_embedding is not None:
+            cosine = max(0.0, similarity.get(chunk_id, 0.0))
+            value = HYBRID_TEXT_WEIGHT * value + (1.0 - HYBRID_TEXT_WEIGHT) * cosine
+        scored.append((value, chunk_id))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    passages: list[Passage] = []
+    seen_texts: set[str] = set()
+    for value, chunk_id in scored:
+        if min_score is not None and value < min_score:
+            break
+        row = rows[chunk_id]
+        key = _dedupe_key(row.text)
+        if key in seen_texts:
+            continue
+        seen_texts.add(key)
+        passages.append(
+            Passage(
+                id=f"{row.document}#{row.position}",
+                document=row.document,
+                source=row.source,
+                title=row.title,
+                position=row.position,
+                text=row.text,
+                score=round(value, 6),
+            )
+        )
+        if len(passages) == top_k:
+            break
     return passages

@@ -25,7 +25,13 @@ from store.knowledge.errors import (
     InvalidKnowledgeNameError,
     UnknownCollectionError,
 )
-from store.knowledge.search import MAX_QUERY_TERMS, fts5_query, search, search_terms
+from store.knowledge.search import (
+    HYBRID_TEXT_WEIGHT,
+    MAX_QUERY_TERMS,
+    fts5_query,
+    search,
+    search_terms,
+)
 from store.knowledge.tables import KnowledgeChunk
 from tests.retrieval.conftest import COLLECTION, ingest_help_center
 
@@ -239,8 +245,8 @@ def test_names_no_collection_can_have_are_unknown_without_a_query(session: Sessi
 
 
 def test_hybrid_search_fuses_full_text_and_vectors(session: Session) -> None:
-    """Reciprocal-rank fusion: a chunk only the vectors find still ranks, and
-    a chunk both rankings agree on comes first."""
+    """Weighted fusion of the 0..1 scores: a chunk only the vectors find still
+    ranks, and a chunk both rankings agree on comes first."""
     ingest(session, "Zebracorn rules.\n\nUnrelated words here.", name="a.txt")
     ingest(session, "Nothing lexical in common.", name="b.txt")
     ingest(session, "Zebracorn again.", name="c.txt")
@@ -254,8 +260,10 @@ def test_hybrid_search_fuses_full_text_and_vectors(session: Session) -> None:
     # a.txt: full-text hit and nearest vector; b.txt: vectors only; c.txt: full text only.
     assert hybrid[0].document == "a.txt"
     assert {p.document for p in hybrid} == {"a.txt", "b.txt", "c.txt"}
-    fts_rank = [p.document for p in fts].index("a.txt") + 1
-    assert hybrid[0].score == pytest.approx(1 / 61 + 1 / (60 + fts_rank), abs=1e-6)
+    fts_a = next(p.score for p in fts if p.document == "a.txt")
+    assert hybrid[0].score == pytest.approx(
+        HYBRID_TEXT_WEIGHT * fts_a + (1 - HYBRID_TEXT_WEIGHT) * 1.0, abs=1e-6
+    )
     # A query vector of another dimension matches nothing but full text.
     other = search(session, collection="kb", query="zebracorn", top_k=5, query_embedding=[1, 0, 0])
     assert {p.document for p in other} == {"a.txt", "c.txt"}
@@ -322,7 +330,7 @@ def test_top_k_bounds_the_results_and_ranking_is_stable(session: Session) -> Non
 
 def test_search_terms_drop_noise_but_keep_meaning() -> None:
     assert search_terms("How do I get my REFUND?!") == ["refund"]
-    assert search_terms("the and of") == ["the", "and", "of"]  # nothing else left: keep them
+    assert search_terms("the and of") == []  # stopwords only: nothing to search for
     assert search_terms("2 charges, 1 order") == ["2", "charges", "1", "order"]
     assert search_terms("don't") == ["don"]
     assert len(search_terms(" ".join(f"w{i}" for i in range(100)))) == MAX_QUERY_TERMS

@@ -1,0 +1,119 @@
+"""Scoring a chunk for a query: BM25 over weighted fields, normalised to 0..1.
+
+A chunk has three fields: its text, the leaf heading of its path (the
+section's own heading, which says what the section answers) and the
+heading's ancestors (the article title, repeated in every chunk of the
+article). A query word in the leaf heading counts `LEAF_HEADING_WEIGHT`
+times a word in the text; a word of the ancestors only
+`ANCESTOR_HEADING_WEIGHT`, so an article's title cannot lift all of its
+chunks, the introduction ("This article covers...") first among them.
+
+Each query term contributes `idf * sat(tf)`, with BM25's saturation
+`sat(tf) = tf / (tf + k1 * (1 - b + b * length / avg_length))` (in 0..1),
+and the sum is divided by the sum of the query terms' idf: the score is the
+share of the query's information a chunk matches, 0..1, comparable across
+queries and collections. A term the collection does not know still counts
+in the denominator (with `UNKNOWN_TERM_WEIGHT`), so a question about
+something the collection never mentions scores low.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from store.chunking import TITLE_SEPARATOR
+from store.knowledge.terms import stem, words
+
+K1 = 0.9
+"""BM25 term-frequency saturation (the usual 1.2)."""
+B = 0.75
+"""BM25 length normalisation (the usual 0.75)."""
+LEAF_HEADING_WEIGHT = 2.0
+"""A query word in the section's own heading counts as this many in the text."""
+ANCESTOR_HEADING_WEIGHT = 0.5
+"""A query word in the article title (and other enclosing headings) counts
+this much: it is repeated in every chunk, so it says little about which one."""
+UNKNOWN_TERM_WEIGHT = 1.0
+"""Share of the idf of an unseen word kept in the denominator: a customer's
+question often carries a word the articles never use ("jacket"), which
+should lower the score, not sink a good match."""
+CORRECTED_TERM_WEIGHT = 0.8
+"""A word matched only after typo correction counts this much of a match."""
+
+
+@dataclass(frozen=True)
+class ChunkTerms:
+    """A chunk as ranking sees it: weighted term frequency per stem, and length."""
+
+    tf: dict[str, float]
+    length: int
+    """Words of the text (headings excluded)."""
+
+
+@dataclass(frozen=True)
+class QueryTerm:
+    word: str
+    """The word searched for (after typo correction)."""
+    stem: str
+    idf: float
+    known: bool
+    """The collection has the stem; otherwise it only lowers every score."""
+    corrected_from: str | None = None
+    """The word as typed, when it was a typo corrected to `word`."""
+
+    @property
+    def denominator_weight(self) -> float:
+        return self.idf * (1.0 if self.known else UNKNOWN_TERM_WEIGHT)
+
+    @property
+    def match_weight(self) -> float:
+        return self.idf * (1.0 if self.corrected_from is None else CORRECTED_TERM_WEIGHT)
+
+
+def heading_fields(title: str | None) -> tuple[str, str]:
+    """(leaf heading, ancestor headings) of a heading path. A path of one
+    heading is the article title alone (an introduction), so it is an
+    ancestor: it names the article, not a section."""
+    if not title:
+        return "", ""
+    parts = title.split(TITLE_SEPARATOR)
+    if len(parts) == 1:
+        return "", parts[0]
+    return parts[-1], " ".join(parts[:-1])
+
+
+def analyse_chunk(title: str | None, text: str) -> ChunkTerms:
+    """Weighted term frequencies of a chunk's fields (see the module docstring)."""
+    leaf, ancestors = heading_fields(title)
+    tf: dict[str, float] = {}
+    body = words(text)
+    for weight, tokens in (
+        (1.0, body),
+        (LEAF_HEADING_WEIGHT, words(leaf)),
+        (ANCESTOR_HEADING_WEIGHT, words(ancestors)),
+    ):
+        for token in tokens:
+            key = stem(token)
+            tf[key] = tf.get(key, 0.0) + weight
+    return ChunkTerms(tf=tf, length=len(body))
+
+
+def idf(document_frequency: int, chunks: int) -> float:
+    """BM25 inverse document frequency (Lucene's form: always positive)."""
+    return math.log(1.0 + (chunks - document_frequency + 0.5) / (document_frequency + 0.5))
+
+
+def score(terms: Sequence[QueryTerm], chunk: ChunkTerms, avg_length: float) -> float:
+    """The chunk's normalised score for the query terms, 0..1."""
+    denominator = sum(t.denominator_weight for t in terms)
+    if denominator <= 0.0:
+        return 0.0
+    norm = K1 * (1.0 - B + B * chunk.length / max(avg_length, 1.0))
+    total = 0.0
+    for term in terms:
+        tf = chunk.tf.get(term.stem)
+        if tf:
+            total += term.match_weight * tf / (tf + norm)
+    return min(1.0, total / denominator)
