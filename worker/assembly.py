@@ -58,6 +58,7 @@ class ActivityHost:
     ) -> None:
         """`limiter`: the shared rate-limit state (default: the application
         database, `engine`)."""
+        from activities.evals.activities import EvalActivities
         from activities.gateway.activities import ModelGateway
         from activities.gateway.journal import ReplyJournal
         from activities.gateway.pacing import CallPacing
@@ -76,6 +77,7 @@ class ActivityHost:
         self.embedder = RegistryEmbedder(registry)
         self.retrieval = RetrievalActivities(engine, self.embedder)
         self.tools = ToolActivities(tools)
+        self.evals = EvalActivities(engine)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ActivityHost:
@@ -108,6 +110,7 @@ class ActivityHost:
             *self.records.activities,
             *self.retrieval.activities,
             *self.tools.activities,
+            *self.evals.activities,
         ]
 
     async def aclose(self) -> None:

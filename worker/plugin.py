@@ -21,8 +21,9 @@ from core.encryption import Keyring
 from core.settings import Settings, get_settings
 from workflows.agent import AgentWorkflow
 from workflows.chain import ChainWorkflow
+from workflows.evals.workflow import EvalWorkflow
 
-WORKFLOWS: Sequence[type] = (ChainWorkflow, AgentWorkflow)
+WORKFLOWS: Sequence[type] = (ChainWorkflow, AgentWorkflow, EvalWorkflow)
 
 PASSTHROUGH_MODULES = (
     # Deterministic modules shared by every run instead of being re-imported
@@ -44,6 +45,12 @@ PASSTHROUGH_MODULES = (
     "workflows.template_sandbox",
     "workflows.patches",
     "core.search_attributes",
+    # Evaluations (EvalWorkflow): eval sets and results; `regex` is what
+    # compiles a case's patterns.
+    "core.evals.spec",
+    "core.evals.results",
+    "activities.evals.types",
+    "regex",
     # Guards validate JSON schemas inside workflows: jsonschema and what it
     # imports (re-importing them per run costs ~0.3 s of worker CPU).
     "workflows.guards",

@@ -37,6 +37,12 @@ class ChainInput(BaseModel):
     """Whether the client ran the chain's checks before starting it (the run
     client does when it has a catalog); when not, the workflow checks the
     chain's structure itself before its first step (`ChainWorkflow.run`)."""
+    approvals: Literal["people", "auto_for_evaluation"] = "people"
+    """`auto_for_evaluation`: an approval step that would ask people records
+    that it was requested and goes on at once with the text as rendered, so
+    an evaluation (`EvalWorkflow`) measures the chain's answers without
+    parking hundreds of runs in the reviewers' inbox. Never set by the API's
+    run starts; runs recorded before this field existed read `people`."""
 
 
 class ModelCallRecord(BaseModel):
