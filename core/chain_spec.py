@@ -120,13 +120,21 @@ class ApprovalStep(StepBase):
 
 class RetrieveStep(StepBase):
     """Top-k passages of a knowledge collection for a templated query. The
-    output is `{"query", "collection", "ranking", "passages": [...]}`; each
-    passage carries its citation id (`document#position`), source and text."""
+    output is `{"query", "collection", "ranking", "passages": [...],
+    "min_score", "nothing_relevant"}`; each passage carries its citation id
+    (`document#position`), source, text and a score in 0..1. Passages scoring
+    below `min_score` are dropped; when none is left, `passages` is empty and
+    `nothing_relevant` is true, so a chain can route the question to a person
+    or an honest "let me check" instead of citing an unrelated passage."""
 
     kind: Literal["retrieve"] = "retrieve"
     collection: str = Field(min_length=1, max_length=100)
     query: str
     top_k: int = Field(default=5, ge=1, le=50)
+    min_score: float | None = Field(default=None, ge=0, le=1)
+    """Lowest score (0..1) a passage needs; null: the knowledge store's
+    tuned default (`store.knowledge.search.DEFAULT_MIN_SCORE`); 0 keeps every
+    passage that matches at all."""
 
 
 class ToolStep(StepBase):

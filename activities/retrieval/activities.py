@@ -29,7 +29,7 @@ from store.engine import session_scope
 from store.knowledge.crud import collection_names, get_collection
 from store.knowledge.embeddings import chunks_missing_embeddings, store_embeddings
 from store.knowledge.errors import EmptyQueryError, UnknownCollectionError
-from store.knowledge.search import search
+from store.knowledge.search import DEFAULT_MIN_SCORE, search
 from store.knowledge.tables import KnowledgeCollection
 
 LOGGER_NAME = "chorus.retrieval"
@@ -75,9 +75,10 @@ class RetrievalActivities:
             if filled:
                 log.info("retrieve.embedded_chunks", alias=alias, chunks=filled)
             [query_embedding] = await self._embed(embedder, alias, [req.query], req.collection)
+        min_score = _min_score(req)
         try:
             passages = await asyncio.to_thread(
-                self._search, req.collection, req.query, req.top_k, query_embedding
+                self._search, req.collection, req.query, req.top_k, query_embedding, min_score
             )
         except EmptyQueryError as exc:
             raise ApplicationError(
@@ -88,14 +89,22 @@ class RetrievalActivities:
         except UnknownCollectionError as exc:  # deleted meanwhile
             raise _unknown(exc) from None
         ranking: Literal["fts", "hybrid"] = "fts" if query_embedding is None else "hybrid"
+        nothing_relevant = min_score is not None and not passages
         log.info(
             "retrieve.done",
             ranking=ranking,
             passages=len(passages),
             top=passages[0].id if passages else None,
+            min_score=min_score,
+            nothing_relevant=nothing_relevant,
         )
         return RetrieveResult(
-            collection=req.collection, query=req.query, ranking=ranking, passages=passages
+            collection=req.collection,
+            query=req.query,
+            ranking=ranking,
+            passages=passages,
+            min_score=min_score,
+            nothing_relevant=nothing_relevant,
         )
 
     # -- database (blocking, run in threads) -------------------------------------------
@@ -108,7 +117,12 @@ class RetrievalActivities:
             return found
 
     def _search(
-        self, collection: str, query: str, top_k: int, query_embedding: list[float] | None
+        self,
+        collection: str,
+        query: str,
+        top_k: int,
+        query_embedding: list[float] | None,
+        min_score: float | None,
     ) -> list[Any]:
         with session_scope(self.engine) as session:
             return search(
@@ -117,6 +131,7 @@ class RetrievalActivities:
                 query=query,
                 top_k=top_k,
                 query_embedding=query_embedding,
+                min_score=min_score,
             )
 
     def _missing(self, collection: str, limit: int) -> list[tuple[int, str]]:
@@ -177,6 +192,14 @@ class RetrievalActivities:
                 type=RetrievalErrorType.EMBEDDING_FAILED,
             )
         return vectors
+
+
+def _min_score(req: RetrieveInput) -> float | None:
+    """The threshold this retrieval applies: the step's, else the store's
+    default; none for a run scheduled before steps had one."""
+    if not req.apply_min_score:
+        return None
+    return DEFAULT_MIN_SCORE if req.min_score is None else req.min_score
 
 
 def _unknown(exc: UnknownCollectionError) -> ApplicationError:

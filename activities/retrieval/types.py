@@ -17,6 +17,12 @@ class RetrieveInput(BaseModel):
     query: str
     top_k: int = Field(default=5, ge=1, le=50)
     step: str = ""
+    min_score: float | None = Field(default=None, ge=0, le=1)
+    """Passages scoring below this (0..1) are dropped; None: the store's default."""
+    apply_min_score: bool = False
+    """False for runs scheduled before steps had a minimum score: they get
+    every passage, as they did then (workflows/steps/retrieve.py sets it
+    behind a patch)."""
 
 
 class RetrieveResult(BaseModel):
@@ -24,6 +30,10 @@ class RetrieveResult(BaseModel):
     query: str
     ranking: Literal["fts", "hybrid"]
     passages: list[Passage]
+    min_score: float | None = None
+    """The minimum score applied (None: none was)."""
+    nothing_relevant: bool = False
+    """True when no passage reached `min_score`: `passages` is empty."""
 
 
 class RetrievalErrorType:

@@ -16,7 +16,6 @@ or anything else.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,11 @@ from typing import Any
 import yaml
 from sqlmodel import Session
 
+from core.passages import Passage
 from store.knowledge.crud import ensure_collection, ingest_document
 from store.knowledge.embeddings import chunks_missing_embeddings, store_embeddings
 from store.knowledge.errors import EmptyQueryError
-from store.knowledge.search import search
+from store.knowledge.search import DEFAULT_MIN_SCORE, search
 
 EmbedTexts = Callable[[list[str]], list[list[float]]]
 """`embed(texts)` → one vector per text, in order."""
@@ -189,12 +189,13 @@ def evaluate(
     questions: Sequence[Question],
     label: str,
     embed: EmbedTexts | None = None,
-    min_score: float | None = None,
+    min_score: float = DEFAULT_MIN_SCORE,
 ) -> Report:
     """Ask every question (hybrid when `embed` is given: the collection's
     chunks must have embeddings from the same function, see
-    `embed_collection`) and score the answers. `min_score` None is the
-    store's default threshold."""
+    `embed_collection`) and score the answers. A question whose passages
+    all score below `min_score` (the store's default threshold, as a
+    retrieve step applies it) is answered "nothing relevant"."""
     report = Report(label)
     query_vectors = embed([q.query for q in questions]) if embed else [None] * len(questions)
     for question, vector in zip(questions, query_vectors, strict=True):
@@ -225,11 +226,8 @@ def _ask(
     collection: str,
     query: str,
     vector: list[float] | None,
-    min_score: float | None,
-) -> list[Any]:
-    kwargs: dict[str, Any] = {}
-    if _SEARCH_TAKES_MIN_SCORE and min_score is not None:
-        kwargs["min_score"] = min_score
+    min_score: float,
+) -> list[Passage]:
     try:
         return search(
             session,
@@ -237,10 +235,7 @@ def _ask(
             query=query,
             top_k=RANKED,
             query_embedding=vector,
-            **kwargs,
+            min_score=min_score,
         )
     except EmptyQueryError:  # no word at all: nothing can be relevant
         return []
-
-
-_SEARCH_TAKES_MIN_SCORE = "min_score" in inspect.signature(search).parameters

@@ -1,4 +1,10 @@
-"""Retrieve steps: passages of a knowledge collection for a rendered query."""
+"""Retrieve steps: passages of a knowledge collection for a rendered query.
+
+Since `MIN_SCORE_PATCH`, a step asks the activity to drop passages below its
+`min_score` (or the store's default) and its output says when nothing was
+left (`nothing_relevant`). Runs started before keep getting every passage:
+the activity applies no threshold unless asked.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import StepRecord
 
 
+MIN_SCORE_PATCH = "retrieve-min-score"
+
+
 class RetrieveRunner:
     def __init__(self, ctx: RunContext) -> None:
         self._ctx = ctx
@@ -25,7 +34,12 @@ class RetrieveRunner:
             result = await workflow.execute_activity(
                 RETRIEVE,
                 RetrieveInput(
-                    collection=step.collection, query=query, top_k=step.top_k, step=step.name
+                    collection=step.collection,
+                    query=query,
+                    top_k=step.top_k,
+                    step=step.name,
+                    min_score=step.min_score,
+                    apply_min_score=workflow.patched(MIN_SCORE_PATCH),
                 ),
                 result_type=RetrieveResult,
                 start_to_close_timeout=self._ctx.options.retrieve_timeout,
