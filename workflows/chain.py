@@ -53,10 +53,13 @@ COST_REFRESH = timedelta(seconds=2)
 PATCH_THROTTLE_COST_UPSERTS = "chorus-throttle-cost-upserts"
 PATCH_RUN_INDEX = "chorus-run-index"
 PATCH_COST_WITH_STATUS = "cost-published-with-status"
+"""ChorusCostUsd is written with every status change (parking on an approval too)."""
 PATCH_CHECK_UNCHECKED_SPEC = "check-unchecked-spec-at-start"
 """Patch, asked only when a chain nobody checked has problems: runs recorded
 before it went on (and failed their workflow tasks) where it now fails."""
-"""ChorusCostUsd is written with every status change (parking on an approval too)."""
+PATCH_RUNNING_PUBLISHED_AFTER_THE_ACTIVATION = "running-status-published-after-the-activation"
+"""ChorusStatus back to `running` after a decision is upserted only if the
+run goes on past the decision's activation (see `_on_approvals_changed`)."""
 EVALUATION_REVIEWER = "chorus-evaluation"
 """Who approves an evaluation run's approvals (`ChainInput.approvals`)."""
 
@@ -90,6 +93,10 @@ class ChainWorkflow(ApprovalHost):
         )
         self._interpreter = Interpreter(self._run_ctx)
         self._status: RunStatus = "running"
+        self._published_status: RunStatus = "running"
+        """What ChorusStatus says (`_status` may be newer for the rest of an activation)."""
+        self._finishing = False
+        self._status_publisher: asyncio.Task[None] | None = None
         self._error: str | None = None
         self._error_type: str | None = None
         self._cost_published_at: datetime | None = None
@@ -222,8 +229,9 @@ class ChainWorkflow(ApprovalHost):
     async def _finish(self, status: RunStatus, error: str | None) -> None:
         # A decision Update may still be writing its audit row: let it finish
         # before the run closes, so its caller gets an answer.
+        self._finishing = True
         await workflow.wait_condition(workflow.all_handlers_finished)
-        self._status = status
+        self._status = self._published_status = status
         self._error = error
         workflow.upsert_search_attributes(
             [STATUS_KEY.value_set(status), COST_KEY.value_set(self._run_ctx.budget.spent_usd)]
@@ -232,17 +240,41 @@ class ChainWorkflow(ApprovalHost):
 
     async def _on_approvals_changed(self) -> None:
         """`awaiting_approval` while any approval is pending, else `running`:
-        ops filter on ChorusStatus in the Temporal UI."""
+        ops filter on ChorusStatus in the Temporal UI.
+
+        Back to `running` is published once the rest of this activation has
+        run (`_publish_status_after_this_activation`): when the decision ends
+        the run, the final status upsert says it and the interim one, a
+        visibility write and a history event per decision, is never made."""
         status: RunStatus = "awaiting_approval" if self._desk.pending() else "running"
         if status != self._status:
             self._status = status
-            attributes = [STATUS_KEY.value_set(status)]
-            if applies(PATCH_COST_WITH_STATUS):
-                # A run parked on an approval shows what it has spent so far.
-                attributes.append(COST_KEY.value_set(self._run_ctx.budget.spent_usd))
-                self._cost_published_at = workflow.now()
-            workflow.upsert_search_attributes(attributes)
+            if status == "running" and applies(PATCH_RUNNING_PUBLISHED_AFTER_THE_ACTIVATION):
+                self._status_publisher = asyncio.create_task(
+                    self._publish_status_after_this_activation()
+                )
+            else:
+                self._publish_status()
             await self._index_run()
+
+    async def _publish_status_after_this_activation(self) -> None:
+        """Runs once the run's own coroutine has gone as far as it can in this
+        activation (a task starts after the running ones yield): the run has
+        either scheduled its next step, and its status is published with it,
+        or begun to finish, and `_finish` publishes the end instead."""
+        if not self._finishing:
+            self._publish_status()
+
+    def _publish_status(self) -> None:
+        if self._status == self._published_status:
+            return
+        self._published_status = self._status
+        attributes = [STATUS_KEY.value_set(self._status)]
+        if applies(PATCH_COST_WITH_STATUS):
+            # A run parked on an approval shows what it has spent so far.
+            attributes.append(COST_KEY.value_set(self._run_ctx.budget.spent_usd))
+            self._cost_published_at = workflow.now()
+        workflow.upsert_search_attributes(attributes)
 
     async def _index_run(self, *, finished: bool = False) -> None:
         """Write the run's row in the application database's run index.

@@ -42,6 +42,7 @@ ABSORBED = frozenset(
         "reserve-tools-and-schema",
         "model-calls-wait-out-rate-limits",
         "cancelled-calls-end-the-step",
+        "running-status-published-after-the-activation",
     }
 )
 """The patch ids `BASELINE` stands for. Never remove one while a run

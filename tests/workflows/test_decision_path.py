@@ -100,3 +100,44 @@ async def test_a_rejection_is_audited_with_the_index_and_ends_the_run_rejected(
     [written] = stubs.decisions
     assert written.decision == "reject" and written.run_record is not None
     assert [r.status for r in stubs.run_records][-1] == "rejected"
+
+
+async def status_upserts_from_the_decision(chains: Harness, run_id: str) -> list[list[str]]:
+    """Each ChorusStatus upsert after the decision's Update was accepted, as
+    the events of its workflow task (upsert and the commands beside it)."""
+    tasks: list[list[str]] = []
+    seen_update = False
+    async for event in chains.runs.client.get_workflow_handle(run_id).fetch_history_events():
+        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+        seen_update = seen_update or name == "WORKFLOW_EXECUTION_UPDATE_ACCEPTED"
+        if not seen_update:
+            continue
+        if name == "WORKFLOW_TASK_COMPLETED" or not tasks:
+            tasks.append([])
+        if name == "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES":
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            if "ChorusStatus" in fields.indexed_fields:
+                status = fields.indexed_fields["ChorusStatus"].data.decode().strip('"')
+                name = f"{name}:{status}"
+        tasks[-1].append(name)
+    return [task for task in tasks if any(e.startswith("UPSERT") for e in task)]
+
+
+@pytest.mark.parametrize("last", [True, False], ids=["approval-last", "step-after"])
+async def test_running_is_published_only_when_the_run_goes_on_after_the_decision(
+    chains: Harness, last: bool
+) -> None:
+    steps = [model("draft", "writer"), APPROVAL] + ([] if last else [model("send", "mailer")])
+    started = await chains.start(steps)
+    await chains.decide(started, await chains.pending(started))
+    assert (await chains.finish(started)).status == "completed"
+
+    upserts = await status_upserts_from_the_decision(chains, started.run_id)
+    statuses = [e.split(":")[1] for task in upserts for e in task if e.startswith("UPSERT")]
+    if last:
+        # The decision ended the run: its final status is the one upsert.
+        assert statuses == ["completed"]
+    else:
+        assert statuses == ["running", "completed"]
+        # `running` went out with the next step's activity, in one task.
+        assert "ACTIVITY_TASK_SCHEDULED" in upserts[0]
