@@ -26,7 +26,7 @@ from api.chain_sync import ChainSyncMiddleware, chain_not_found_handler
 from api.errors import install_error_handlers
 from api.json_body import JsonBodyMiddleware
 from api.load_shedding import LoadSheddingMiddleware
-from api.routes import approvals, chains, health, keys, knowledge, runs
+from api.routes import approvals, chains, evals, health, keys, knowledge, runs
 from api.state import ApiState, Database, TemporalConnector
 from core.logging import get_logger
 from core.problems import ChainNotFound, DatabaseUnavailable, TemporalUnavailable
@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         queue_timeout_s=settings.api_queue_timeout_s,
         threads=settings.api_threads,
     )
-    for module in (runs, approvals, chains, keys, knowledge, health):
+    for module in (runs, approvals, chains, evals, keys, knowledge, health):
         app.include_router(module.router)
     # The reviewer inbox's pages; its security headers wrap every /inbox answer.
     inbox.install(app)

@@ -41,6 +41,20 @@ from runs.catalog import Catalog
 from runs.checks import check_chain_against, check_run
 from runs.client import RPC_TIMEOUT, temporal_problem
 
+__all__ = [
+    "MAX_CONCURRENCY",
+    "EvalClient",
+    "EvalConflict",
+    "EvalInput",
+    "EvalNotFound",
+    "EvalProgress",
+    "new_eval_id",
+    "prepare_evaluation",
+    "simulated_aliases",
+]
+"""The payloads are re-exported: the API reaches evaluations through this
+module, never `activities` directly."""
+
 QUERY_TIMEOUT = timedelta(seconds=5)
 SIMULATOR_PROVIDER = "simulator"
 
@@ -74,6 +88,91 @@ def simulated_aliases(models_file: Path) -> set[str]:
     }
 
 
+def prepare_evaluation(
+    eval_set: EvalSet,
+    variants: Sequence[ChainSpec],
+    *,
+    eval_id: str | None = None,
+    concurrency: int = 4,
+    max_cost_usd: float | None = None,
+    judge_alias: str | None = None,
+    simulator_aliases: set[str] | None = None,
+    created_by: str | None = None,
+    cases_per_run: int | None = None,
+    catalog: Catalog | None = None,
+) -> EvalInput:
+    """The EvalWorkflow's input, every variant and every case checked
+    (against `catalog` when given: what this deployment can run):
+    raises Unprocessable (InvalidChainSpec, InvalidInput) naming what is
+    wrong before anything starts."""
+    if not variants:
+        raise Unprocessable("name at least one variant to compare", code="no_variants")
+    names = [spec.name for spec in variants]
+    if len(set(names)) != len(names):
+        raise Unprocessable(
+            f"variants must be distinct chains: {', '.join(names)}", code="duplicate_variants"
+        )
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise Unprocessable(
+            f"concurrency must be between 1 and {MAX_CONCURRENCY}, not {concurrency}",
+            code="bad_concurrency",
+        )
+    if max_cost_usd is not None and not max_cost_usd > 0:
+        raise Unprocessable(
+            f"max_cost_usd must be a positive amount of USD, not {max_cost_usd}",
+            code="bad_budget",
+        )
+    if catalog is not None:
+        _check(eval_set, variants, judge_alias, catalog)
+    aliases = {alias for spec in variants for alias in iter_aliases(spec.steps)}
+    if judge_alias is not None:
+        aliases.add(judge_alias)
+    fields: dict[str, Any] = {}
+    if cases_per_run is not None:
+        fields["cases_per_run"] = cases_per_run
+    try:
+        return EvalInput(
+            eval_id=eval_id or new_eval_id(),
+            eval_set=eval_set,
+            variants=[EvalVariant(name=spec.name, spec=spec) for spec in variants],
+            concurrency=concurrency,
+            max_cost_usd=max_cost_usd,
+            judge_alias=judge_alias,
+            simulated=bool(aliases & (simulator_aliases or set())),
+            created_by=created_by,
+            **fields,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "evaluation"
+        raise Unprocessable(f"{where}: {first['msg']}", code="bad_evaluation") from None
+
+
+def _check(
+    eval_set: EvalSet, variants: Sequence[ChainSpec], judge: str | None, catalog: Catalog
+) -> None:
+    if judge is not None and judge not in catalog.aliases:
+        raise Unprocessable(
+            f"judge alias {judge!r} is not in this deployment's model registry "
+            f"(known: {', '.join(sorted(catalog.aliases))})",
+            code="unknown_judge_alias",
+        )
+    for spec in variants:
+        check_chain_against(spec, catalog, what=f"variant {spec.name!r}")
+        for case in eval_set.cases:
+            try:
+                check_run(spec, case.input, catalog)
+            except InvalidChainSpec:
+                raise
+            except ApiProblem as exc:
+                raise type(exc)(
+                    f"case {case.id!r} of eval set {eval_set.name!r} is not a valid input "
+                    f"for variant {spec.name!r}: {exc}",
+                    details=exc.details,
+                    code=exc.code,
+                ) from None
+
+
 class EvalClient:
     """Checks, starts and reads evaluations on one task queue."""
 
@@ -82,88 +181,9 @@ class EvalClient:
         self.task_queue = task_queue
         self.catalog = catalog
 
-    def prepare(
-        self,
-        eval_set: EvalSet,
-        variants: Sequence[ChainSpec],
-        *,
-        eval_id: str | None = None,
-        concurrency: int = 4,
-        max_cost_usd: float | None = None,
-        judge_alias: str | None = None,
-        simulated_aliases: set[str] | None = None,
-        created_by: str | None = None,
-        cases_per_run: int | None = None,
-    ) -> EvalInput:
-        """The EvalWorkflow's input, every variant and every case checked:
-        raises Unprocessable (InvalidChainSpec, InvalidInput) naming what is
-        wrong before anything starts."""
-        if not variants:
-            raise Unprocessable("name at least one variant to compare", code="no_variants")
-        names = [spec.name for spec in variants]
-        if len(set(names)) != len(names):
-            raise Unprocessable(
-                f"variants must be distinct chains: {', '.join(names)}", code="duplicate_variants"
-            )
-        if not 1 <= concurrency <= MAX_CONCURRENCY:
-            raise Unprocessable(
-                f"concurrency must be between 1 and {MAX_CONCURRENCY}, not {concurrency}",
-                code="bad_concurrency",
-            )
-        if max_cost_usd is not None and not max_cost_usd > 0:
-            raise Unprocessable(
-                f"max_cost_usd must be a positive amount of USD, not {max_cost_usd}",
-                code="bad_budget",
-            )
-        if self.catalog is not None:
-            self._check(eval_set, variants, judge_alias, self.catalog)
-        aliases = {alias for spec in variants for alias in iter_aliases(spec.steps)}
-        if judge_alias is not None:
-            aliases.add(judge_alias)
-        fields: dict[str, Any] = {}
-        if cases_per_run is not None:
-            fields["cases_per_run"] = cases_per_run
-        try:
-            return EvalInput(
-                eval_id=eval_id or new_eval_id(),
-                eval_set=eval_set,
-                variants=[EvalVariant(name=spec.name, spec=spec) for spec in variants],
-                concurrency=concurrency,
-                max_cost_usd=max_cost_usd,
-                judge_alias=judge_alias,
-                simulated=bool(aliases & (simulated_aliases or set())),
-                created_by=created_by,
-                **fields,
-            )
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "evaluation"
-            raise Unprocessable(f"{where}: {first['msg']}", code="bad_evaluation") from None
-
-    @staticmethod
-    def _check(
-        eval_set: EvalSet, variants: Sequence[ChainSpec], judge: str | None, catalog: Catalog
-    ) -> None:
-        if judge is not None and judge not in catalog.aliases:
-            raise Unprocessable(
-                f"judge alias {judge!r} is not in this deployment's model registry "
-                f"(known: {', '.join(sorted(catalog.aliases))})",
-                code="unknown_judge_alias",
-            )
-        for spec in variants:
-            check_chain_against(spec, catalog, what=f"variant {spec.name!r}")
-            for case in eval_set.cases:
-                try:
-                    check_run(spec, case.input, catalog)
-                except InvalidChainSpec:
-                    raise
-                except ApiProblem as exc:
-                    raise type(exc)(
-                        f"case {case.id!r} of eval set {eval_set.name!r} is not a valid input "
-                        f"for variant {spec.name!r}: {exc}",
-                        details=exc.details,
-                        code=exc.code,
-                    ) from None
+    def prepare(self, eval_set: EvalSet, variants: Sequence[ChainSpec], **kwargs: Any) -> EvalInput:
+        """`prepare_evaluation` against this client's catalog."""
+        return prepare_evaluation(eval_set, variants, catalog=self.catalog, **kwargs)
 
     async def start(self, inp: EvalInput) -> WorkflowHandle[Any, EvalReport]:
         """Start the evaluation; a second start of the same id with the same

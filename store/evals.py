@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from store.engine import backend_insert, session_scope, write_scope
 from store.models import JSONType, UTCDateTime, utcnow
@@ -149,3 +149,8 @@ def case_scores(engine: Engine, eval_id: str) -> list[EvalCaseScore]:
             .order_by(col(EvalCaseScore.variant), col(EvalCaseScore.case_id))
         )
         return list(session.exec(statement).all())
+
+
+def read_evaluation(session: Session, eval_id: str) -> Evaluation | None:
+    """The evaluation's row, in the caller's session (the API's `db.read`)."""
+    return session.get(Evaluation, eval_id)

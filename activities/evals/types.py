@@ -107,6 +107,8 @@ class EvalProgress(BaseModel):
     reserved_usd: float
     max_cost_usd: float | None
     stopped_reason: str | None = None
+    created_by: str | None = None
+    """Who started it (the API's key name), so a service key reads only its own."""
 
 
 class BeginEvalInput(BaseModel):

@@ -21,6 +21,17 @@ from runs.evals import EvalClient
 from simulator.control import SimulatorControl
 from simulator.models import Rule
 from store.evals import EvalCaseScore, case_scores
+from tests.api.conftest import (  # noqa: F401 - the API tests' fixtures, for test_api.py
+    api,
+    api_overrides,
+    api_task_queue,
+    api_worker,
+    backend,
+    database_url,
+    db_engine,
+    http,
+    keys,
+)
 from tests.conftest import activity_host
 from worker.assembly import hosted_worker
 from workflows.validate import check_chain, parse_chain_yaml

@@ -151,6 +151,7 @@ class EvalWorkflow:
             reserved_usd=self._budget.reserved_usd,
             max_cost_usd=inp.max_cost_usd,
             stopped_reason=self._stopped,
+            created_by=inp.created_by,
         )
 
     # -- starting cases ------------------------------------------------------------

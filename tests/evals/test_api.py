@@ -1,0 +1,164 @@
+"""POST /v1/evals and GET /v1/evals/{id} over HTTP, on SQLite and PostgreSQL:
+service and admin keys start and read evaluations of published chains (a
+service key only its own), reviewers are refused, and bad input is a 4xx
+naming what is wrong before anything starts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from temporalio.client import Client
+
+from simulator.control import SimulatorControl
+from tests.api.conftest import Keys, admin, assert_error, bearer, count_workflows, wait_for
+from tests.evals.conftest import DATA, scripted_replies, tiny_set
+
+pytestmark = pytest.mark.usefixtures("api_worker")
+
+
+async def publish(http: httpx.AsyncClient, variant: str) -> str:
+    """Publish a test variant under a name of its own; returns the name."""
+    spec = yaml.safe_load((DATA / f"{variant}.yaml").read_text())
+    spec["name"] = f"{variant}_{uuid.uuid4().hex[:8]}"
+    response = await http.put(f"/v1/chains/{spec['name']}", json=spec, headers=admin())
+    assert response.status_code == 201, response.text
+    return str(spec["name"])
+
+
+@pytest.fixture(scope="module")
+async def variants(http: httpx.AsyncClient) -> tuple[str, str]:
+    return await publish(http, "qa_quick"), await publish(http, "qa_careful")
+
+
+def body(marker: str, variants: tuple[str, ...], **extra: Any) -> dict[str, Any]:
+    return {
+        "eval_set": tiny_set(marker).model_dump(mode="json", exclude_none=True),
+        "variants": list(variants),
+        **extra,
+    }
+
+
+async def finished(http: httpx.AsyncClient, eval_id: str, headers: dict[str, str]) -> Any:
+    async def done() -> dict[str, Any] | None:
+        response = await http.get(f"/v1/evals/{eval_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        detail = response.json()
+        return detail if detail["status"] != "running" else None
+
+    return await wait_for(done, timeout_s=60)
+
+
+async def test_a_service_key_starts_an_evaluation_and_reads_its_report(
+    http: httpx.AsyncClient, keys: Keys, variants: tuple[str, str], sim: SimulatorControl
+) -> None:
+    marker = f"A{uuid.uuid4().hex[:10]}"
+    await sim.add_rules(*scripted_replies(marker))
+    quick, careful = variants
+
+    response = await http.post(
+        "/v1/evals", json=body(marker, variants, concurrency=3), headers=bearer(keys.service)
+    )
+
+    assert response.status_code == 201, response.text
+    accepted = response.json()
+    assert (accepted["status"], accepted["cases_total"]) == ("running", 6)
+    detail = await finished(http, accepted["eval_id"], bearer(keys.service))
+    assert detail["status"] == "completed"
+    assert detail["created_by"] == keys.names["service"]
+    report = detail["report"]
+    passed = {v["variant"]: (v["passed"], v["cases"]) for v in report["variants"]}
+    assert passed == {quick: (2, 3), careful: (3, 3)}
+    assert report["recommended"] == careful
+    assert (report["cases_scored"], report["stopped_reason"]) == (6, None)
+    assert report["simulated"] is True  # every alias of models.yaml is the simulator's
+    # An admin reads it too; another service key does not see it at all.
+    assert (await http.get(f"/v1/evals/{accepted['eval_id']}", headers=admin())).status_code == 200
+    other = await http.post(
+        "/v1/keys", json={"name": f"svc-{uuid.uuid4().hex[:6]}", "role": "service"}, headers=admin()
+    )
+    hidden = await http.get(f"/v1/evals/{accepted['eval_id']}", headers=bearer(other.json()["key"]))
+    assert_error(hidden, 404)
+
+
+async def test_reviewers_may_neither_start_nor_read_evaluations(
+    http: httpx.AsyncClient, keys: Keys, variants: tuple[str, str]
+) -> None:
+    response = await http.post("/v1/evals", json=body("R", variants), headers=bearer(keys.reviewer))
+    assert_error(response, 403)
+    assert_error(await http.get("/v1/evals/eval-x", headers=bearer(keys.reviewer)), 403)
+    assert_error(await http.get("/v1/evals/eval-x"), 401)
+
+
+async def test_an_unknown_evaluation_is_404(http: httpx.AsyncClient) -> None:
+    error = assert_error(await http.get("/v1/evals/eval-nope", headers=admin()), 404)
+    assert "eval-nope" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "needle"),
+    [
+        ({"variants": ["no_such_chain_x"]}, 404, "no_such_chain_x"),
+        ({"concurrency": 0}, 422, "concurrency"),
+        ({"max_cost_usd": -1}, 422, "max_cost_usd"),
+        ({"judge": "no_such_alias"}, 422, "no_such_alias"),
+        ({"eval_set": {"name": "empty", "cases": []}}, 422, "cases"),
+        (
+            {
+                "eval_set": {
+                    "name": "bad_regex",
+                    "cases": [
+                        {
+                            "id": "c1",
+                            "input": {"message": "hi"},
+                            "checks": [{"kind": "contains", "pattern": "(unclosed"}],
+                        }
+                    ],
+                }
+            },
+            422,
+            "not a valid regex",
+        ),
+        (
+            {
+                "eval_set": {
+                    "name": "wrong_input",
+                    "cases": [{"id": "c9", "input": {"text": "no message"}}],
+                }
+            },
+            422,
+            "case 'c9'",
+        ),
+    ],
+    ids=[
+        "unknown-variant",
+        "bad-concurrency",
+        "negative-budget",
+        "unknown-judge",
+        "empty-eval-set",
+        "bad-regex",
+        "input-the-chain-refuses",
+    ],
+)
+async def test_bad_input_is_refused_before_anything_starts(
+    http: httpx.AsyncClient,
+    temporal_env: Any,
+    api_task_queue: str,
+    variants: tuple[str, str],
+    change: dict[str, Any],
+    status: int,
+    needle: str,
+) -> None:
+    client: Client = temporal_env.client
+    before = await count_workflows(client, api_task_queue, "WorkflowType = 'ChorusEvalWorkflow'")
+    request = {**body("B", variants), **change}
+
+    response = await http.post("/v1/evals", json=request, headers=admin())
+
+    error = assert_error(response, status)
+    assert needle in str(error), error
+    after = await count_workflows(client, api_task_queue, "WorkflowType = 'ChorusEvalWorkflow'")
+    assert after == before
