@@ -25,6 +25,7 @@ from api.body_limit import BodySizeLimitMiddleware
 from api.chain_sync import ChainSyncMiddleware, chain_not_found_handler
 from api.errors import install_error_handlers
 from api.json_body import JsonBodyMiddleware
+from api.knowledge import UPLOAD_PATH, upload_limit_bytes
 from api.load_shedding import LoadSheddingMiddleware
 from api.routes import approvals, chains, evals, health, keys, knowledge, runs
 from api.state import ApiState, Database, TemporalConnector
@@ -109,6 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimitMiddleware,
         max_body_bytes=settings.api_max_body_bytes,
         read_timeout_s=settings.api_body_read_timeout_s,
+        # Document uploads stream in, up to the store's document limit.
+        streamed=((UPLOAD_PATH, upload_limit_bytes(settings.input_limits)),),
     )
     # Outermost: a request beyond capacity is refused before anything reads it.
     app.add_middleware(

@@ -7,13 +7,22 @@ never calls a model provider and never holds a provider key.
 A document comes as JSON (`{name, text, source?, title?}`) or as the raw
 text itself (`text/plain`, `text/markdown`) with `name` (and optionally
 `source`, `title`) as query parameters, which is what `curl --data-binary
-@refunds.md` sends.
+@refunds.md` sends. Both are bounded by the API's body limit (1 MiB by
+default); a larger document, up to the store's limit, comes as a multipart
+upload (`curl -F file=@handbook.md`), see `upload_limit_bytes`.
+
+Content already in the collection under another name is refused (409): the
+same passages would otherwise fill a search's top k twice. To keep a
+collection in step with a folder, upload its files (unchanged ones are
+no-ops) and prune the names that are gone (`prune`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
-from typing import TypeVar
+from typing import Annotated, TypeVar
+from urllib.parse import unquote_to_bytes
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session
@@ -27,22 +36,27 @@ from core.input_limits import (
     check_value,
     loads_json,
 )
-from core.problems import NotFound, Unprocessable, UnsupportedMediaType
+from core.problems import Conflict, NotFound, Unprocessable, UnsupportedMediaType
 from store.knowledge.crud import (
     delete_document,
+    delete_documents,
     ensure_collection,
     get_collection,
     ingest_document,
     list_collections,
     list_documents,
 )
+from store.knowledge.decoding import decode_document
 from store.knowledge.errors import (
+    DuplicateDocumentError,
     EmbeddingMismatchError,
+    EmptyQueryError,
     InvalidDocumentError,
     InvalidKnowledgeNameError,
     UnknownCollectionError,
 )
-from store.knowledge.names import DOCUMENT_NAME_PATTERN
+from store.knowledge.lookup import InvalidQueryError, SearchResults, search_collection
+from store.knowledge.names import COLLECTION_NAME_PATTERN, DOCUMENT_NAME_PATTERN
 from store.knowledge.tables import (
     KnowledgeCollectionPublic,
     KnowledgeDocument,
@@ -72,6 +86,35 @@ class InvalidDocument(Unprocessable):
 
 class UnknownModelAlias(Unprocessable):
     code = "unknown_model_alias"
+
+
+class DuplicateDocument(Conflict):
+    code = "duplicate_document"
+
+
+class InvalidQuery(Unprocessable):
+    code = "invalid_query"
+
+
+class DocumentTooLarge(Unprocessable):
+    """An upload whose text is over the store's limit (the route answers 413)."""
+
+    code = "document_too_large"
+
+
+# -- uploads ----------------------------------------------------------------------------
+
+UPLOAD_PATH = re.compile(f"/v1/knowledge/{COLLECTION_NAME_PATTERN.strip('^$')}/files")
+"""The multipart upload route, whose body limit is `upload_limit_bytes`."""
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
+"""Room for the multipart framing and the small form fields beside the file."""
+
+
+def upload_limit_bytes(limits: InputLimits) -> int:
+    """Bytes an upload may have: a document at the store's character limit
+    in the widest UTF-8 (4 bytes a character), plus the form's framing.
+    The text's characters are counted once it is decoded."""
+    return 4 * limits.max_document_chars + UPLOAD_OVERHEAD_BYTES
 
 
 # -- schemas ----------------------------------------------------------------------------
@@ -188,7 +231,49 @@ def document_public(row: KnowledgeDocument) -> KnowledgeDocumentPublic:
     return KnowledgeDocumentPublic.model_validate(row, from_attributes=True)
 
 
+def upload_document(
+    data: bytes,
+    *,
+    filename: str | None,
+    name: str | None,
+    source: str | None,
+    title: str | None,
+    limits: InputLimits = DEFAULT_LIMITS,
+) -> DocumentIngest:
+    """An uploaded file as a DocumentIngest: named `name`, else by the file's
+    name; UTF-8 text (a byte-order mark dropped) of at most the store's
+    character limit (DocumentTooLarge naming it)."""
+    name = name or (filename or "").rsplit("/", 1)[-1] or None
+    if not name:
+        raise InvalidDocument(
+            "the upload has no name: give the form field `name` (e.g. refunds.md) "
+            "or a file name in the part's Content-Disposition",
+            details=[{"path": "form.name", "message": "Field required", "type": "missing"}],
+        )
+    try:
+        text = decode_document(data, name=f"uploaded file {name!r}")
+    except InvalidDocumentError as exc:
+        raise InvalidDocument(str(exc)) from None
+    if len(text) > limits.max_document_chars:
+        raise DocumentTooLarge(
+            f"uploaded file {name!r} has {len(text):,} characters; the limit is "
+            f"{limits.max_document_chars:,} (split it into several documents)",
+            details={"characters": len(text), "max_document_chars": limits.max_document_chars},
+        )
+    fields = {"name": name, "source": source, "title": title}
+    _checked(lambda: check_value(fields, limits, root="form"))
+    try:
+        return DocumentIngest.model_validate({**fields, "text": text})
+    except ValidationError as exc:
+        details = validation_details(exc.errors())
+        for detail in details:
+            detail["path"] = f"form.{detail['path']}"
+        first = details[0]
+        raise InvalidDocument(f"{first['path']}: {first['message']}", details=details) from None
+
+
 def ingest(session: Session, *, collection: str, body: DocumentIngest) -> DocumentIngested:
+    """Store the document; 409 for content already there under another name."""
     try:
         result = ingest_document(
             session,
@@ -197,7 +282,13 @@ def ingest(session: Session, *, collection: str, body: DocumentIngest) -> Docume
             source=body.source or body.name,
             text=body.text,
             title=body.title,
+            allow_duplicate=False,
         )
+    except DuplicateDocumentError as exc:
+        new, existing = exc.pairs[0]
+        raise DuplicateDocument(
+            str(exc), details={"document": new, "same_content_as": existing}
+        ) from None
     except (InvalidKnowledgeNameError, InvalidDocumentError, EmbeddingMismatchError) as exc:
         raise InvalidDocument(str(exc)) from None
     return DocumentIngested(
@@ -237,6 +328,73 @@ def documents(session: Session, *, collection: str) -> list[KnowledgeDocumentPub
     except UnknownCollectionError as exc:
         raise CollectionNotFound(str(exc), details={"known": exc.known}) from None
     return [document_public(row) for row in rows]
+
+
+DocumentName = Annotated[str, Field(min_length=1, max_length=255, pattern=DOCUMENT_NAME_PATTERN)]
+
+
+class PruneRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keep: list[DocumentName] = Field(
+        max_length=100_000,
+        description="Every document name the collection should keep (a folder's files, "
+        "named by their path relative to it); the others are removed.",
+    )
+
+
+class PruneResult(BaseModel):
+    collection: str
+    removed: list[str]
+    kept: int
+
+
+def prune(session: Session, *, collection: str, body: PruneRequest) -> PruneResult:
+    """Remove every document of the collection whose name is not in `keep`."""
+    try:
+        rows = list_documents(session, collection=collection)
+    except UnknownCollectionError as exc:
+        raise CollectionNotFound(str(exc), details={"known": exc.known}) from None
+    keep = set(body.keep)
+    gone = [row.name for row in rows if row.name not in keep]
+    delete_documents(session, collection=collection, names=gone)
+    return PruneResult(collection=collection, removed=gone, kept=len(rows) - len(gone))
+
+
+def check_query_string(raw: bytes) -> None:
+    """422 for a query string whose percent-encoded bytes are not UTF-8.
+
+    Starlette decodes such bytes to U+FFFD, so a lone surrogate (`%ED%A0%80`)
+    or a Latin-1 `%E9` would be searched as a replacement character instead
+    of being refused.
+    """
+    try:
+        unquote_to_bytes(raw.decode("latin-1")).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidQuery(
+            f"the query string is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start} once decoded; a lone surrogate cannot be encoded): percent-encode "
+            "the query's UTF-8 bytes",
+            details=[{"path": "query.q", "message": "not UTF-8", "type": "value_error"}],
+        ) from None
+
+
+def search(session: Session, *, collection: str, query: str, top_k: int) -> SearchResults:
+    """The search tool's answer; 404 for an unknown collection, 422 for a bad q or k."""
+    try:
+        return search_collection(session, collection=collection, query=query, top_k=top_k)
+    except UnknownCollectionError as exc:
+        raise CollectionNotFound(str(exc), details={"known": exc.known}) from None
+    except InvalidQueryError as exc:
+        raise InvalidQuery(
+            str(exc),
+            details=[{"path": f"query.{exc.field}", "message": str(exc), "type": "value_error"}],
+        ) from None
+    except EmptyQueryError as exc:
+        raise InvalidQuery(
+            str(exc),
+            details=[{"path": "query.q", "message": str(exc), "type": "value_error"}],
+        ) from None
 
 
 def remove(session: Session, *, collection: str, name: str) -> None:

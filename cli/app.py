@@ -8,6 +8,7 @@
     chorus run CHAIN --input JSON run a chain and watch its steps
     chorus demo                   the flagship chain on five sample support tickets
     chorus ingest COLL PATH...    add documents to a knowledge collection
+    chorus search COLL QUESTION   the passages a chain's retrieve step would be given
     chorus db upgrade             bring the application database to the current schema
     chorus codec-server           decode encrypted payloads for the Temporal UI and CLI
 
@@ -33,6 +34,7 @@ from cli.ingest import ingest
 from cli.keys import keys_app
 from cli.payloads_command import payloads_app
 from cli.run_command import run, validate
+from cli.search import search
 from cli.stack_commands import api, dev, simulator, worker
 
 app = typer.Typer(
@@ -50,6 +52,7 @@ app.add_typer(chains_app, name="chains")
 app.add_typer(db_app, name="db")
 app.add_typer(payloads_app, name="payloads")
 app.command()(ingest)
+app.command()(search)
 app.command(name="codec-server")(codec_server)
 
 

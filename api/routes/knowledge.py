@@ -1,7 +1,8 @@
 """/v1/knowledge: knowledge collections for retrieval steps.
 
-Reviewers and admins ingest and delete documents and configure collections;
-any key may list them.
+Reviewers and admins ingest (JSON, raw text, or a multipart upload for
+documents over the API's body limit), prune and delete documents and
+configure collections; any key may list and search them.
 """
 
 from __future__ import annotations
@@ -10,19 +11,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from api import knowledge
 from api.bodies import CheckedJsonRoute
 from api.deps import ReaderDep, ReviewerDep, SessionDep, StateDep
-from api.errors import error_responses
+from api.errors import error_responses, http_error
 from api.knowledge import (
     CollectionList,
     CollectionUpdate,
     DocumentIngest,
     DocumentIngested,
     DocumentList,
+    DocumentTooLarge,
+    InvalidDocument,
+    PruneRequest,
+    PruneResult,
 )
 from api.query_params import StrictQuery
+from store.knowledge.lookup import DEFAULT_TOP_K, MAX_QUERY_CHARS, MAX_TOP_K, SearchResults
 from store.knowledge.names import COLLECTION_NAME_PATTERN
 from store.knowledge.tables import KnowledgeCollectionPublic
 
@@ -47,6 +55,31 @@ _DOCUMENT_BODY: dict[str, Any] = {
         },
     }
 }
+
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A multipart form: the document as the part `file`, and optionally "
+        "`name` (default: the file's name), `source` and `title`. Up to the store's document "
+        "limit (2,000,000 characters by default), beyond the API's JSON body limit.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "name": {"type": "string"},
+                        "source": {"type": "string"},
+                        "title": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+_UPLOAD_FIELDS = ("name", "source", "title")
 
 
 @router.get(
@@ -124,6 +157,113 @@ async def post_document(
     if result.replaced or result.unchanged:
         response.status_code = status.HTTP_200_OK
     return result
+
+
+@router.post(
+    "/{collection}/files",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DocumentIngested,
+    responses={
+        200: {"model": DocumentIngested, "description": "Replaced, or unchanged"},
+        **error_responses(401, 403, 408, 409, 413, 415, 422, 503),
+    },
+    openapi_extra=_UPLOAD_BODY,
+    summary="Upload a document as a multipart file (up to the store's document limit)",
+)
+async def upload_document(
+    collection: CollectionPath,
+    request: Request,
+    response: Response,
+    _principal: ReviewerDep,
+    session: SessionDep,
+    state: StateDep,
+) -> DocumentIngested:
+    """The form is read here, after the caller is known (a declared `UploadFile`
+    parameter would be read before authentication); the body-size middleware
+    bounds it at `upload_limit_bytes` while it streams in."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "multipart/form-data":
+        raise http_error(
+            415,
+            "unsupported_media_type",
+            f"upload the document as multipart/form-data (curl -F file=@refunds.md), "
+            f"not {media or 'a body without a type'!r}",
+        )
+    limits = state.settings.input_limits
+    try:
+        form = await request.form(max_files=1, max_fields=len(_UPLOAD_FIELDS))
+    except ClientDisconnect:
+        return response  # too large or too slow: the middleware answers
+    except Exception as exc:  # python-multipart and Starlette's form errors
+        raise InvalidDocument(f"the multipart body cannot be read: {exc}") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidDocument(
+                "the form has no file part named `file` (curl -F file=@refunds.md)",
+                details=[{"path": "form.file", "message": "Field required", "type": "missing"}],
+            )
+        unknown = sorted(set(form) - {"file", *_UPLOAD_FIELDS})
+        if unknown:
+            raise InvalidDocument(
+                f"unknown form fields {', '.join(unknown)}: the form takes file, "
+                + ", ".join(_UPLOAD_FIELDS)
+            )
+        fields = {key: form.get(key) for key in _UPLOAD_FIELDS}
+        if any(value is not None and not isinstance(value, str) for value in fields.values()):
+            raise InvalidDocument("only `file` may be a file part; name, source, title are text")
+        data = await upload.read()
+        try:
+            body = await run_in_threadpool(
+                knowledge.upload_document,
+                data,
+                filename=upload.filename,
+                name=fields["name"],  # type: ignore[arg-type]
+                source=fields["source"],  # type: ignore[arg-type]
+                title=fields["title"],  # type: ignore[arg-type]
+                limits=limits,
+            )
+        except DocumentTooLarge as exc:
+            raise http_error(413, exc.code, exc.message, details=exc.details) from None
+    finally:
+        await form.close()
+    result = await run_in_threadpool(knowledge.ingest, session, collection=collection, body=body)
+    if result.replaced or result.unchanged:
+        response.status_code = status.HTTP_200_OK
+    return result
+
+
+@router.post(
+    "/{collection}/prune",
+    response_model=PruneResult,
+    responses=error_responses(401, 403, 404, 422, 503),
+    summary="Remove every document whose name is not in `keep` (a folder's sync)",
+)
+def prune_documents(
+    collection: CollectionPath, body: PruneRequest, _principal: ReviewerDep, session: SessionDep
+) -> PruneResult:
+    return knowledge.prune(session, collection=collection, body=body)
+
+
+@router.get(
+    "/{collection}/search",
+    response_model=SearchResults,
+    responses=error_responses(401, 403, 404, 422, 503),
+    summary="The passages a chain's retrieve step would be given, with citation ids and scores",
+)
+def search_collection(
+    collection: CollectionPath,
+    request: Request,
+    _principal: ReaderDep,
+    session: SessionDep,
+    q: Annotated[
+        str,
+        Query(max_length=MAX_QUERY_CHARS, description="the question, as a customer asks it"),
+    ],
+    k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="passages to return")] = DEFAULT_TOP_K,
+) -> SearchResults:
+    knowledge.check_query_string(request.scope.get("query_string", b""))
+    return knowledge.search(session, collection=collection, query=q, top_k=k)
 
 
 @router.delete(

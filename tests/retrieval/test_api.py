@@ -4,6 +4,7 @@ SQLite database; reviewers and admins ingest, any key lists."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,9 +14,11 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from api.knowledge import upload_limit_bytes
 from api.server import ApiServer
 from store.engine import make_engine, session_scope
 from store.knowledge.crud import list_chunks
+from store.knowledge.lookup import MAX_QUERY_CHARS, MAX_TOP_K
 from store.knowledge.search import search
 from tests.api.conftest import admin, api_settings, assert_error, bearer, temporal_address
 from tests.retrieval.conftest import HELP_CENTER
@@ -205,3 +208,274 @@ async def test_roles_and_refusals(http: httpx.AsyncClient, keys: Keys) -> None:
     assert ok.status_code == 201
     odd_name = await http.delete(f"{url}/a%00.md", headers=bearer(keys.reviewer))
     assert_error(odd_name, 404, "knowledge_document_not_found")
+
+
+# -- multipart uploads ------------------------------------------------------------------
+
+
+def big_markdown(chars: int) -> str:
+    """A markdown document of about `chars` characters, many sections."""
+    parts = ["# Handbook\n\n"]
+    size = len(parts[0])
+    section = 0
+    while size < chars:
+        section += 1
+        rule = f"Rule {section}: orders over {section} units need approval code A{section:05d}. "
+        part = f"## Policy {section}\n\n{rule * 3}\n\n"
+        parts.append(part)
+        size += len(part)
+    return "".join(parts)[:chars]
+
+
+async def test_upload_a_document_over_the_json_body_limit(
+    http: httpx.AsyncClient, keys: Keys, api: ApiServer
+) -> None:
+    name = collection()
+    url = f"/v1/knowledge/{name}/files"
+    text = big_markdown(1_900_000)
+    data = text.encode()
+    # Over the JSON body limit of a default API (1 MiB), let alone this one's.
+    assert len(data) > 1024 * 1024 > api.settings.api_max_body_bytes
+
+    files = {"file": ("handbook.md", data, "text/markdown")}
+    created = await http.post(url, files=files, headers=bearer(keys.reviewer))
+    assert created.status_code == 201, created.text
+    document = created.json()["document"]
+    assert (document["name"], document["title"], document["source"]) == (
+        "handbook.md",
+        "Handbook",
+        "handbook.md",
+    )
+    assert created.json()["chunks"] > 1000
+    same = await http.post(url, files=files, headers=bearer(keys.reviewer))
+    assert same.status_code == 200 and same.json()["unchanged"] is True
+
+    found = await http.get(
+        f"/v1/knowledge/{name}/search",
+        params={"q": "which approval code for policy 4207? A04207", "k": 1},
+        headers=bearer(keys.service),
+    )
+    assert found.status_code == 200, found.text
+    [top] = found.json()["passages"]
+    assert top["id"] == f"handbook.md#{top['position']}" and "code A04207." in top["text"]
+
+
+async def test_uploads_over_the_store_limit_are_413_naming_it(
+    http: httpx.AsyncClient, keys: Keys, api: ApiServer
+) -> None:
+    name = collection()
+    url = f"/v1/knowledge/{name}/files"
+    limits = api.settings.input_limits
+    over = big_markdown(limits.max_document_chars + 10).encode()
+    too_long = await http.post(
+        url, files={"file": ("big.md", over, "text/markdown")}, headers=bearer(keys.reviewer)
+    )
+    error = assert_error(too_long, 413, "document_too_large")
+    assert f"{limits.max_document_chars:,}" in error["message"] and "'big.md'" in error["message"]
+    assert error["details"]["max_document_chars"] == limits.max_document_chars
+
+    limit = upload_limit_bytes(limits)
+    head = (
+        f"POST {url} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {keys.reviewer}\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\n"
+    )
+    # Declared over the limit: refused on the headers alone.
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    try:
+        writer.write(f"{head}Content-Length: {limit + 1}\r\n\r\n".encode())
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=30)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 413 ") and str(limit).encode() in answer
+
+    # Chunked and never finished: the answer comes once the limit has passed,
+    # so the server was not waiting for (or holding) the whole body. The
+    # answer is read while sending: the server closes with our bytes unread,
+    # and the reset that follows would discard an answer not read yet.
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    block = b"x" * 65536
+
+    async def send_blocks() -> None:
+        writer.write(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode())
+        for _ in range(2 * limit // len(block)):  # no last chunk: the body never ends
+            writer.write(b"%x\r\n%s\r\n" % (len(block), block))
+            await writer.drain()
+
+    sending = asyncio.create_task(send_blocks())
+    try:
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=60)
+    finally:
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await sending  # cancelled, or stopped by the server closing
+        writer.close()
+    # 413, not the 408 an unfinished body gets once the read timeout passes.
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    listed = await http.get("/v1/knowledge", headers=bearer(keys.service))
+    assert name not in {c["name"] for c in listed.json()["items"]}
+
+
+async def test_upload_roles_refusals_bom_and_duplicates(
+    http: httpx.AsyncClient, keys: Keys
+) -> None:
+    name = collection()
+    url = f"/v1/knowledge/{name}/files"
+    refunds = {"file": ("refunds.md", REFUNDS.encode(), "text/markdown")}
+    assert_error(await http.post(url, files=refunds), 401, "unauthorized")
+    assert_error(await http.post(url, files=refunds, headers=bearer(keys.service)), 403)
+    reviewer = bearer(keys.reviewer)
+    refusals: list[tuple[dict[str, Any], int, str, str]] = [
+        (
+            {"files": {"name": (None, b"a.md")}},
+            422,
+            "invalid_document",
+            "no file part named `file`",
+        ),
+        ({"data": {"name": "a.md"}}, 415, "unsupported_media_type", "not JSON"),
+        (
+            {"files": {"file": ("latin.md", "caf\xe9".encode("latin-1"))}},
+            422,
+            "invalid_document",
+            "'latin.md' is not UTF-8 text: byte 0xe9 at offset 3",
+        ),
+        (
+            {"files": {"file": ("bad name.md", b"# A\n\ntext")}},
+            422,
+            "invalid_document",
+            "form.name",
+        ),
+        (
+            {"files": refunds, "data": {"colour": "red"}},
+            422,
+            "invalid_document",
+            "unknown form fields colour",
+        ),
+        ({"json": {"name": "a.md", "text": "x"}}, 415, "unsupported_media_type", "multipart"),
+    ]
+    for kwargs, status, code, message in refusals:
+        error = assert_error(await http.post(url, headers=reviewer, **kwargs), status, code)
+        assert message in error["message"] or message in str(error["details"]), error
+
+    bom = await http.post(
+        url,
+        files={"file": ("guide/refunds.md", b"\xef\xbb\xbf" + REFUNDS.encode())},
+        data={"source": "https://help.example/refunds"},
+        headers=reviewer,
+    )
+    assert bom.status_code == 201, bom.text
+    document = bom.json()["document"]
+    assert (document["name"], document["title"]) == ("refunds.md", "Refunds")
+    assert document["source"] == "https://help.example/refunds"
+
+    renamed = await http.post(
+        url,
+        files={"file": ("x.md", REFUNDS.encode())},
+        data={"name": "money-back.md"},
+        headers=reviewer,
+    )
+    error = assert_error(renamed, 409, "duplicate_document")
+    assert error["details"] == {"document": "money-back.md", "same_content_as": "refunds.md"}
+    as_json = await http.post(
+        f"/v1/knowledge/{name}/documents",
+        json={"name": "copy.md", "text": REFUNDS},
+        headers=reviewer,
+    )
+    assert_error(as_json, 409, "duplicate_document")
+
+
+async def test_prune_keeps_only_the_names_given(http: httpx.AsyncClient, keys: Keys) -> None:
+    name = collection()
+    reviewer = bearer(keys.reviewer)
+    for doc in ("refunds.md", "shipping.md", "returns.md"):
+        text = (HELP_CENTER / doc).read_text(encoding="utf-8")
+        response = await http.post(
+            f"/v1/knowledge/{name}/documents", json={"name": doc, "text": text}, headers=reviewer
+        )
+        assert response.status_code == 201
+    url = f"/v1/knowledge/{name}/prune"
+    body = {"keep": ["refunds.md", "returns.md", "not-there.md"]}
+    assert_error(await http.post(url, json=body, headers=bearer(keys.service)), 403)
+    pruned = await http.post(url, json=body, headers=reviewer)
+    assert pruned.status_code == 200, pruned.text
+    assert pruned.json() == {"collection": name, "removed": ["shipping.md"], "kept": 2}
+    listed = await http.get(f"/v1/knowledge/{name}/documents", headers=bearer(keys.service))
+    assert [d["name"] for d in listed.json()["items"]] == ["refunds.md", "returns.md"]
+    again = await http.post(url, json=body, headers=reviewer)
+    assert again.json()["removed"] == []
+    missing = await http.post("/v1/knowledge/nope-nope/prune", json=body, headers=reviewer)
+    assert_error(missing, 404, "knowledge_collection_not_found")
+    assert_error(await http.post(url, json={"keep": "a.md"}, headers=reviewer), 422)
+
+
+# -- search -----------------------------------------------------------------------------
+
+
+async def test_search_returns_cited_scored_passages(http: httpx.AsyncClient, keys: Keys) -> None:
+    name = collection()
+    for doc in ("refunds.md", "shipping.md"):
+        text = (HELP_CENTER / doc).read_text(encoding="utf-8")
+        response = await http.post(
+            f"/v1/knowledge/{name}/documents",
+            json={"name": doc, "text": text},
+            headers=bearer(keys.reviewer),
+        )
+        assert response.status_code == 201
+    url = f"/v1/knowledge/{name}/search"
+    response = await http.get(
+        url, params={"q": "how long do refunds take", "k": 3}, headers=bearer(keys.service)
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert (data["collection"], data["top_k"], data["ranking"]) == (name, 3, "fts")
+    assert data["collection_ranking"] == "fts"
+    passages = data["passages"]
+    assert 1 <= len(passages) <= 3 and passages[0]["document"] == "refunds.md"
+    assert passages[0]["id"] == f"refunds.md#{passages[0]['position']}"
+    scores = [p["score"] for p in passages]
+    assert scores == sorted(scores, reverse=True)
+    default_k = await http.get(url, params={"q": "refund"}, headers=bearer(keys.service))
+    assert default_k.json()["top_k"] == 5
+
+    configured = await http.put(
+        f"/v1/knowledge/{name}", json={"embedding_alias": "embed"}, headers=bearer(keys.reviewer)
+    )
+    assert configured.status_code == 200
+    hybrid = await http.get(url, params={"q": "refund"}, headers=bearer(keys.service))
+    assert (hybrid.json()["ranking"], hybrid.json()["collection_ranking"]) == ("fts", "hybrid")
+
+
+async def test_search_refusals(http: httpx.AsyncClient, keys: Keys) -> None:
+    name = collection()
+    response = await http.post(
+        f"/v1/knowledge/{name}/documents",
+        json={"name": "refunds.md", "text": REFUNDS},
+        headers=bearer(keys.reviewer),
+    )
+    assert response.status_code == 201
+    url = f"/v1/knowledge/{name}/search"
+    reader = bearer(keys.service)
+    assert_error(await http.get(url, params={"q": "refund"}), 401, "unauthorized")
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({}, "query.q", "Field required"),
+        ({"q": ""}, "query.q", "the query is empty"),
+        ({"q": "  "}, "query.q", "the query is empty"),
+        ({"q": "?!"}, "query.q", "has no word to search for"),
+        ({"q": "x" * (MAX_QUERY_CHARS + 1)}, "query.q", str(MAX_QUERY_CHARS)),
+        ({"q": "refund\x00"}, "query.q", "NUL"),
+        ({"q": "refund", "k": 0}, "query.k", "greater than or equal to 1"),
+        ({"q": "refund", "k": MAX_TOP_K + 1}, "query.k", f"less than or equal to {MAX_TOP_K}"),
+        ({"q": "refund", "k": "many"}, "query.k", "valid integer"),
+        ({"q": "refund", "top": 3}, "query.top", "top"),
+    ]
+    for params, path, message in cases:
+        error = assert_error(await http.get(url, params=params, headers=reader), 422)
+        assert message in error["message"] or message in str(error["details"]), (params, error)
+        assert path in str(error["details"]), (params, error)
+    # A lone surrogate has no UTF-8 encoding: its would-be bytes are refused as
+    # not UTF-8 (not searched as replacement characters), like Latin-1.
+    for raw in ("refund%ED%A0%80", "caf%E9"):
+        error = assert_error(await http.get(f"{url}?q={raw}", headers=reader), 422)
+        assert error["code"] == "invalid_query" and "not UTF-8" in error["message"], error
+    missing = await http.get("/v1/knowledge/nope-nope/search", params={"q": "x"}, headers=reader)
+    assert_error(missing, 404, "knowledge_collection_not_found")
