@@ -214,6 +214,15 @@ def _scenarios(aliases: set[str]) -> list[tuple[str, ChainSpec, Any, Setup, list
             verdict("refund", "complex"),
             [Decide("approve")],
         ),
+        (
+            # The Help Center does not cover it: nothing relevant, a "let me
+            # check" draft and a reviewer (the retrieve-min-score patch).
+            "support_triage__nothing_relevant",
+            triage,
+            {"message": "Can you recommend a good recipe for campfire chili?"},
+            verdict("other", "complex"),
+            [Decide("approve")],
+        ),
         *((name, spec, value, setup, []) for name, spec, value, setup in plain),
         ("review_reply__approved", review, message, _nothing, [Decide("approve")]),
         (
