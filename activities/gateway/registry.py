@@ -229,6 +229,15 @@ def _resolve(alias: str, entry: ModelEntry, simulator_base_url: str | None) -> R
     )
 
 
+LOCAL_MODELS: dict[str, tuple[str, int]] = {
+    "wordllama-l2-supercat-256": ("l2_supercat", 256),
+    "wordllama-l2-supercat-128": ("l2_supercat", 128),
+    "wordllama-l2-supercat-64": ("l2_supercat", 64),
+}
+"""Model ids a `provider: local` entry may name → (WordLlama config,
+dimensions); activities/retrieval/local_embeddings.py loads them. Every one
+is read from the same shipped weights (smaller dims are the Matryoshka-
+truncated 256-d vectors). Checked here so a typo stops the worker at start."""
 LOCAL_BASE_URL = "local:"
 """What a `local` entry's base_url reads as: it is never requested."""
 
@@ -238,6 +247,9 @@ def _resolve_local(alias: str, entry: ModelEntry) -> ResolvedEntry:
     otherwise, with no endpoint and no key."""
     if entry.base_url is not None or entry.api_key_env is not None:
         raise ValueError("provider 'local' runs in the worker: remove 'base_url' and 'api_key_env'")
+    if entry.model not in LOCAL_MODELS:
+        known = ", ".join(sorted(LOCAL_MODELS))
+        raise ValueError(f"unknown local embedding model {entry.model!r} (known: {known})")
     return ResolvedEntry(
         alias=alias,
         provider="local",

@@ -24,14 +24,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-LOCAL_MODELS: dict[str, tuple[str, int]] = {
-    "wordllama-l2-supercat-256": ("l2_supercat", 256),
-    "wordllama-l2-supercat-128": ("l2_supercat", 128),
-    "wordllama-l2-supercat-64": ("l2_supercat", 64),
-}
-"""Model ids a `provider: local` entry may name → (WordLlama config, dimensions).
-Every one is read from the same shipped weights file (smaller dims are the
-Matryoshka-truncated 256-d vectors)."""
+from activities.gateway.registry import LOCAL_MODELS
+
+__all__ = [
+    "EXTRA",
+    "LOCAL_MODELS",
+    "LocalEmbeddingError",
+    "LocalEmbeddingModel",
+    "check_model_id",
+    "load_local_model",
+]
 
 EXTRA = "local-embeddings"
 """The optional dependency group that installs the local models."""

@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import Engine
 from temporalio.exceptions import ApplicationError
 
-from activities.gateway.errors import ProviderErrorType
 from activities.gateway.registry import ModelRegistry, RegistryError
 from activities.retrieval.activities import RetrievalActivities
 from activities.retrieval.embeddings import RegistryEmbedder
@@ -80,15 +79,12 @@ async def test_local_vectors_are_unit_length_and_know_near_synonyms(
     assert again == pytest.approx(parcel, abs=1e-6)
 
 
-async def test_an_unknown_local_model_is_a_configuration_error() -> None:
-    embedder = RegistryEmbedder(local_registry("minilm-from-the-internet"))
-    try:
-        with pytest.raises(ApplicationError) as caught:
-            await embedder("embed_local", ["hello"])
-    finally:
-        await embedder.aclose()
-    assert caught.value.type == ProviderErrorType.CONFIG and caught.value.non_retryable
-    assert "minilm-from-the-internet" in caught.value.message and MODEL in caught.value.message
+def test_an_unknown_local_model_stops_the_registry_at_load() -> None:
+    with pytest.raises(RegistryError) as caught:
+        local_registry("minilm-from-the-internet")
+    message = str(caught.value)
+    assert "alias 'embed_local'" in message and "minilm-from-the-internet" in message
+    assert MODEL in message
 
 
 async def test_hybrid_retrieval_with_local_embeddings(
