@@ -50,7 +50,7 @@ from simulator.server import SimulatorServer
 from store.engine import make_engine
 from store.schema import create_all
 from worker.assembly import ActivityHost, create_worker
-from worker.plugin import sandbox_runner
+from worker.plugin import workflow_runner
 
 
 def payloads(message: Message) -> tuple[int, int]:
@@ -126,14 +126,17 @@ async def main() -> dict[str, Any]:
         raw = RawActivities()
         queue_chorus, queue_raw = f"hc-chorus-{uuid.uuid4()}", f"hc-raw-{uuid.uuid4()}"
         chorus_worker = create_worker(
-            env.client, task_queue=queue_chorus, activities=host.activities
+            env.client,
+            task_queue=queue_chorus,
+            activities=host.activities,
+            sandboxed=Settings().workflow_sandbox,
         )
         raw_worker = Worker(
             env.client,
             task_queue=queue_raw,
             workflows=[RawWorkflow],
             activities=[raw.raw_call],
-            workflow_runner=sandbox_runner(),
+            workflow_runner=workflow_runner(Settings().workflow_sandbox),
         )
         try:
             async with chorus_worker, raw_worker:

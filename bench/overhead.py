@@ -46,7 +46,10 @@ from simulator.server import SimulatorServer
 from store.engine import make_engine
 from store.schema import create_all
 from worker.assembly import ActivityHost, create_worker
-from worker.plugin import sandbox_runner
+from worker.plugin import workflow_runner
+
+SANDBOXED = Settings().workflow_sandbox
+"""Both sides run workflow code in the sandbox unless CHORUS_WORKFLOW_SANDBOX=false."""
 
 
 async def direct_per_step(base_url: str, steps: int) -> float:
@@ -93,13 +96,14 @@ async def main() -> None:
             env.client,
             task_queue=queue_chorus,
             activities=host.activities,
+            sandboxed=SANDBOXED,
         )
         raw_worker = Worker(
             env.client,
             task_queue=queue_raw,
             workflows=[RawWorkflow],
             activities=[raw.raw_call],
-            workflow_runner=sandbox_runner(),
+            workflow_runner=workflow_runner(SANDBOXED),
         )
         spec = model_chain_spec(args.steps)
         raw_ms: list[float] = []
@@ -145,6 +149,7 @@ async def main() -> None:
         "steps": args.steps,
         "repeat": args.repeat,
         "temporal_dynamic_config": DEFAULT_DEV_DYNAMIC_CONFIG,
+        "workflow_sandbox": SANDBOXED,
         "raw_temporal_ms": round(statistics.median(raw_ms), 2),
         "chorus_ms": round(statistics.median(chorus_ms), 2),
         "direct_ms": round(statistics.median(direct_ms), 3),

@@ -331,6 +331,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         "max_cached_workflows": args.max_cached,
         "temporal_dynamic_config": dynamic_config,
         "bytecode_cache": args.bytecode_cache,
+        "workflow_sandbox": Settings().workflow_sandbox,
         "cpus": os.cpu_count(),
         "load_1m": round(median(load_1m), 2),
         "chorus_steps_per_s": round(median([r.steps_per_s for r in chorus_rounds]), 1),

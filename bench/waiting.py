@@ -494,6 +494,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
         "max_cached_workflows": args.max_cached,
         "temporal_dynamic_config": dynamic_config,
         "bytecode_cache": args.bytecode_cache,
+        "workflow_sandbox": Settings().workflow_sandbox,
         "cpus": os.cpu_count(),
         "load_1m_chorus": round(chorus.load_1m, 2),
         "load_1m_raw": round(raw.load_1m, 2),

@@ -29,7 +29,7 @@ from bench.raw_activities import RawActivities
 from bench.raw_signal_workflow import RawSignalWorkflow
 from bench.raw_workflow import RawWorkflow
 from core.settings import Settings
-from worker.plugin import sandbox_runner
+from worker.plugin import workflow_runner
 
 _DEFAULTS = Settings.model_fields
 
@@ -59,7 +59,7 @@ async def serve(args: argparse.Namespace) -> None:
         activities=[raw.raw_call],
         max_cached_workflows=args.max_cached,
         max_concurrent_activities=args.max_activities,
-        workflow_runner=sandbox_runner(),
+        workflow_runner=workflow_runner(Settings().workflow_sandbox),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -168,6 +168,13 @@ class Settings(BaseSettings):
 
     # Worker tuning
     max_cached_workflows: int = Field(default=1000, ge=0)
+    workflow_sandbox: bool = True
+    """Run workflow code in Temporal's sandbox (CHORUS_WORKFLOW_SANDBOX). The
+    sandbox re-imports each run's workflow module and checks, at run time,
+    that workflow code calls nothing non-deterministic; it costs worker CPU
+    on every run and activation (README, Benchmarks). Off, the same checks
+    are the static ones every commit passes (workflows/ruff.toml, the
+    import contracts) and the replay tests over recorded histories."""
     max_concurrent_activities: int = Field(default=200, ge=1)
 
     # Rate limits across workers (models.yaml `rpm`, `tpm`, `max_concurrent`)

@@ -34,11 +34,12 @@ def create_worker(
     activities: Sequence[Callable[..., Any]],
     max_cached_workflows: int = 1000,
     max_concurrent_activities: int = 200,
+    sandboxed: bool = True,
 ) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
-        plugins=[ChorusPlugin(activities)],
+        plugins=[ChorusPlugin(activities, sandboxed=sandboxed)],
         max_cached_workflows=max_cached_workflows,
         max_concurrent_activities=max_concurrent_activities,
     )
@@ -128,6 +129,7 @@ async def hosted_worker(
     task_queue: str,
     max_cached_workflows: int = 1000,
     max_concurrent_activities: int = 200,
+    sandboxed: bool = True,
 ) -> AsyncIterator[Worker]:
     """A running worker over `host`'s activities; closes the host after."""
     try:
@@ -137,6 +139,7 @@ async def hosted_worker(
             activities=host.activities,
             max_cached_workflows=max_cached_workflows,
             max_concurrent_activities=max_concurrent_activities,
+            sandboxed=sandboxed,
         ) as worker:
             yield worker
     finally:
@@ -165,6 +168,7 @@ async def run_worker(settings: Settings) -> None:
             task_queue=settings.task_queue,
             max_cached_workflows=settings.max_cached_workflows,
             max_concurrent_activities=settings.max_concurrent_activities,
+            sandboxed=settings.workflow_sandbox,
         ):
             await stop.wait()
     finally:

@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio.converter import DataConverter
 from temporalio.plugin import SimplePlugin
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from core.converter import converter_for, data_converter
@@ -42,8 +42,8 @@ PASSTHROUGH_MODULES = (
     "workflows.activity_options",
     "workflows.budget",
     "workflows.templating",
-    "workflows.template_sandbox",
     "workflows.patches",
+    "workflows.template_sandbox",
     "core.search_attributes",
     # Evaluations (EvalWorkflow): eval sets and results; `regex` is what
     # compiles a case's patterns.
@@ -72,6 +72,13 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     )
 
 
+def workflow_runner(sandboxed: bool) -> WorkflowRunner:
+    """The sandbox (`Settings.workflow_sandbox`, default), or none: workflow
+    code then runs as plain Python, kept deterministic by the static checks
+    of workflows/ruff.toml and the import contracts, and by replay tests."""
+    return sandbox_runner() if sandboxed else UnsandboxedWorkflowRunner()
+
+
 class ChorusPlugin(SimplePlugin):
     """Chorus's workflows in the deterministic sandbox, payloads through the
     pydantic data converter, and (on a worker) the given activities.
@@ -85,12 +92,13 @@ class ChorusPlugin(SimplePlugin):
         activities: Sequence[Callable[..., Any]] = (),
         *,
         converter: DataConverter | None = None,
+        sandboxed: bool = True,
     ) -> None:
         super().__init__(
             "chorus.ChorusPlugin",
             data_converter=converter or converter_for(Keyring()),
             workflows=list(WORKFLOWS),
-            workflow_runner=sandbox_runner(),
+            workflow_runner=workflow_runner(sandboxed),
             activities=list(activities) or None,
         )
 
