@@ -75,3 +75,10 @@ histories: venv
 
 clean:
 	rm -rf .state .ruff_cache .pytest_cache
+
+# Knowledge search at 40,000 chunks on SQLite and PostgreSQL (127.0.0.1:5432/test, or
+# CHORUS_BENCH_POSTGRES_URL): ingest time, p50/p99 of short, long and common-words queries:
+# make bench-retrieval CHUNKS=40000 BACKENDS=sqlite,postgresql
+.PHONY: bench-retrieval
+bench-retrieval: venv
+	$(BIN)/python bench/retrieval_scale.py --backends $(BACKENDS) --chunks $(or $(CHUNKS),40000)

@@ -20,6 +20,7 @@ something the collection never mentions scores low.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -94,9 +95,9 @@ def analyse_chunk(title: str | None, text: str) -> ChunkTerms:
         (LEAF_HEADING_WEIGHT, words(leaf)),
         (ANCESTOR_HEADING_WEIGHT, words(ancestors)),
     ):
-        for token in tokens:
+        for token, count in Counter(tokens).items():
             key = stem(token)
-            tf[key] = tf.get(key, 0.0) + weight
+            tf[key] = tf.get(key, 0.0) + weight * count
     return ChunkTerms(tf=tf, length=len(body))
 
 

@@ -59,10 +59,15 @@ __all__ = [
 MAX_QUERY_TERMS = 64
 """Words of a query that are searched (the first ones): bounds the work a
 pasted essay can cause."""
-CANDIDATES = 200
+CANDIDATES = 100
 """Chunks the database's full-text index hands to scoring (at least top_k).
 A small collection's matches all fit; in a large one the index's own order
 (bm25 / idf-weighted ts_rank) picks them."""
+EXACT_UP_TO = 5_000
+"""Collections of up to this many chunks match candidates on every query
+term (exact); larger ones on their rarest terms (`matching_terms`)."""
+MATCH_BUDGET = 0.05
+"""Share of a large collection's chunks the candidate terms may hold together."""
 DEFAULT_MIN_SCORE = 0.15
 """Below this a passage is not worth citing. Chosen on the in-sample
 questions of tests/retrieval/qa_pairs.yaml and the off-topic questions of
@@ -96,9 +101,10 @@ def search_terms(query: str) -> list[str]:
     return [w for w in unique if w not in STOPWORDS][:MAX_QUERY_TERMS]
 
 
-def fts5_query(terms: Sequence[str]) -> str:
-    """An FTS5 MATCH expression: every term a quoted string, ORed."""
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+def fts5_query(terms: Sequence[str], *, require_all: bool = False) -> str:
+    """An FTS5 MATCH expression: every term a quoted string, ORed (ANDed)."""
+    operator_ = " AND " if require_all else " OR "
+    return operator_.join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
 def query_terms(words: Sequence[str], statistics: CollectionStatistics) -> list[QueryTerm]:
@@ -155,14 +161,50 @@ def _pg_candidates_sql(term_count: int) -> str:
     )
 
 
-def _fts_candidates(
-    session: Session, *, collection: str, terms: Sequence[QueryTerm], limit: int
-) -> list[int]:
-    """Ids of the chunks the full-text index ranks best for the terms."""
-    words = [t.word for t in terms if t.known]
-    if not words:
-        return []
-    dialect = session.get_bind().dialect.name
+def matching_terms(
+    terms: Sequence[QueryTerm], statistics: CollectionStatistics
+) -> tuple[list[QueryTerm], bool]:
+    """The terms the full-text index matches candidates on, and whether a
+    candidate must hold all of them.
+
+    In a collection of up to `EXACT_UP_TO` chunks: every known term, any of
+    them, so every chunk that could score is scored. In a larger one, the
+    rarest terms whose chunks add up to at most `MATCH_BUDGET` of the
+    collection (always the rarest one): a chunk holding only the common
+    words scores low anyway, and matching "order" among 40,000 chunks would
+    rank them all. When even the rarest term is over budget (a question of
+    common words), the two rarest, both required.
+    """
+    known = sorted((t for t in terms if t.known), key=lambda t: (-t.idf, t.word))
+    if statistics.chunks <= EXACT_UP_TO or len(known) < 2:
+        return known, False
+    budget = MATCH_BUDGET * statistics.chunks
+    frequency = statistics.stem_frequency
+    if frequency[known[0].stem] > budget:
+        return known[:2], True
+    chosen: list[QueryTerm] = []
+    total = 0
+    for term in known:
+        total += frequency[term.stem]
+        if chosen and total > budget:
+            break
+        chosen.append(term)
+    return chosen, False
+
+
+def candidates_statement(
+    dialect: str,
+    *,
+    collection: str,
+    terms: Sequence[QueryTerm],
+    limit: int,
+    require_all: bool = False,
+) -> tuple[sa.TextClause, dict[str, Any]] | None:
+    """The statement (and its parameters) that picks full-text candidates
+    holding any (or all) of the known terms; None when no term is known."""
+    known = [t for t in terms if t.known]
+    if not known:
+        return None
     if dialect == "sqlite":
         statement = sa.text(
             f"SELECT c.id FROM {SQLITE_FTS_TABLE} JOIN knowledge_chunks AS c "
@@ -171,22 +213,43 @@ def _fts_candidates(
             f"ORDER BY bm25({SQLITE_FTS_TABLE}, 2.0, 1.0), c.id LIMIT :limit"
         )
         params: dict[str, Any] = {
-            "match": fts5_query(words),
-            "collection": collection,
-            "limit": limit,
+            "match": fts5_query([t.word for t in known], require_all=require_all)
         }
     elif dialect == "postgresql":
-        known = [t for t in terms if t.known]
         statement = sa.text(_pg_candidates_sql(len(known)))
         params = {f"t{i}": t.word for i, t in enumerate(known)}
         params |= {f"w{i}": t.idf for i, t in enumerate(known)}
         # websearch syntax: `or` between bare words (\w+ only, so no quote or
         # minus can change the query's meaning).
-        params |= {"any": " or ".join(t.word for t in known)}
-        params |= {"collection": collection, "limit": limit}
+        params["any"] = (" " if require_all else " or ").join(t.word for t in known)
     else:
         raise NotImplementedError(f"knowledge search supports sqlite and postgresql, not {dialect}")
-    return [int(row[0]) for row in session.connection().execute(statement, params)]
+    return statement, params | {"collection": collection, "limit": limit}
+
+
+def _fts_candidates(
+    session: Session,
+    *,
+    collection: str,
+    terms: Sequence[QueryTerm],
+    statistics: CollectionStatistics,
+    limit: int,
+) -> list[int]:
+    """Ids of the chunks the full-text index ranks best for the terms."""
+    dialect = session.get_bind().dialect.name
+    matching, require_all = matching_terms(terms, statistics)
+    found: list[int] = []
+    for all_ in (True, False) if require_all else (False,):
+        built = candidates_statement(
+            dialect, collection=collection, terms=matching, limit=limit, require_all=all_
+        )
+        if built is None:
+            return []
+        statement, params = built
+        found = [int(row[0]) for row in session.connection().execute(statement, params)]
+        if found:
+            break
+    return found
 
 
 def _vector_ranking(
@@ -309,7 +372,9 @@ def search(
     if not any(t.known for t in terms):
         return []
     limit = max(CANDIDATES, top_k)
-    candidate_ids = _fts_candidates(session, collection=collection, terms=terms, limit=limit)
+    candidate_ids = _fts_candidates(
+        session, collection=collection, terms=terms, statistics=statistics, limit=limit
+    )
     similarity: dict[int, float] = {}
     if query_embedding is not None:
         similarity = dict(

@@ -7,10 +7,9 @@ These statistics are computed here, from the collection's own chunks, with
 the tokeniser of `store.knowledge.terms`, identically on both backends.
 
 They are kept in memory per process and per collection, keyed by a
-fingerprint (chunk count and highest chunk id): chunk ids are never reused
-and ingest replaces chunks rather than editing them, so any ingest or delete
-changes the fingerprint and the next search recomputes the statistics. The
-fingerprint costs one index scan per search; a recomputation reads the
+fingerprint (`fingerprint`): ingest replaces chunks rather than editing them,
+so any ingest or delete changes it and the next search recomputes the
+statistics. The fingerprint costs three index lookups per search; a recomputation reads the
 collection once (about 2 s per 40,000 chunks, bench/retrieval_scale.py).
 """
 
@@ -23,15 +22,14 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from store.knowledge.scoring import analyse_chunk
-from store.knowledge.terms import words
+from store.knowledge.terms import stem, words
 
-Fingerprint = tuple[int, int, str]
+Fingerprint = tuple[int, str, int]
 
 _FINGERPRINT_SQL = sa.text(
-    "SELECT (SELECT count(*) FROM knowledge_chunks WHERE collection = :collection), "
-    "(SELECT coalesce(max(id), 0) FROM knowledge_chunks WHERE collection = :collection), "
-    "(SELECT max(updated_at) FROM knowledge_documents WHERE collection = :collection)"
+    "SELECT (SELECT count(*) FROM knowledge_documents WHERE collection = :collection), "
+    "(SELECT max(updated_at) FROM knowledge_documents WHERE collection = :collection), "
+    "(SELECT coalesce(max(id), 0) FROM knowledge_chunks WHERE collection = :collection)"
 )
 _CHUNKS_SQL = sa.text("SELECT title, text FROM knowledge_chunks WHERE collection = :collection")
 _BATCH = 2_000
@@ -60,14 +58,16 @@ class CollectionStatistics:
 
 
 def fingerprint(session: Session, *, collection: str) -> Fingerprint:
-    """What changes whenever the collection's chunks do. Chunk count and
-    highest id catch every ingest and delete; the documents' latest update
-    time also catches ids that SQLite hands out again after a rolled-back
-    transaction (a search inside that transaction cached its statistics)."""
-    count, highest, updated = (
+    """What changes whenever the collection's chunks do, in three index
+    lookups (migration 0003). Chunks change only with their document: a
+    deleted document lowers the count, an ingested one moves the latest
+    update, and the highest chunk id moves with any new chunk. The update
+    time also tells apart chunk ids SQLite hands out again after a
+    rolled-back transaction (a search inside it cached its statistics)."""
+    documents, updated, highest = (
         session.connection().execute(_FINGERPRINT_SQL, {"collection": collection}).one()
     )
-    return int(count), int(highest), str(updated)
+    return int(documents), str(updated), int(highest)
 
 
 def compute(session: Session, *, collection: str, print_: Fingerprint) -> CollectionStatistics:
@@ -81,10 +81,12 @@ def compute(session: Session, *, collection: str, print_: Fingerprint) -> Collec
         _CHUNKS_SQL, {"collection": collection}, execution_options={"yield_per": _BATCH}
     )
     for title, text in result:
-        terms = analyse_chunk(title, text)
-        stem_frequency.update(terms.tf.keys())
-        word_frequency.update(set(words(text)).union(words(title or "")))
-        total_length += terms.length
+        body = words(text)
+        unique = set(body)
+        unique.update(words(title or ""))
+        word_frequency.update(unique)
+        stem_frequency.update({stem(word) for word in unique})
+        total_length += len(body)
         chunks += 1
     by_length: dict[int, list[str]] = {}
     for word in sorted(word_frequency):

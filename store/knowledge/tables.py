@@ -49,6 +49,8 @@ class KnowledgeDocument(SQLModel, table=True):
     __tablename__ = "knowledge_documents"
     __table_args__ = (
         sa.UniqueConstraint("collection", "name", name="uq_knowledge_documents_collection_name"),
+        # The statistics' fingerprint: latest update of a collection (migration 0003).
+        sa.Index("ix_knowledge_documents_collection_updated_at", "collection", "updated_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -75,6 +77,8 @@ class KnowledgeChunk(SQLModel, table=True):
         sa.UniqueConstraint(
             "document_id", "position", name="uq_knowledge_chunks_document_position"
         ),
+        # The statistics' fingerprint: highest chunk id of a collection (migration 0003).
+        sa.Index("ix_knowledge_chunks_collection_id", "collection", "id"),
         # Ids are never reused (SQLite reuses the highest rowid without it): an
         # embedding computed for a chunk id must not land on a newer chunk.
         {"sqlite_autoincrement": True},

@@ -52,7 +52,11 @@ def fold(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """Folded words of a text, in order, duplicates kept."""
-    return [fold(w) for w in WORD.findall(text)]
+    lowered = text.lower()
+    found = WORD.findall(lowered)
+    if lowered.isascii():
+        return found
+    return [fold(w) for w in found]
 
 
 def _stemmer() -> Stemmer.Stemmer:

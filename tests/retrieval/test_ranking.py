@@ -5,19 +5,28 @@ heading-aware weighting, per-collection statistics and duplicates."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
 from sqlmodel import Session, select
 
 from store.knowledge.crud import ingest_document
 from store.knowledge.embeddings import store_embeddings
 from store.knowledge.errors import EmptyQueryError
-from store.knowledge.search import DEFAULT_MIN_SCORE, search
+from store.knowledge.search import (
+    DEFAULT_MIN_SCORE,
+    candidates_statement,
+    query_terms,
+    search,
+    search_terms,
+)
+from store.knowledge.statistics import CACHE
 from store.knowledge.tables import KnowledgeChunk
-from tests.retrieval.conftest import COLLECTION, ingest_help_center, qa_pairs
+from tests.retrieval.conftest import COLLECTION, ROOT, ingest_help_center, qa_pairs
 
 OFF_TOPIC_FILE = Path(__file__).with_name("off_topic.yaml")
 
@@ -155,3 +164,137 @@ def test_typos_are_corrected_to_the_collections_words(session: Session) -> None:
         if heading is not None:
             assert (top.title or "").endswith(heading), (question, top.title)
         assert top.score >= DEFAULT_MIN_SCORE, (question, top.score)
+
+
+# -- headings -----------------------------------------------------------------------------
+
+
+def test_the_answering_section_beats_the_introduction(session: Session) -> None:
+    """The introduction names every topic of the article ("This article
+    explains ... cancelling your Trail Box") and carries the title; the
+    section whose own heading answers must still come first."""
+    ingest_help_center(session)
+    passages = search(session, collection=COLLECTION, query="cancelling my trail box", top_k=3)
+    top = passages[0]
+    assert top.document == "subscriptions.md", [p.id for p in passages]
+    assert (top.title or "").endswith("> Cancelling your Trail Box"), top.title
+    assert passages[0].position != 0
+
+
+def test_an_article_title_repeated_in_every_chunk_does_not_dominate(session: Session) -> None:
+    """A query word found only in an article's title (the ancestor of every
+    chunk's heading path) weighs less than the same word in a section's own
+    heading and text."""
+    ingest_document(
+        session,
+        collection="kb",
+        name="gift-cards.md",
+        source="gift-cards.md",
+        text="# Gift cards\n\n## Expiry\n\nThey never expire and keep their balance.\n",
+    )
+    ingest_document(
+        session,
+        collection="kb",
+        name="teams.md",
+        source="teams.md",
+        text="# Teams\n\n## Gift cards for a team\n\nOrder gift cards in bulk for a team.\n",
+    )
+    passages = search(session, collection="kb", query="gift cards", top_k=2)
+    assert [p.id for p in passages] == ["teams.md#0", "gift-cards.md#0"]
+    assert passages[0].score > passages[1].score
+
+
+# -- per-collection statistics ------------------------------------------------------------
+
+UNRELATED = """# Order desk
+
+## Refund card order shipping
+
+Order order order refund card shipping return delivery days business account.
+Every order here is about refund cards and shipping returns, over and over.
+"""
+
+
+def _rankings(session: Session) -> list[list[tuple[str, float]]]:
+    return [
+        [(p.id, p.score) for p in search(session, collection=COLLECTION, query=q.query, top_k=5)]
+        for q in qa_pairs("pairs")
+    ]
+
+
+def test_rankings_do_not_depend_on_other_collections(session: Session) -> None:
+    """Adding a collection full of the help center's common words changes
+    neither the order nor the scores of the help center's answers (FTS5's
+    own bm25() counts every collection of the shared index)."""
+    ingest_help_center(session)
+    before = _rankings(session)
+    for i in range(40):
+        ingest_document(
+            session,
+            collection="order_desk",
+            name=f"desk-{i}.md",
+            source=f"desk-{i}.md",
+            text=UNRELATED + f"\nDesk number {i}.\n",
+        )
+    ingest_help_center(session, collection="help_center_copy")
+    assert search(session, collection="order_desk", query="refund card", top_k=1)
+    assert _rankings(session) == before
+
+
+# -- duplicates ---------------------------------------------------------------------------
+
+
+def test_identical_passages_never_fill_the_top_k(session: Session) -> None:
+    """The same folder ingested under two roots: each passage comes back
+    once, the copy that ranks first (the earlier one on a tie), and top k
+    is refilled with other passages."""
+    originals = ingest_help_center(session)
+    for result in originals:
+        path = result.document.source
+        ingest_document(
+            session,
+            collection=COLLECTION,
+            name=f"copy/{result.document.name}",
+            source=f"copy/{path}",
+            text=(ROOT / path).read_text(encoding="utf-8"),
+        )
+    for pair in qa_pairs("pairs")[:12]:
+        passages = search(session, collection=COLLECTION, query=pair.query, top_k=5)
+        assert len(passages) == 5, pair.query
+        texts = [p.text for p in passages]
+        assert len(set(texts)) == len(texts), [p.id for p in passages]
+        assert passages[0].document == pair.document  # the original, ingested first
+
+
+# -- PostgreSQL plan ----------------------------------------------------------------------
+
+
+def _plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_postgresql_reads_the_chunk_table_once_per_search(session: Session) -> None:
+    """EXPLAIN ANALYZE of the candidate query for a six-word question: every
+    node that reads knowledge_chunks runs once (no per-candidate subquery,
+    as the inlined statistics CTE did: 2,683 loops at 40k chunks), and the
+    per-term queries are built once."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's plan")
+    ingest_help_center(session)
+    statistics = CACHE.get(session, collection=COLLECTION)
+    words = search_terms("refund order shipping card return days")
+    terms = query_terms(words, statistics)
+    built = candidates_statement("postgresql", collection=COLLECTION, terms=terms, limit=200)
+    assert built is not None
+    statement, params = built
+    explain = sa.text("EXPLAIN (ANALYZE, FORMAT JSON) " + statement.text)
+    [[plan]] = session.connection().execute(explain, params).all()
+    nodes = list(_plan_nodes(plan[0]["Plan"]))
+    chunk_nodes = [n for n in nodes if n.get("Relation Name") == "knowledge_chunks"]
+    assert chunk_nodes, nodes
+    assert all(n["Actual Loops"] == 1 for n in chunk_nodes), [
+        (n["Node Type"], n["Actual Loops"]) for n in chunk_nodes
+    ]
+    assert all(n["Actual Loops"] == 1 for n in nodes if n["Node Type"] == "CTE Scan")
