@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from simulator.quality import QualityProfile
+
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_models.yaml")
 """The model list shipped with the project (sim-mini, sim-large, ...)."""
 
@@ -48,6 +50,9 @@ class SimModel(BaseModel):
     cached_prompt_tokens: int = Field(default=0, ge=0)
     """Reported as cached prompt tokens, capped at the prompt's size."""
     embedding_dim: int = Field(default=64, gt=0)
+    quality: QualityProfile | None = None
+    """How often this model is wrong on unscripted calls (simulator/quality.py);
+    None keeps the plain echo and minimal JSON replies."""
 
 
 class ProviderLimit(BaseModel):
@@ -85,6 +90,9 @@ def load_simulator_config(path: str | Path) -> SimulatorConfig:
         raise SimulatorConfigError(f"cannot read simulator config {file}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise SimulatorConfigError(f"simulator config {file} is not valid YAML: {exc}") from exc
+    if isinstance(raw, dict):
+        # `x-` keys hold YAML anchors shared by several models (as in compose files).
+        raw = {k: v for k, v in raw.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
         return SimulatorConfig.model_validate(raw)
     except ValidationError as exc:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from simulator import tokens
 from simulator.models import SimModel, ToolCallSpec, ToolResultSeen
+from simulator.quality import quality_reply, quality_structured_reply
 from simulator.schema_instance import minimal_instance
 from simulator.state import Endpoint, RuleUse
 
@@ -135,10 +136,11 @@ def default_text(model: str, last_user_text: str) -> str:
     return f"{text} [{cited.group(1)}]" if cited else text
 
 
-def _default_reply(request: ChatRequest) -> str | list[ToolCallSpec]:
+def _default_reply(request: ChatRequest, model: SimModel) -> str | list[ToolCallSpec]:
     """The unscripted reply. Offered tools are NOT called unless tool_choice
     forces one: an agent loop over an unscripted simulator must terminate, so
-    the default model answers in text, before and after tool results alike."""
+    the default model answers in text, before and after tool results alike.
+    A model with a quality profile answers from its prompt instead of echoing."""
     if request.forced_tool is not None:
         arguments = minimal_instance(request.forced_tool.parameters or {"type": "object"})
         return [
@@ -147,9 +149,19 @@ def _default_reply(request: ChatRequest) -> str | list[ToolCallSpec]:
                 arguments=arguments if isinstance(arguments, dict) else {},
             )
         ]
+    profile = model.quality
     if request.json_schema is not None:
+        if profile is not None:
+            return json.dumps(
+                quality_structured_reply(
+                    profile, request.model, request.last_user_text, request.json_schema
+                )
+            )
         return json.dumps(minimal_instance(request.json_schema))
-    text = default_text(request.model, request.last_user_text)
+    if profile is not None:
+        text = quality_reply(profile, request.model, request.last_user_text)
+    else:
+        text = default_text(request.model, request.last_user_text)
     if request.json_mode:
         return json.dumps({"answer": text})
     return text
@@ -184,7 +196,7 @@ def build_reply(request: ChatRequest, model: SimModel, use: RuleUse | None) -> R
     if rule is not None and rule.refusal:
         refusal, text = text or DEFAULT_REFUSAL, None
     elif text is None and not tool_calls:
-        default = _default_reply(request)
+        default = _default_reply(request, model)
         if isinstance(default, str):
             text = default
         else:

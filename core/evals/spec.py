@@ -147,6 +147,11 @@ class NoPiiCheck(_Frozen):
 
     kind: Literal["no_pii"] = "no_pii"
     kinds: list[PiiKindName] = Field(default_factory=lambda: list(PII_KIND_NAMES), min_length=1)
+    allow: list[Annotated[str, Field(min_length=3, max_length=200)]] = Field(
+        default_factory=list, max_length=20
+    )
+    """Contact details that are not personal data: the business's own
+    published phone number or address, which a reply may quote."""
     note: str | None = Field(default=None, max_length=500)
 
 
@@ -241,7 +246,8 @@ def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
         raise EvalSetError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise EvalSetError(f"{path}: an eval set is a mapping with `name` and `cases`")
-    return raw
+    # `x-` keys hold YAML anchors that cases share (as in compose files).
+    return {k: v for k, v in raw.items() if not (isinstance(k, str) and k.startswith("x-"))}
 
 
 def _parse_jsonl(path: Path, text: str) -> list[Any]:

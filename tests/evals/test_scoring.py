@@ -116,6 +116,15 @@ def test_no_pii_counts_kinds_without_quoting_them() -> None:
     assert clean.passed
 
 
+def test_no_pii_allows_the_businesss_own_contact_details() -> None:
+    answer = "Call us on 1-800-555-0142 or write to help@larkspur.example."
+    allowed = {"kind": "no_pii", "allow": ["1-800-555-0142", "help@larkspur.example"]}
+    assert score_case(case(allowed), facts(answer)).passed
+    leaked = answer + " We noted your number (303) 555-0147."
+    score = score_case(case(allowed), facts(leaked))
+    assert not score.passed and score.checks[1].detail == "holds a phone number"
+
+
 def test_output_equals_reads_a_path_into_the_output() -> None:
     output = {
         "output": "reply",
