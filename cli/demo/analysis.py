@@ -73,6 +73,8 @@ def describe_path(result: ChainResult) -> list[str]:
             retrieved |= {p["id"] for p in output.get("passages", []) if "id" in p}
     path: list[str] = []
     for name, record in result.steps.items():
+        if record.kind == "route" and name != ROUTE_STEP:
+            continue  # an inner route: the steps it chose say which way it went
         label = _describe_step(name, record, result, retrieved)
         if record.status in ("failed", "rejected") and "✗" not in label:
             label += f" ✗ {record.status}"
@@ -102,6 +104,8 @@ def _describe_step(name: str, record: StepRecord, result: ChainResult, retrieved
     if record.kind == "retrieve":
         output = record.output if isinstance(record.output, dict) else {}
         collection = output.get("collection", "?")
+        if output.get("nothing_relevant"):
+            return f"{name}({collection}: nothing relevant)"
         return f"{name}({collection}: {len(output.get('passages', []))} passages)"
     if record.kind == "guard":
         if record.status != "completed":

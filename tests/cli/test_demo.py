@@ -70,7 +70,15 @@ async def test_demo_json_runs_every_ticket_and_stops_what_it_started(tmp_path: P
         assert ticket["path"][0] == "classify[cheap]"
         assert ticket["cost_usd"] == pytest.approx(sum(ticket["cost_by_model"].values()))
         assert ticket["reply"]
-        if ticket["path_kind"] == "complex":
+        if (
+            ticket["path_kind"] == "complex"
+            and "research(help_center: nothing relevant)" in (ticket["path"])
+        ):
+            # The Help Center does not cover it: an honest draft, a person, no citation.
+            assert "let_me_check[cheap]" in ticket["path"], ticket
+            assert any(p.startswith("approval: ") for p in ticket["path"]), ticket
+            assert "strong" not in ticket["cost_by_model"]
+        elif ticket["path_kind"] == "complex":
             assert any(p.startswith("research(help_center: ") for p in ticket["path"])
             assert any(p.startswith("grounded_answer[strong] cites ") for p in ticket["path"])
             assert any(p.startswith("check_citations ✓") for p in ticket["path"]), ticket
@@ -293,4 +301,30 @@ def test_path_names_models_citations_checks_and_the_reviewer() -> None:
         "grounded_answer[strong] cites refunds.md#2",
         "check_citations ✓ after 1 retry",
         "approval: edited by kim",
+    ]
+
+
+def test_path_of_a_question_the_help_center_does_not_cover() -> None:
+    steps = {
+        "classify": StepRecord(name="classify", kind="model", status="completed", model="cheap"),
+        "answer": StepRecord(name="answer", kind="route", status="completed", branch="otherwise"),
+        "research": StepRecord(
+            name="research",
+            kind="retrieve",
+            status="completed",
+            output={"collection": "help_center", "passages": [], "nothing_relevant": True},
+        ),
+        "grounded": StepRecord(
+            name="grounded", kind="route", status="completed", branch="branches[0]"
+        ),
+        "let_me_check": StepRecord(
+            name="let_me_check", kind="model", status="completed", model="cheap", output="Hm."
+        ),
+    }
+
+    assert describe_path(result_with(steps)) == [
+        "classify[cheap]",
+        "complex",
+        "research(help_center: nothing relevant)",
+        "let_me_check[cheap]",
     ]
