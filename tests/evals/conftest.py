@@ -58,14 +58,21 @@ def variant(name: str, registry: ModelRegistry) -> ChainSpec:
 
 def scripted_replies(marker: str) -> list[Rule]:
     """The strong model answers every ticket well; the cheap one misses the
-    return window (so `qa_quick` passes 2 of 3, `qa_careful` 3 of 3)."""
+    return window (so `qa_quick` passes 2 of 3, `qa_careful` 3 of 3). Only
+    the variants' models: a judge's prompt quotes the ticket too."""
     return [
         Rule(
             match=f"{marker} how long", model=STRONG_MODEL, reply="You can return within 30 days."
         ),
         Rule(match=f"{marker} how long", model=CHEAP_MODEL, reply="Returns are possible."),
-        Rule(match=f"{marker} I want a refund", reply="Your refund is on its way."),
-        Rule(match=f"{marker} when will", reply="Shipping takes 5 business days."),
+        *(
+            Rule(match=f"{marker} I want a refund", model=model, reply="Your refund is on its way.")
+            for model in (CHEAP_MODEL, STRONG_MODEL)
+        ),
+        *(
+            Rule(match=f"{marker} when will", model=model, reply="Shipping takes 5 business days.")
+            for model in (CHEAP_MODEL, STRONG_MODEL)
+        ),
     ]
 
 

@@ -14,6 +14,7 @@ import yaml
 from temporalio.client import Client
 
 from simulator.control import SimulatorControl
+from simulator.models import Fault
 from tests.api.conftest import Keys, admin, assert_error, bearer, count_workflows, wait_for
 from tests.evals.conftest import DATA, scripted_replies, tiny_set
 
@@ -162,3 +163,37 @@ async def test_bad_input_is_refused_before_anything_starts(
     assert needle in str(error), error
     after = await count_workflows(client, api_task_queue, "WorkflowType = 'ChorusEvalWorkflow'")
     assert after == before
+
+
+async def test_get_shows_progress_while_the_evaluation_runs(
+    http: httpx.AsyncClient, keys: Keys, variants: tuple[str, str], sim: SimulatorControl
+) -> None:
+    marker = f"P{uuid.uuid4().hex[:10]}"
+    await sim.add_rules(*scripted_replies(marker))
+    # One ticket's first call takes a few seconds: the evaluation is still
+    # running while the others are scored.
+    await sim.add_faults(Fault(kind="slow", match=f"{marker} when will", delay_s=4, times=1))
+    response = await http.post(
+        "/v1/evals", json=body(marker, variants[:1]), headers=bearer(keys.service)
+    )
+    assert response.status_code == 201, response.text
+    eval_id = response.json()["eval_id"]
+
+    async def some_progress() -> dict[str, Any] | None:
+        detail = (await http.get(f"/v1/evals/{eval_id}", headers=bearer(keys.service))).json()
+        progress = detail.get("progress")
+        return detail if progress and progress["cases_done"] >= 2 else None
+
+    detail = await wait_for(some_progress, timeout_s=30)
+    assert (detail["status"], detail["report"]) == ("running", None)
+    progress = detail["progress"]
+    assert (progress["cases_total"], progress["status"]) == (3, "running")
+    (only,) = progress["variants"]
+    assert (only["variant"], only["in_flight"]) == (variants[0], 1)
+    assert progress["spent_usd"] > 0
+    done = await finished(http, eval_id, bearer(keys.service))
+    assert (done["status"], done["progress"], done["report"]["cases_scored"]) == (
+        "completed",
+        None,
+        3,
+    )

@@ -14,6 +14,7 @@ from temporalio.client import WorkflowExecutionStatus
 from core.names import WORKFLOW_NAME
 from runs.evals import new_eval_id
 from simulator.control import SimulatorControl
+from simulator.models import Rule
 from store.evals import get_evaluation
 from tests.evals.conftest import EvalBench, tiny_set
 from workflows.evals.budget import STOPPED_BY_BUDGET
@@ -162,3 +163,23 @@ def test_bad_input_is_refused_before_anything_starts(bench: EvalBench) -> None:
     odd = EvalSet.model_validate(data)
     with pytest.raises(Unprocessable, match=r"case 'returns' .* not a valid input for variant"):
         bench.client.prepare(odd, quick)
+
+
+async def test_a_judge_grades_each_answer_and_its_cost_is_reported_apart(
+    bench: EvalBench, sim: SimulatorControl
+) -> None:
+    await sim.add_rules(Rule(match="You grade a customer-support answer", json={"score": 0.75}))
+    inp = bench.client.prepare(
+        tiny_set(bench.marker), bench.variants("qa_quick"), judge_alias="judge"
+    )
+
+    report = await (await bench.client.start(inp)).result()
+
+    rows = bench.scores(inp.eval_id)
+    assert [r.score["judge_score"] for r in rows] == [0.75, 0.75, 0.75]
+    assert all(r.score["judge_cost_usd"] > 0 for r in rows)
+    (summary,) = report.variants
+    assert summary.judge_cost_usd == pytest.approx(sum(r.score["judge_cost_usd"] for r in rows))
+    # The variant's own cost leaves the judge out.
+    assert summary.cost_usd == pytest.approx(sum(r.cost_usd for r in rows))
+    assert report.judge_alias == "judge"
