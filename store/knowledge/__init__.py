@@ -15,7 +15,9 @@ One job per module; import from the module that does it:
 - `tables`: the tables, their public views and the full-text index DDL;
 - `crud`: collections and documents (ingest, list, delete);
 - `embeddings`: chunks' embeddings (which are missing, storing them);
-- `search`: query words, full-text and vector rankings, their fusion.
+- `search`: query words, full-text and vector rankings, their fusion;
+- `evaluation`: retrieval quality on labelled questions (hit@1, hit@3, MRR,
+  "nothing relevant"), for bench/retrieval_eval.py and the tests.
 
 Like `store.crud`, functions are keyword-only, take the caller's Session and
 never commit it.
