@@ -62,6 +62,20 @@ ROUNDS ?= 1
 bench-load: venv
 	$(BIN)/python bench/load.py --backends $(BACKENDS) --rounds $(ROUNDS)
 
+# chorus compare, offline: one strong model, the routed flagship and a cascade on the shipped
+# eval set, on a dev stack of its own (its own ports and state directory, so a running
+# `chorus dev` and its plain simulator are never reused) whose simulator has the quality
+# profiles; the HTML report and the plot go to reports/compare: make compare CONCURRENCY=8
+COMPARE_VARIANTS ?= support_single_strong,support_triage,support_cascade
+COMPARE_ENV = CHORUS_STATE_DIR=.state/compare CHORUS_TEMPORAL_ADDRESS=127.0.0.1:7243 \
+	CHORUS_TEMPORAL_UI_PORT=8243 CHORUS_SIMULATOR_PORT=8410 CHORUS_CODEC_SERVER_PORT=8091 \
+	CHORUS_API_PORT=8010 CHORUS_SIMULATOR_CONFIG=simulator/quality_models.yaml \
+	CHORUS_MODELS_FILE=chains/models.yaml CHORUS_CHAINS_DIR=chains CHORUS_DATABASE_URL=
+.PHONY: compare
+compare: venv
+	$(COMPARE_ENV) $(BIN)/chorus compare evals/support_tickets.yaml \
+		--variants $(COMPARE_VARIANTS) --concurrency $(or $(CONCURRENCY),6) --out reports/compare
+
 # SIGKILL a worker the instant a provider's reply is sent, KILLS times across the
 # flagship's model steps: calls made twice and calls missing from the runs' cost
 .PHONY: bench-kill

@@ -7,6 +7,7 @@
     chorus validate CHAIN         check a chain spec against the model registry
     chorus run CHAIN --input JSON run a chain and watch its steps
     chorus demo                   the flagship chain on five sample support tickets
+    chorus compare SET --variants a,b   chain variants side by side on an eval set
     chorus ingest COLL PATH...    add documents to a knowledge collection
     chorus search COLL QUESTION   the passages a chain's retrieve step would be given
     chorus db upgrade             bring the application database to the current schema
@@ -28,6 +29,7 @@ import typer
 
 from cli.chains import chains_app
 from cli.codec_server_command import codec_server
+from cli.compare.command import compare
 from cli.db_command import db_app
 from cli.demo_command import demo
 from cli.ingest import ingest
@@ -47,6 +49,7 @@ app = typer.Typer(
 
 for command in (dev, worker, simulator, api, validate, run, demo):
     app.command()(command)
+app.command()(compare)
 app.add_typer(keys_app, name="keys")
 app.add_typer(chains_app, name="chains")
 app.add_typer(db_app, name="db")

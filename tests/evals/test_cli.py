@@ -1,0 +1,121 @@
+"""`chorus compare`: bad input refused with a message naming what is wrong
+before anything starts; a comparison on a deployment (`--no-stack`: the test's
+Temporal server and worker) ends with the one JSON line, the HTML report and
+the plot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from store.evals import get_evaluation
+from tests.cli_runner import ROOT, invoke
+from tests.evals.conftest import DATA, EvalBench, tiny_set
+
+VARIANTS = "qa_quick,qa_careful"
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "CHORUS_CHAINS_DIR": str(DATA),
+        "CHORUS_MODELS_FILE": str(ROOT / "chains" / "models.yaml"),
+        "CHORUS_STATE_DIR": str(tmp_path / "state"),
+        "CHORUS_DATABASE_URL": f"sqlite:///{tmp_path / 'chorus.db'}",
+        # Nothing answers here: a refusal must come before any connection.
+        "CHORUS_TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "CHORUS_LOG_FORMAT": "json",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.yaml", "--variants", VARIANTS], "missing.yaml: cannot read eval set"),
+        (["{set}", "--variants", "qa_quick,no_such_chain"], "no_such_chain"),
+        (["{set}", "--variants", " , "], "--variants names no chain"),
+        (["{set}", "--variants", VARIANTS, "--concurrency", "0"], "concurrency must be between"),
+        (["{set}", "--variants", VARIANTS, "--max-cost-usd", "-1"], "max_cost_usd must be"),
+        (["{set}", "--variants", VARIANTS, "--judge", "nobody"], "judge alias 'nobody'"),
+        (["{set}", "--variants", "qa_quick,qa_quick"], "variants must be distinct"),
+        (["{empty}", "--variants", VARIANTS], "cases"),
+        (["{bad_regex}", "--variants", VARIANTS], "case 'c1', field checks[0].pattern"),
+    ],
+    ids=[
+        "missing-file",
+        "unknown-variant",
+        "no-variant",
+        "bad-concurrency",
+        "negative-budget",
+        "unknown-judge",
+        "same-variant-twice",
+        "empty-eval-set",
+        "bad-regex",
+    ],
+)
+def test_bad_input_is_refused_before_anything_starts(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "empty.yaml").write_text("name: empty\ncases: []\n")
+    (tmp_path / "bad_regex.yaml").write_text(
+        "name: bad\ncases:\n  - id: c1\n    input: {message: hi}\n"
+        "    checks: [{kind: contains, pattern: '(unclosed'}]\n"
+    )
+    files = {
+        "{set}": str(DATA / "tiny_set.yaml"),
+        "{empty}": str(tmp_path / "empty.yaml"),
+        "{bad_regex}": str(tmp_path / "bad_regex.yaml"),
+    }
+    argv = ["compare", *(files.get(a, a) for a in args), "--no-stack", "--out", str(tmp_path)]
+
+    result = invoke(argv, cli_env(tmp_path))
+
+    assert result.exit_code == 1, result.output
+    assert "error:" in result.output and message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())
+    assert not list(tmp_path.glob("*.html"))
+
+
+async def test_a_comparison_ends_with_the_json_line_the_report_and_the_plot(
+    bench: EvalBench, temporal_env: Any, task_queue: str, store_engine: Engine, tmp_path: Path
+) -> None:
+    eval_set = tmp_path / "set.yaml"
+    eval_set.write_text(
+        (DATA / "tiny_set.yaml").read_text().replace("MARK", bench.marker), encoding="utf-8"
+    )
+    assert len(tiny_set(bench.marker).cases) == 3
+    env = cli_env(
+        tmp_path,
+        CHORUS_TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
+        CHORUS_TASK_QUEUE=task_queue,
+        CHORUS_DATABASE_URL=str(store_engine.url),
+    )
+    out = tmp_path / "report"
+    argv = ["compare", str(eval_set), "--variants", VARIANTS, "--no-stack", "--json"]
+
+    # The CLI runs its own event loop: on a thread, so this test's worker keeps running.
+    result = await asyncio.to_thread(invoke, [*argv, "--out", str(out)], env)
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"variants", "recommended", "report", "plot"} <= set(summary)
+    by_name = {v["variant"]: v for v in summary["variants"]}
+    for figures in by_name.values():
+        assert {"pass_rate", "ci_low", "ci_high", "cost_usd", "p50_latency_s", "p95_latency_s"} <= (
+            set(figures)
+        )
+        assert figures["ci_low"] <= figures["pass_rate"] <= figures["ci_high"]
+    assert by_name["qa_quick"]["pass_rate"] == pytest.approx(2 / 3)
+    assert by_name["qa_careful"]["pass_rate"] == 1.0
+    assert summary["recommended"] == "qa_careful"
+    assert Path(summary["report"]).is_file() and Path(summary["plot"]).is_file()
+    assert Path(summary["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "qa_quick" in Path(summary["report"]).read_text(encoding="utf-8")
+    stored = get_evaluation(store_engine, summary["eval_id"])
+    assert stored is not None and stored.report is not None
+    assert stored.report["recommended"] == summary["recommended"]
