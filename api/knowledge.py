@@ -379,10 +379,14 @@ def check_query_string(raw: bytes) -> None:
         ) from None
 
 
-def search(session: Session, *, collection: str, query: str, top_k: int) -> SearchResults:
+def search(
+    session: Session, *, collection: str, query: str, top_k: int, min_score: float
+) -> SearchResults:
     """The search tool's answer; 404 for an unknown collection, 422 for a bad q or k."""
     try:
-        return search_collection(session, collection=collection, query=query, top_k=top_k)
+        return search_collection(
+            session, collection=collection, query=query, top_k=top_k, min_score=min_score
+        )
     except UnknownCollectionError as exc:
         raise CollectionNotFound(str(exc), details={"known": exc.known}) from None
     except InvalidQueryError as exc:

@@ -25,6 +25,14 @@ def search(
     collection: Annotated[str, typer.Argument(help="knowledge collection")],
     query: Annotated[str, typer.Argument(help="the question, as a customer would ask it")],
     k: Annotated[int, typer.Option("--k", help="passages to return (1-50)")] = 5,
+    min_score: Annotated[
+        float | None,
+        typer.Option(
+            "--min-score",
+            help="drop passages scoring below this (0..1); default: the retrieve step's; "
+            "0 shows every passage",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the answer as JSON")] = False,
 ) -> None:
     """Search a knowledge collection: the best passages with their citation
@@ -34,17 +42,21 @@ def search(
     from store.engine import session_scope
     from store.knowledge.errors import KnowledgeError
     from store.knowledge.lookup import search_collection
+    from store.knowledge.search import DEFAULT_MIN_SCORE
 
+    threshold = DEFAULT_MIN_SCORE if min_score is None else min_score
     with database(settings) as engine:
         try:
             with session_scope(engine) as session:
-                results = search_collection(session, collection=collection, query=query, top_k=k)
+                results = search_collection(
+                    session, collection=collection, query=query, top_k=k, min_score=threshold
+                )
         except KnowledgeError as exc:
             fail(str(exc))
     if as_json:
         print(results.model_dump_json())
         return
-    ranking = results.ranking
+    ranking = f"{results.ranking}, min score {results.min_score:g}"
     if results.collection_ranking != results.ranking:
         ranking += f"; chains rank this collection {results.collection_ranking}"
     table = Table(
@@ -67,7 +79,10 @@ def search(
         )
     if not results.passages:
         console.print(
-            f"nothing relevant in {collection} for {query!r}", highlight=False, markup=False
+            f"nothing relevant in {collection} for {query!r} (no passage scored "
+            f"{results.min_score:g} or more; --min-score 0 shows every passage)",
+            highlight=False,
+            markup=False,
         )
         return
     console.print(table)

@@ -32,6 +32,7 @@ from api.knowledge import (
 from api.query_params import StrictQuery
 from store.knowledge.lookup import DEFAULT_TOP_K, MAX_QUERY_CHARS, MAX_TOP_K, SearchResults
 from store.knowledge.names import COLLECTION_NAME_PATTERN
+from store.knowledge.search import DEFAULT_MIN_SCORE
 from store.knowledge.tables import KnowledgeCollectionPublic
 
 router = APIRouter(
@@ -261,9 +262,18 @@ def search_collection(
         Query(max_length=MAX_QUERY_CHARS, description="the question, as a customer asks it"),
     ],
     k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="passages to return")] = DEFAULT_TOP_K,
+    min_score: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=1,
+            description="drop passages scoring below this; default: the retrieve step's; "
+            "0 shows every passage",
+        ),
+    ] = DEFAULT_MIN_SCORE,
 ) -> SearchResults:
     knowledge.check_query_string(request.scope.get("query_string", b""))
-    return knowledge.search(session, collection=collection, query=q, top_k=k)
+    return knowledge.search(session, collection=collection, query=q, top_k=k, min_score=min_score)
 
 
 @router.delete(

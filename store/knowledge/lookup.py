@@ -2,7 +2,8 @@
 search endpoint): the query and k checked, the answer with its ranking mode.
 
 It shows what a chain's retrieve step would be given, ranked the same way
-as far as the database can rank alone: full text. A collection with an
+as far as the database can rank alone: full text, with the step's default
+minimum score (`DEFAULT_MIN_SCORE`; `min_score=0` shows every passage). A collection with an
 embedding alias is ranked hybrid in a chain (the worker embeds the query
 with the provider); the CLI and the API never call a provider, so the
 answer says `ranking: "fts"` beside `collection_ranking: "hybrid"`.
@@ -18,7 +19,7 @@ from sqlmodel import Session
 from core.passages import Passage
 from store.knowledge.crud import require_collection
 from store.knowledge.errors import KnowledgeError
-from store.knowledge.search import search
+from store.knowledge.search import DEFAULT_MIN_SCORE, search
 
 MAX_QUERY_CHARS = 2_000
 """A question, not a document: longer queries are refused (only the first
@@ -33,7 +34,7 @@ Ranking = Literal["fts", "hybrid"]
 class InvalidQueryError(KnowledgeError, ValueError):
     """A search query or k that cannot be searched; `field` names which."""
 
-    def __init__(self, field: Literal["q", "k"], message: str) -> None:
+    def __init__(self, field: Literal["q", "k", "min_score"], message: str) -> None:
         self.field = field
         super().__init__(message)
 
@@ -42,6 +43,10 @@ class SearchResults(BaseModel):
     collection: str
     query: str
     top_k: int
+    min_score: float = Field(description="Passages scoring below this (0..1) were dropped.")
+    nothing_relevant: bool = Field(
+        description="No passage reached `min_score`: a chain's retrieve step would say so."
+    )
     ranking: Ranking = Field(description="How these passages were ranked: `fts` (full text).")
     collection_ranking: Ranking = Field(
         description="How a chain's retrieve step ranks this collection: `hybrid` when it has "
@@ -79,22 +84,37 @@ def check_top_k(top_k: int) -> int:
     return top_k
 
 
+def check_min_score(min_score: float) -> float:
+    if not 0.0 <= min_score <= 1.0:  # also refuses NaN
+        raise InvalidQueryError("min_score", f"min_score must be between 0 and 1, got {min_score}")
+    return min_score
+
+
 def search_collection(
-    session: Session, *, collection: str, query: str, top_k: int = DEFAULT_TOP_K
+    session: Session,
+    *,
+    collection: str,
+    query: str,
+    top_k: int = DEFAULT_TOP_K,
+    min_score: float = DEFAULT_MIN_SCORE,
 ) -> SearchResults:
-    """The `top_k` best passages of `collection` for `query`, full-text ranked.
+    """The `top_k` best passages of `collection` for `query` scoring at least
+    `min_score`, full-text ranked.
 
     InvalidQueryError, UnknownCollectionError, EmptyQueryError (a query with
     no word to search for, e.g. only punctuation).
     """
     check_query(query)
     check_top_k(top_k)
+    check_min_score(min_score)
     found = require_collection(session, name=collection)
-    passages = search(session, collection=collection, query=query, top_k=top_k)
+    passages = search(session, collection=collection, query=query, top_k=top_k, min_score=min_score)
     return SearchResults(
         collection=collection,
         query=query,
         top_k=top_k,
+        min_score=min_score,
+        nothing_relevant=not passages,
         ranking="fts",
         collection_ranking="hybrid" if found.embedding_alias else "fts",
         passages=passages,

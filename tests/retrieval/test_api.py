@@ -19,7 +19,7 @@ from api.server import ApiServer
 from store.engine import make_engine, session_scope
 from store.knowledge.crud import list_chunks
 from store.knowledge.lookup import MAX_QUERY_CHARS, MAX_TOP_K
-from store.knowledge.search import search
+from store.knowledge.search import DEFAULT_MIN_SCORE, search
 from tests.api.conftest import admin, api_settings, assert_error, bearer, temporal_address
 from tests.retrieval.conftest import HELP_CENTER
 
@@ -435,7 +435,24 @@ async def test_search_returns_cited_scored_passages(http: httpx.AsyncClient, key
     scores = [p["score"] for p in passages]
     assert scores == sorted(scores, reverse=True)
     default_k = await http.get(url, params={"q": "refund"}, headers=bearer(keys.service))
-    assert default_k.json()["top_k"] == 5
+    assert (default_k.json()["top_k"], default_k.json()["min_score"]) == (5, DEFAULT_MIN_SCORE)
+
+    # The retrieve step's minimum score applies unless asked otherwise.
+    for question in ("how do I do this?", "quokka zeppelin"):
+        nothing = await http.get(url, params={"q": question}, headers=bearer(keys.service))
+        assert nothing.status_code == 200, nothing.text
+        assert (nothing.json()["nothing_relevant"], nothing.json()["passages"]) == (True, [])
+    # A threshold between the best and the worst score keeps only those over it.
+    question = {"q": "how long do refunds take"}
+    every = await http.get(url, params=question | {"min_score": 0}, headers=bearer(keys.service))
+    scores = [p["score"] for p in every.json()["passages"]]
+    assert every.json()["min_score"] == 0 and scores[0] > scores[-1]
+    threshold = (scores[0] + scores[-1]) / 2
+    kept = await http.get(
+        url, params=question | {"min_score": threshold}, headers=bearer(keys.service)
+    )
+    over = [p for p in every.json()["passages"] if p["score"] >= threshold]
+    assert kept.json()["passages"] == over and kept.json()["min_score"] == threshold
 
     configured = await http.put(
         f"/v1/knowledge/{name}", json={"embedding_alias": "embed"}, headers=bearer(keys.reviewer)
@@ -466,6 +483,9 @@ async def test_search_refusals(http: httpx.AsyncClient, keys: Keys) -> None:
         ({"q": "refund", "k": 0}, "query.k", "greater than or equal to 1"),
         ({"q": "refund", "k": MAX_TOP_K + 1}, "query.k", f"less than or equal to {MAX_TOP_K}"),
         ({"q": "refund", "k": "many"}, "query.k", "valid integer"),
+        ({"q": "refund", "min_score": 1.5}, "query.min_score", "less than or equal to 1"),
+        ({"q": "refund", "min_score": -1}, "query.min_score", "greater than or equal to 0"),
+        ({"q": "refund", "min_score": "nan"}, "query.min_score", "min_score"),
         ({"q": "refund", "top": 3}, "query.top", "top"),
     ]
     for params, path, message in cases:
