@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from statistics import NormalDist
 
 from core.evals.results import CaseScore, CategorySummary, VariantSummary
 
 __all__ = [
     "UNLABELLED",
+    "PairedComparison",
+    "paired_comparison",
     "percentile",
     "recommend",
     "recommendation_rule",
@@ -137,3 +140,46 @@ def recommendation_rule(within_points: float = 5.0) -> str:
         f"the cheapest variant per case whose pass rate is within {within_points:g} "
         "percentage points of the best pass rate"
     )
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two variants on the cases both were scored on: how many only the first
+    passed, how many only the second, and the exact two-sided McNemar p-value
+    (a small p says the difference is unlikely to be chance)."""
+
+    first: str
+    second: str
+    shared_cases: int
+    only_first: int
+    only_second: int
+    p_value: float
+
+
+def paired_comparison(scores: Sequence[CaseScore], first: str, second: str) -> PairedComparison:
+    """Compare two variants case by case. Every variant runs the same cases,
+    so the discordant pairs carry the evidence; McNemar's exact test asks how
+    likely so lopsided a split is if the variants were equally good."""
+    passed: dict[str, dict[str, bool]] = {first: {}, second: {}}
+    for score in scores:
+        if score.variant in passed:
+            passed[score.variant][score.case_id] = score.passed
+    shared = passed[first].keys() & passed[second].keys()
+    only_first = sum(1 for c in shared if passed[first][c] and not passed[second][c])
+    only_second = sum(1 for c in shared if passed[second][c] and not passed[first][c])
+    return PairedComparison(
+        first=first,
+        second=second,
+        shared_cases=len(shared),
+        only_first=only_first,
+        only_second=only_second,
+        p_value=_mcnemar_exact(only_first, only_second),
+    )
+
+
+def _mcnemar_exact(b: int, c: int) -> float:
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = math.fsum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)

@@ -8,6 +8,7 @@ import pytest
 from core.evals.results import CaseScore, VariantSummary
 from core.evals.stats import (
     UNLABELLED,
+    paired_comparison,
     percentile,
     recommend,
     recommendation_rule,
@@ -161,3 +162,25 @@ def test_recommend_needs_something_scored() -> None:
 def test_the_rule_is_stated_in_words() -> None:
     assert "within 5 percentage points" in recommendation_rule(5.0)
     assert "within 2.5 percentage points" in recommendation_rule(2.5)
+
+
+def test_paired_comparison_counts_discordant_cases_and_tests_them() -> None:
+    scores = [score("a", f"c{i}", True) for i in range(12)]
+    scores += [score("b", f"c{i}", i < 2) for i in range(12)]
+    scores += [score("b", "only-b", True)]  # not shared: not compared
+    paired = paired_comparison(scores, "a", "b")
+    assert (paired.shared_cases, paired.only_first, paired.only_second) == (12, 10, 0)
+    # Exact McNemar: 2 * 0.5**10
+    assert paired.p_value == pytest.approx(2 / 1024)
+    even = paired_comparison(
+        [
+            score("a", "x", True),
+            score("b", "x", False),
+            score("a", "y", False),
+            score("b", "y", True),
+        ],
+        "a",
+        "b",
+    )
+    assert (even.only_first, even.only_second, even.p_value) == (1, 1, 1.0)
+    assert paired_comparison([], "a", "b").p_value == 1.0
