@@ -142,3 +142,43 @@ def test_checks_are_frozen() -> None:
     check = ContainsCheck(text="30 days")
     with pytest.raises(ValueError, match="frozen"):
         check.text = "60 days"  # type: ignore[misc]
+
+
+def test_x_keys_hold_shared_anchors(tmp_path: Path) -> None:
+    path = tmp_path / "set.yaml"
+    path.write_text(
+        "x-pii: &pii {kind: no_pii, allow: [1-800-555-0142]}\n"
+        "name: t\ncases:\n  - {id: a, input: {message: m}, checks: [*pii]}\n",
+        encoding="utf-8",
+    )
+    (check,) = load_eval_set(path).cases[0].checks
+    assert isinstance(check, NoPiiCheck) and check.allow == ["1-800-555-0142"]
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "evals" / "support_tickets.yaml"
+HELP_CENTER = SHIPPED.parents[1] / "chains" / "knowledge" / "help_center"
+CATEGORIES = {"refund", "return", "shipping", "order", "account", "payment", "product", "other"}
+
+
+def test_the_shipped_eval_set_covers_what_the_flagship_must_handle() -> None:
+    tickets = load_eval_set(SHIPPED)
+    assert len(tickets.cases) >= 60
+    labels = [c.labels for c in tickets.cases]
+    assert {lab["category"] for lab in labels} == CATEGORIES
+    for category in CATEGORIES:
+        kinds = {lab["complexity"] for lab in labels if lab["category"] == category}
+        assert kinds == {"simple", "complex"}, category
+    assert sum(1 for lab in labels if lab["answerable"] == "no") >= 6
+    articles = {p.name for p in HELP_CENTER.glob("*.md")}
+    for case in tickets.cases:
+        kinds = {check.kind for check in case.checks}
+        assert "no_pii" in kinds, case.id
+        answered = case.labels["answerable"] == "yes"
+        assert (case.labels.get("source") in articles) == answered, case.id
+        if answered and case.labels["complexity"] == "complex":
+            assert "cites" in kinds, case.id
+        for check in case.checks:
+            if isinstance(check, CitesCheck):
+                assert set(check.documents) <= articles, case.id
+            if isinstance(check, OutputEqualsCheck):
+                assert check.value == case.labels["category"], case.id
