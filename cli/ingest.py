@@ -101,7 +101,7 @@ def ingest(
         fail(f"unknown model alias {embedding_alias!r} (see {settings.models_file})")
     documents = _read(_ingest_files(paths))
     from store.engine import session_scope
-    from store.knowledge.errors import KnowledgeError
+    from store.knowledge.errors import DuplicateDocumentError, KnowledgeError
     from store.knowledge.sync import STATUSES, sync_documents
 
     with database(settings) as engine:
@@ -114,6 +114,9 @@ def ingest(
                     prune=prune,
                     embedding_alias=embedding_alias,
                 )
+        except DuplicateDocumentError as exc:
+            hint = "" if prune else " (--prune does that)"
+            fail(f"nothing was ingested: {exc}{hint}")
         except KnowledgeError as exc:
             fail(f"nothing was ingested: {exc}")
     rows = [

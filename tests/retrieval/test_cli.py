@@ -120,3 +120,48 @@ def test_bad_inputs_ingest_nothing(
             assert get_collection(session, name="kb") is None
     finally:
         engine.dispose()
+
+
+def test_prune_rename_parent_folder_and_bom(
+    cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    knowledge = tmp_path / "knowledge"
+    help_center = knowledge / "help_center"
+    shutil.copytree(HELP_CENTER, help_center)
+    (knowledge / "hours.md").write_bytes(
+        b"\xef\xbb\xbf# Store hours\n\n## Weekdays\n\nOpen 9 to 5, Monday to Friday.\n"
+    )
+    first = statuses(invoke(["ingest", "kb", str(help_center), "--json"], cli_env))
+    assert len(first) == 14 and set(s for _, s in first.values()) == {"added"}
+
+    # The parent folder names the same files help_center/...: refused without
+    # --prune (they would be stored twice), renamed in place with it.
+    parent = invoke(["ingest", "kb", str(knowledge)], cli_env)
+    assert parent.exit_code == 1, parent.output
+    refused = " ".join(parent.stderr.split())
+    assert "14 document(s) have the same content" in refused
+    assert "help_center/account_password.md = account_password.md" in refused
+    assert "and 9 more" in refused and "(--prune does that)" in refused
+    moved = invoke(["ingest", "kb", str(knowledge), "--prune", "--json"], cli_env)
+    rows = {row["document"]: row for row in json.loads(moved.stdout)}
+    assert rows["help_center/refunds.md"]["renamed_from"] == "refunds.md"
+    assert rows["hours.md"]["status"] == "added"
+    assert sum(row["status"] == "renamed" for row in rows.values()) == 14
+
+    # A renamed file and a deleted one, with --prune.
+    (help_center / "refunds.md").rename(help_center / "money-back.md")
+    (help_center / "warranty.md").unlink()
+    table = invoke(["ingest", "kb", str(knowledge), "--prune"], cli_env)
+    assert table.exit_code == 0, table.output
+    assert "15 documents: 0 added, 0 updated, 13 unchanged, 1 renamed, 1 removed" in table.stdout
+
+    engine = make_engine(database_url)
+    try:
+        with session_scope(engine) as session:
+            names = {d.name for d in list_documents(session, collection="kb")}
+            assert len(names) == 14 and "help_center/money-back.md" in names
+            assert not names & {"refunds.md", "help_center/refunds.md", "help_center/warranty.md"}
+            [hours] = [d for d in list_documents(session, collection="kb") if d.name == "hours.md"]
+            assert hours.title == "Store hours"  # the BOM did not hide the heading
+    finally:
+        engine.dispose()
