@@ -21,8 +21,6 @@ A search runs in four steps, each in its own module or function:
 from __future__ import annotations
 
 import operator
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +32,7 @@ from core.passages import Passage
 from store.knowledge.crud import require_collection
 from store.knowledge.embeddings import unit_vector
 from store.knowledge.errors import EmptyQueryError
+from store.knowledge.names import valid_collection_name
 from store.knowledge.scoring import ChunkTerms, QueryTerm, analyse_chunk, idf, score
 from store.knowledge.statistics import CACHE, CollectionStatistics
 from store.knowledge.tables import (
@@ -83,7 +82,8 @@ model): the lowest weight at which the in-sample questions keep hit@1 100%
 full text (from 0.6), so the embeddings keep the most say."""
 PG_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
 """ts_rank weights of D, C, B (text), A (headings), for choosing candidates."""
-_CHUNK_CACHE_SIZE = 20_000
+ANALYSED_CHUNKS_KEPT = 10_000
+"""Analysed chunks kept per collection in memory (a few KB each)."""
 
 
 def search_terms(query: str) -> list[str]:
@@ -131,6 +131,7 @@ def query_terms(words: Sequence[str], statistics: CollectionStatistics) -> list[
                 idf=idf(df, statistics.chunks),
                 known=df > 0,
                 corrected_from=corrected_from,
+                forms=statistics.stem_forms.get(term_stem, ()),
             )
         )
     return terms
@@ -282,61 +283,77 @@ def _vector_ranking(
 
 
 @dataclass(frozen=True)
-class _Row:
-    id: int
-    position: int
-    title: str | None
-    text: str
-    document: str
-    source: str
+class _Analysed:
+    terms: ChunkTerms
+    text_key: int
+    """Hash of the whitespace-normalised text: equal for identical passages."""
 
 
-_ROWS_SQL = (
+_TEXTS_SQL = sa.text("SELECT id, title, text FROM knowledge_chunks WHERE id IN :ids").bindparams(
+    sa.bindparam("ids", expanding=True)
+)
+_PASSAGES_SQL = sa.text(
     "SELECT c.id, c.position, c.title, c.text, d.name, d.source "
     "FROM knowledge_chunks AS c JOIN knowledge_documents AS d ON d.id = c.document_id "
-    "WHERE c.id IN ({ids})"
-)
+    "WHERE c.id IN :ids"
+).bindparams(sa.bindparam("ids", expanding=True))
 
 
-def _rows(session: Session, ids: Sequence[int]) -> dict[int, _Row]:
-    if not ids:
-        return {}
-    statement = sa.text(_ROWS_SQL.format(ids=", ".join(str(int(i)) for i in ids)))
-    return {
-        int(r[0]): _Row(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5])
-        for r in session.connection().execute(statement)
-    }
+def _analysed(
+    session: Session, statistics: CollectionStatistics, ids: Sequence[int]
+) -> dict[int, _Analysed]:
+    """The chunks analysed for scoring, read from the database only when
+    this collection state (`statistics`) has not analysed them yet: chunk
+    ids are never reused within one state, so the memo is always right and
+    dies with the state. Chunks deleted meanwhile are left out."""
+    memo: dict[int, Any] = statistics.memo
+    missing = [i for i in ids if i not in memo]
+    if missing:
+        if len(memo) + len(missing) > ANALYSED_CHUNKS_KEPT:
+            memo.clear()
+        for chunk_id, title, text in session.connection().execute(_TEXTS_SQL, {"ids": missing}):
+            memo[int(chunk_id)] = _Analysed(
+                analyse_chunk(title, text), hash(" ".join(text.split()).lower())
+            )
+    return {i: memo[i] for i in ids if i in memo}
 
 
-class _ChunkTermsCache:
-    """Analysed chunks by (id, text): ids are never reused for other text,
-    so a hit is always right; bounded, least recently used out first."""
-
-    def __init__(self, size: int) -> None:
-        self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[int, int], ChunkTerms] = OrderedDict()
-        self._size = size
-
-    def get(self, row: _Row) -> ChunkTerms:
-        key = (row.id, hash((row.title, row.text)))
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-                return found
-        found = analyse_chunk(row.title, row.text)
-        with self._lock:
-            self._items[key] = found
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return found
-
-
-_CHUNK_TERMS = _ChunkTermsCache(_CHUNK_CACHE_SIZE)
+def _passages(session: Session, chosen: Sequence[tuple[float, int]]) -> list[Passage]:
+    """Passages for (score, chunk id) pairs, in their order."""
+    if not chosen:
+        return []
+    params = {"ids": [chunk_id for _, chunk_id in chosen]}
+    rows = {int(r[0]): r for r in session.connection().execute(_PASSAGES_SQL, params)}
+    passages = []
+    for value, chunk_id in chosen:
+        if chunk_id not in rows:  # deleted meanwhile
+            continue
+        _, position, title, text, document, source = rows[chunk_id]
+        passages.append(
+            Passage(
+                id=f"{document}#{position}",
+                document=document,
+                source=source,
+                title=title,
+                position=int(position),
+                text=text,
+                score=round(value, 6),
+            )
+        )
+    return passages
 
 
-def _dedupe_key(text: str) -> str:
-    return " ".join(text.split()).lower()
+_COLLECTION_SQL = sa.text("SELECT 1 FROM knowledge_collections WHERE name = :name")
+
+
+def _require_collection(session: Session, name: str) -> None:
+    """One indexed lookup; `require_collection` (which names the known
+    collections) only when there is no such collection."""
+    if (
+        not valid_collection_name(name)  # never sent to the database
+        or session.connection().execute(_COLLECTION_SQL, {"name": name}).first() is None
+    ):
+        require_collection(session, name=name)
 
 
 def search(
@@ -363,7 +380,7 @@ def search(
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if min_score is not None and not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score must be between 0 and 1, got {min_score}")
-    require_collection(session, name=collection)
+    _require_collection(session, collection)
     words = search_terms(query)
     if not words:
         return []
@@ -383,39 +400,25 @@ def search(
             )
         )
     ids = list(dict.fromkeys([*candidate_ids, *similarity]))
-    rows = _rows(session, ids)
+    analysed = _analysed(session, statistics, ids)
     scored: list[tuple[float, int]] = []
-    for chunk_id in ids:
-        row = rows.get(chunk_id)
-        if row is None:  # deleted between the candidates and this read
-            continue
-        value = score(terms, _CHUNK_TERMS.get(row), statistics.avg_length)
+    for chunk_id, chunk in analysed.items():
+        value = score(terms, chunk.terms, statistics.avg_length)
         if query_embedding is not None:
             cosine = max(0.0, similarity.get(chunk_id, 0.0))
             value = HYBRID_TEXT_WEIGHT * value + (1.0 - HYBRID_TEXT_WEIGHT) * cosine
         scored.append((value, chunk_id))
     scored.sort(key=lambda item: (-item[0], item[1]))
-    passages: list[Passage] = []
-    seen_texts: set[str] = set()
+    chosen: list[tuple[float, int]] = []
+    seen_texts: set[int] = set()
     for value, chunk_id in scored:
         if min_score is not None and value < min_score:
             break
-        row = rows[chunk_id]
-        key = _dedupe_key(row.text)
-        if key in seen_texts:
+        text_key = analysed[chunk_id].text_key
+        if text_key in seen_texts:  # an identical passage ranks higher
             continue
-        seen_texts.add(key)
-        passages.append(
-            Passage(
-                id=f"{row.document}#{row.position}",
-                document=row.document,
-                source=row.source,
-                title=row.title,
-                position=row.position,
-                text=row.text,
-                score=round(value, 6),
-            )
-        )
-        if len(passages) == top_k:
+        seen_texts.add(text_key)
+        chosen.append((value, chunk_id))
+        if len(chosen) == top_k:
             break
-    return passages
+    return _passages(session, chosen)

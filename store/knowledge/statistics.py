@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -46,8 +47,13 @@ class CollectionStatistics:
     """Stem -> chunks holding it (text or headings)."""
     word_frequency: dict[str, int]
     """Folded word -> chunks holding it: the vocabulary typos are corrected to."""
+    stem_forms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Stem -> the collection's words with that stem."""
     words_by_length: dict[int, list[str]] = field(default_factory=dict)
     """The vocabulary by word length, each list sorted (typo candidates)."""
+    memo: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What searches computed from this state's chunks, by chunk id
+    (store.knowledge.search keeps the analysed chunks here)."""
 
     def vocabulary_near(self, length: int, spread: int) -> list[str]:
         """Vocabulary words whose length is within `spread` of `length`."""
@@ -89,8 +95,10 @@ def compute(session: Session, *, collection: str, print_: Fingerprint) -> Collec
         total_length += len(body)
         chunks += 1
     by_length: dict[int, list[str]] = {}
+    forms: dict[str, list[str]] = {}
     for word in sorted(word_frequency):
         by_length.setdefault(len(word), []).append(word)
+        forms.setdefault(stem(word), []).append(word)
     return CollectionStatistics(
         fingerprint=print_,
         chunks=chunks,
@@ -98,6 +106,7 @@ def compute(session: Session, *, collection: str, print_: Fingerprint) -> Collec
         stem_frequency=dict(stem_frequency),
         word_frequency=dict(word_frequency),
         words_by_length=by_length,
+        stem_forms={key: tuple(found) for key, found in forms.items()},
     )
 
 
