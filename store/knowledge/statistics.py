@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from store.knowledge.terms import stem, words
+from store.knowledge.terms import is_stopword, stem, words
 
 Fingerprint = tuple[int, str, int]
 
@@ -50,7 +50,8 @@ class CollectionStatistics:
     stem_forms: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Stem -> the collection's words with that stem."""
     words_by_length: dict[int, list[str]] = field(default_factory=dict)
-    """The vocabulary by word length, each list sorted (typo candidates)."""
+    """The vocabulary's words of letters (no stopwords) by length, sorted:
+    what a typo may be corrected to."""
     memo: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
     """What searches computed from this state's chunks, by chunk id
     (store.knowledge.search keeps the analysed chunks here)."""
@@ -97,8 +98,9 @@ def compute(session: Session, *, collection: str, print_: Fingerprint) -> Collec
     by_length: dict[int, list[str]] = {}
     forms: dict[str, list[str]] = {}
     for word in sorted(word_frequency):
-        by_length.setdefault(len(word), []).append(word)
         forms.setdefault(stem(word), []).append(word)
+        if word.isalpha() and not is_stopword(word):
+            by_length.setdefault(len(word), []).append(word)
     return CollectionStatistics(
         fingerprint=print_,
         chunks=chunks,

@@ -15,7 +15,6 @@ from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 from store.knowledge.statistics import CollectionStatistics
-from store.knowledge.terms import is_stopword
 
 MIN_TYPO_LENGTH = 4
 """Shorter words are left alone: at one edit, "tax" is also "tab", "fax", "tea"."""
@@ -34,11 +33,7 @@ def correct(word: str, statistics: CollectionStatistics) -> str | None:
     if len(word) < MIN_TYPO_LENGTH or not word.isalpha():
         return None
     edits = max_edits(len(word))
-    choices = [
-        w
-        for w in statistics.vocabulary_near(len(word), edits)
-        if w.isalpha() and not is_stopword(w)
-    ]
+    choices = statistics.vocabulary_near(len(word), edits)
     found = process.extract(word, choices, scorer=OSA.distance, score_cutoff=edits, limit=None)
     if not found:
         return None

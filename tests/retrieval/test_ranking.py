@@ -26,6 +26,7 @@ from store.knowledge.search import (
 )
 from store.knowledge.statistics import CACHE
 from store.knowledge.tables import KnowledgeChunk
+from store.knowledge.typos import correct
 from tests.retrieval.conftest import COLLECTION, ROOT, ingest_help_center, qa_pairs
 
 OFF_TOPIC_FILE = Path(__file__).with_name("off_topic.yaml")
@@ -298,3 +299,22 @@ def test_postgresql_reads_the_chunk_table_once_per_search(session: Session) -> N
         (n["Node Type"], n["Actual Loops"]) for n in chunk_nodes
     ]
     assert all(n["Actual Loops"] == 1 for n in nodes if n["Node Type"] == "CTE Scan")
+
+
+def test_typo_correction_leaves_short_words_numbers_and_nonsense_alone(
+    session: Session,
+) -> None:
+    ingest_help_center(session)
+    statistics = CACHE.get(session, collection=COLLECTION)
+    assert correct("cancle", statistics) == "cancel"
+    assert correct("subscripton", statistics) == "subscription"
+    assert correct("sinse", statistics) == "since"
+    # Three letters: too many neighbours to guess; digits are never typos.
+    assert correct("rfd", statistics) is None
+    assert correct("1234", statistics) is None
+    assert correct("blorft", statistics) is None
+    # A known word is searched as typed (its stem is in the collection).
+    [term] = query_terms(["refunds"], statistics)
+    assert (term.word, term.corrected_from, term.known) == ("refunds", None, True)
+    [fixed] = query_terms(["refnud"], statistics)
+    assert (fixed.word, fixed.corrected_from, fixed.known) == ("refund", "refnud", True)
