@@ -87,18 +87,22 @@ def compute(session: Session, *, collection: str, print_: Fingerprint) -> Collec
     result = session.connection().execute(
         _CHUNKS_SQL, {"collection": collection}, execution_options={"yield_per": _BATCH}
     )
+    stem_of: dict[str, str] = {}
     for title, text in result:
         body = words(text)
         unique = set(body)
         unique.update(words(title or ""))
         word_frequency.update(unique)
-        stem_frequency.update({stem(word) for word in unique})
+        for word in unique.difference(stem_of):
+            stem_of[word] = stem(word)
+        # C-level loops only: this runs for every chunk of the collection.
+        stem_frequency.update(set(map(stem_of.__getitem__, unique)))
         total_length += len(body)
         chunks += 1
     by_length: dict[int, list[str]] = {}
     forms: dict[str, list[str]] = {}
     for word in sorted(word_frequency):
-        forms.setdefault(stem(word), []).append(word)
+        forms.setdefault(stem_of[word], []).append(word)
         if word.isalpha() and not is_stopword(word):
             by_length.setdefault(len(word), []).append(word)
     return CollectionStatistics(
