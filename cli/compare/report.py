@@ -148,6 +148,7 @@ def render_html(report: EvalReport, scores: Sequence[CaseScore], png: bytes) -> 
     env.filters["pct"] = lambda x: f"{100 * x:.1f}%"
     env.filters["usd"] = _usd
     env.filters["secs"] = lambda x: f"{x:.2f} s"
+    env.filters["p"] = lambda x: "< 0.001" if x < 0.001 else f"{x:.3f}"
     template = env.from_string(REPORT_TEMPLATE)
     variants = [v.variant for v in report.variants]
     categories = sorted({c for v in report.variants for c in v.by_category})
@@ -181,8 +182,12 @@ def _failures_by_kind(
     """Failed checks per check kind and variant: where failures come from."""
     counts: dict[str, Counter[str]] = {v: Counter() for v in variants}
     for score in scores:
-        for check in score.checks:
-            if not check.passed and score.variant in counts:
+        if score.variant not in counts:
+            continue
+        # A run that did not complete fails its checks unscored: count the run, not them.
+        unscored = [c for c in score.checks if c.kind == "completed" and not c.passed]
+        for check in unscored or score.checks:
+            if not check.passed:
                 counts[score.variant][check.kind] += 1
     kinds = sorted({k for c in counts.values() for k in c})
     return [(kind, {v: counts[v][kind] for v in variants}) for kind in kinds]

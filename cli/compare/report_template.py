@@ -73,7 +73,7 @@ runs that requested an approval; &ldquo;escalates&rdquo;: runs in which a cascad
 <th>only the variant passed</th><th>McNemar p</th></tr>
 {% for p in paired %}
 <tr><td>{{ p.second }}</td><td>{{ p.shared_cases }}</td><td>{{ p.only_first }}</td>
-<td>{{ p.only_second }}</td><td>{{ "%.3f" | format(p.p_value) }}</td></tr>
+<td>{{ p.only_second }}</td><td>{{ p.p_value | p }}</td></tr>
 {% endfor %}
 </table>
 <p class="sub">Only the cases where the two disagree carry evidence. A p-value above 0.05 means the
@@ -93,6 +93,7 @@ difference could well be chance with this many cases.</p>
 
 {% if failures_by_kind %}
 <h2>Failed checks by kind</h2>
+<p class="sub">&ldquo;completed&rdquo; counts runs that did not finish (their checks were not scored).</p>
 <table>
 <tr><th>check</th>{% for v in variants %}<th>{{ v }}</th>{% endfor %}</tr>
 {% for kind, counts in failures_by_kind %}

@@ -155,3 +155,24 @@ def test_a_report_with_nothing_scored_still_renders(tmp_path: Path) -> None:
     files = write_report(empty, [], tmp_path)
     assert png_size(files.plot.read_bytes())[0] > 0
     assert "No recommendation" in files.html.read_text(encoding="utf-8")
+
+
+def test_unfinished_runs_count_once_in_the_failures_by_kind(tmp_path: Path) -> None:
+    failed = CaseScore(
+        case_id="t99",
+        variant="routed",
+        run_id="r",
+        passed=False,
+        checks=[
+            CheckResult(kind="completed", passed=False, detail="the run did not complete"),
+            CheckResult(kind="no_pii", passed=False, detail="not scored: the run did not complete"),
+        ],
+        cost_usd=0.0,
+        latency_s=1.0,
+        error_type="GuardFailed",
+        labels={"category": "refund"},
+    )
+    page = write_report(report(), [*scores(), failed], tmp_path).html.read_text(encoding="utf-8")
+    assert "<tr><td>completed</td><td>0</td><td>1</td><td>0</td></tr>" in page
+    assert "no_pii" not in page.split("Failed checks by kind")[1].split("Every case")[0]
+    assert "error <code>GuardFailed</code>" in page
