@@ -17,6 +17,7 @@ from simulator.control import SimulatorControl
 from simulator.models import Rule
 from store.evals import get_evaluation
 from tests.evals.conftest import EvalBench, tiny_set
+from worker.plugin import chorus_replayer
 from workflows.evals.budget import STOPPED_BY_BUDGET
 from workflows.evals.facts import child_run_id
 
@@ -123,6 +124,14 @@ async def test_continue_as_new_keeps_counters_and_runs_no_case_twice(
     assert report.cases_scored == 6
     first = temporal_env.client.get_workflow_handle(inp.eval_id, run_id=handle.result_run_id)
     assert (await first.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    # A run's history grows with the cases it finished, not with the eval set:
+    # two cases here (a child's 3 events, the scoring activity's 3 and the
+    # workflow tasks between them: at most 20 a case), plus its own start.
+    history = await first.fetch_history()
+    assert len(history.events) <= 2 * 20 + 20, len(history.events)
+    # And it replays on the code that ran it (no non-determinism).
+    replay = await chorus_replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert replay.replay_failure is None, replay.replay_failure
     assert len(bench.scores(inp.eval_id)) == 6
     assert len(await sim.calls(request_id_prefix=inp.eval_id)) == 6
     progress = await bench.client.progress(inp.eval_id)
