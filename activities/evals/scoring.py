@@ -187,7 +187,7 @@ def _document(citation: str) -> str:
 
 def _no_pii(check: NoPiiCheck, text: str) -> CheckResult:
     for allowed in check.allow:
-        text = text.replace(allowed, " ")
+        text = text.replace(_normalise(allowed), " ")
     found = [(kind, len(find_pii(text, kind))) for kind in check.kinds]
     found = [(kind, count) for kind, count in found if count]
     if not found:
