@@ -114,3 +114,19 @@ def test_child_run_ids_are_one_per_evaluation_variant_and_case() -> None:
     ids = {child_run_id(e, v, c) for e in ("e1", "e2") for v in ("a", "b") for c in ("1", "2")}
     assert len(ids) == 8
     assert child_run_id("e1", "a", "1") == child_run_id("e1", "a", "1")
+
+
+def test_a_chain_without_a_limit_gets_a_share_of_what_is_left() -> None:
+    budget = EvalBudget(0.30)
+    assert budget.cap_for("a", None, free_slots=3) == pytest.approx(0.10)
+    assert budget.cap_for("a", None, free_slots=1) == pytest.approx(0.30)
+
+
+def test_a_cap_below_the_chain_limit_is_tight() -> None:
+    budget = EvalBudget(0.15)
+    budget.reserve("a/1", 0.10)
+    cap = budget.cap_for("a", 0.10)
+    assert cap == pytest.approx(0.05)
+    assert budget.tight(cap, 0.10)  # the workflow waits for a/1 rather than start with it
+    assert not budget.tight(0.10, 0.10)
+    assert not budget.tight(0.05, None)

@@ -3,9 +3,12 @@
 Every child run in flight holds a reservation equal to its cap (the most it
 may spend: the chain's own limit, lowered to what is left of the budget), so
 spent + reserved never passes `max_cost_usd`. A case starts only when what is
-left unreserved covers the most a case of its variant has cost so far; when
-it does not and nothing is in flight to free a reservation, the evaluation
-stops starting cases (`stopped_reason`). Pure and deterministic.
+left unreserved covers the most a case of its variant has cost so far, and
+with less than its chain's own limit only when no case is in flight (else it
+waits for their reservations to come back, rather than run with a cap that
+could cut it short); when nothing is in flight to free a reservation and
+the budget still cannot cover a case, the evaluation stops starting cases
+(`stopped_reason`). Pure and deterministic.
 """
 
 from __future__ import annotations
@@ -33,17 +36,28 @@ class EvalBudget:
             return None
         return self.max_cost_usd - self.spent_usd - self.reserved_usd
 
-    def cap_for(self, variant: str, chain_limit: float | None) -> float | bool | None:
+    def cap_for(
+        self, variant: str, chain_limit: float | None, *, free_slots: int = 1
+    ) -> float | bool | None:
         """The cap a new case of `variant` runs with: a float, None (no cap:
         neither the evaluation nor the chain has one), or False when the
-        budget cannot cover it now."""
+        budget cannot cover it now. A chain without a limit of its own gets
+        an equal share of what is left among the `free_slots` it competes
+        with, so one case never reserves the whole budget."""
         free = self.free_usd
         if free is None:
             return chain_limit
-        cap = free if chain_limit is None else min(chain_limit, free)
+        ceiling = chain_limit if chain_limit is not None else free / max(1, free_slots)
+        cap = min(ceiling, free)
         if cap <= 0 or cap < self.observed_max_usd.get(variant, 0.0):
             return False
         return cap
+
+    def tight(self, cap: float | None, chain_limit: float | None) -> bool:
+        """Whether `cap` is below what the chain itself allows: a case started
+        with it might be cut short by the evaluation's budget alone, so it
+        should wait for the cases in flight to give back their reservations."""
+        return cap is not None and chain_limit is not None and cap < chain_limit
 
     def reserve(self, key: str, cap: float | None) -> None:
         self.reserved[key] = cap if cap is not None and self.max_cost_usd is not None else 0.0

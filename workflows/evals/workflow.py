@@ -160,18 +160,21 @@ class EvalWorkflow:
         """Wait for a free slot and for the budget to cover a case of
         `variant`; its child's cap, or False when the evaluation stops
         starting cases (budget, a failure, or time to continue as new)."""
+        limit = variant.spec.limits.max_cost_usd
         while True:
             await self._until(lambda: len(self._budget.reserved) < self._inp.concurrency)
             if self._stopped is not None or self._pausing() or self._failure is not None:
                 return False
-            cap = self._budget.cap_for(variant.name, variant.spec.limits.max_cost_usd)
-            if cap is not False:
-                return cap
             in_flight = len(self._budget.reserved)
+            cap = self._budget.cap_for(
+                variant.name, limit, free_slots=self._inp.concurrency - in_flight
+            )
+            if cap is not False and (in_flight == 0 or not self._budget.tight(cap, limit)):
+                return cap
             if in_flight == 0:
                 self._stopped = STOPPED_BY_BUDGET
                 return False
-            # A reservation freed by a case in flight may let this one start.
+            # A reservation given back by a case in flight may let this one start.
             await self._until(lambda n=in_flight: len(self._budget.reserved) < n)
 
     async def _until(self, condition: Callable[[], bool]) -> None:
