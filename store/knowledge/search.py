@@ -64,8 +64,8 @@ A small collection's matches all fit; in a large one the index's own order
 (bm25 / idf-weighted ts_rank) picks them."""
 EXACT_UP_TO = 5_000
 """Collections of up to this many chunks match candidates on every query
-term (exact); larger ones on their rarest terms (`matching_terms`)."""
-MATCH_BUDGET = 0.05
+term (exact); larger ones as `candidate_probes` says."""
+MATCH_BUDGET = 0.1
 """Share of a large collection's chunks the candidate terms may hold together."""
 DEFAULT_MIN_SCORE = 0.15
 """Below this a passage is not worth citing. Chosen on the in-sample
@@ -162,35 +162,50 @@ def _pg_candidates_sql(term_count: int) -> str:
     )
 
 
-def matching_terms(
-    terms: Sequence[QueryTerm], statistics: CollectionStatistics
-) -> tuple[list[QueryTerm], bool]:
-    """The terms the full-text index matches candidates on, and whether a
-    candidate must hold all of them.
+@dataclass(frozen=True)
+class Probe:
+    """One full-text query that gathers candidates."""
 
-    In a collection of up to `EXACT_UP_TO` chunks: every known term, any of
-    them, so every chunk that could score is scored. In a larger one, the
+    terms: list[QueryTerm]
+    require_all: bool = False
+    """A chunk must hold every term (otherwise any)."""
+    fallback: bool = False
+    """Run only when the probes before found nothing."""
+
+
+def candidate_probes(terms: Sequence[QueryTerm], statistics: CollectionStatistics) -> list[Probe]:
+    """The full-text queries that gather candidates, their results merged
+    in this order.
+
+    In a collection of up to `EXACT_UP_TO` chunks, one query: any known
+    term, so every chunk that could score is scored. In a larger one,
+    matching "order" among 40,000 chunks would rank them all, so: the
     rarest terms whose chunks add up to at most `MATCH_BUDGET` of the
-    collection (always the rarest one): a chunk holding only the common
-    words scores low anyway, and matching "order" among 40,000 chunks would
-    rank them all. When even the rarest term is over budget (a question of
-    common words), the two rarest, both required.
+    collection, any of them; and the two most informative of the other
+    (common) terms together, so that chunks about "gift card" are found
+    for "I lost the gift card my aunt gave me" although "aunt" is rarer.
     """
     known = sorted((t for t in terms if t.known), key=lambda t: (-t.idf, t.word))
     if statistics.chunks <= EXACT_UP_TO or len(known) < 2:
-        return known, False
+        return [Probe(known)] if known else []
     budget = MATCH_BUDGET * statistics.chunks
     frequency = statistics.stem_frequency
-    if frequency[known[0].stem] > budget:
-        return known[:2], True
-    chosen: list[QueryTerm] = []
+    rare: list[QueryTerm] = []
     total = 0
     for term in known:
         total += frequency[term.stem]
-        if chosen and total > budget:
+        if total > budget:
             break
-        chosen.append(term)
-    return chosen, False
+        rare.append(term)
+    common = known[len(rare) :]
+    probes: list[Probe] = []
+    if rare:
+        probes.append(Probe(rare))
+    if len(common) >= 2:
+        probes.append(Probe(common[:2], require_all=True))
+    if not rare:  # a question of common words: its rarest word when they never meet
+        probes.append(Probe(known[:1], fallback=True))
+    return probes
 
 
 def candidates_statement(
@@ -238,19 +253,22 @@ def _fts_candidates(
 ) -> list[int]:
     """Ids of the chunks the full-text index ranks best for the terms."""
     dialect = session.get_bind().dialect.name
-    matching, require_all = matching_terms(terms, statistics)
-    found: list[int] = []
-    for all_ in (True, False) if require_all else (False,):
+    found: dict[int, None] = {}
+    for probe in candidate_probes(terms, statistics):
+        if probe.fallback and found:
+            continue
         built = candidates_statement(
-            dialect, collection=collection, terms=matching, limit=limit, require_all=all_
+            dialect,
+            collection=collection,
+            terms=probe.terms,
+            limit=limit,
+            require_all=probe.require_all,
         )
-        if built is None:
-            return []
-        statement, params = built
-        found = [int(row[0]) for row in session.connection().execute(statement, params)]
-        if found:
-            break
-    return found
+        if built is not None:
+            statement, params = built
+            rows = session.connection().execute(statement, params)
+            found.update((int(row[0]), None) for row in rows)
+    return list(found)
 
 
 def _vector_ranking(

@@ -17,14 +17,17 @@ from sqlmodel import Session, select
 from store.knowledge.crud import ingest_document
 from store.knowledge.embeddings import store_embeddings
 from store.knowledge.errors import EmptyQueryError
+from store.knowledge.scoring import QueryTerm, idf
 from store.knowledge.search import (
     DEFAULT_MIN_SCORE,
+    EXACT_UP_TO,
+    candidate_probes,
     candidates_statement,
     query_terms,
     search,
     search_terms,
 )
-from store.knowledge.statistics import CACHE
+from store.knowledge.statistics import CACHE, CollectionStatistics
 from store.knowledge.tables import KnowledgeChunk
 from store.knowledge.typos import correct
 from tests.retrieval.conftest import COLLECTION, ROOT, ingest_help_center, qa_pairs
@@ -318,3 +321,44 @@ def test_typo_correction_leaves_short_words_numbers_and_nonsense_alone(
     assert (term.word, term.corrected_from, term.known) == ("refunds", None, True)
     [fixed] = query_terms(["refnud"], statistics)
     assert (fixed.word, fixed.corrected_from, fixed.known) == ("refund", "refnud", True)
+
+
+def _term(word: str, df: int, chunks: int) -> QueryTerm:
+    return QueryTerm(word=word, stem=word, idf=idf(df, chunks), known=df > 0)
+
+
+def test_candidates_in_a_large_collection_come_from_rare_terms_and_common_pairs() -> None:
+    """Up to EXACT_UP_TO chunks every known term matches; past it, the
+    rarest terms within MATCH_BUDGET of the chunks, plus the two most
+    informative common terms together; a question of common words only
+    falls back to its rarest word."""
+    frequencies = {"aunt": 30, "lost": 900, "gift": 9_000, "card": 15_000, "order": 30_000}
+    chunks = 40_000
+    statistics = CollectionStatistics(
+        fingerprint=(1, "", 1),
+        chunks=chunks,
+        avg_length=50.0,
+        stem_frequency=frequencies,
+        word_frequency=frequencies,
+    )
+    terms = [_term(w, df, chunks) for w, df in frequencies.items()]
+    probes = candidate_probes(terms, statistics)
+    assert [([t.word for t in p.terms], p.require_all, p.fallback) for p in probes] == [
+        (["aunt", "lost"], False, False),
+        (["gift", "card"], True, False),
+    ]
+    common = [t for t in terms if t.word in ("card", "order")]
+    probes = candidate_probes(common, statistics)
+    assert [([t.word for t in p.terms], p.require_all, p.fallback) for p in probes] == [
+        (["card", "order"], True, False),
+        (["card"], False, True),
+    ]
+    small = CollectionStatistics(
+        fingerprint=(1, "", 1),
+        chunks=EXACT_UP_TO,
+        avg_length=50.0,
+        stem_frequency=frequencies,
+        word_frequency=frequencies,
+    )
+    [every] = candidate_probes(terms, small)
+    assert len(every.terms) == len(terms) and not every.require_all
