@@ -5,16 +5,18 @@ results kept, and continue-as-new keeping the history bounded."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
 from core.names import WORKFLOW_NAME
 from runs.evals import new_eval_id
 from simulator.control import SimulatorControl
-from simulator.models import Rule
+from simulator.models import Fault, Rule
 from store.evals import get_evaluation
 from tests.evals.conftest import EvalBench, tiny_set
 from worker.plugin import chorus_replayer
@@ -192,3 +194,29 @@ async def test_a_judge_grades_each_answer_and_its_cost_is_reported_apart(
     # The variant's own cost leaves the judge out.
     assert summary.cost_usd == pytest.approx(sum(r.cost_usd for r in rows))
     assert report.judge_alias == "judge"
+
+
+async def test_a_cancelled_evaluation_keeps_its_scores_and_records_why_it_stopped(
+    bench: EvalBench, sim: SimulatorControl, temporal_env: Any
+) -> None:
+    await sim.add_faults(Fault(kind="slow", match=f"{bench.marker} when will", delay_s=30, times=2))
+    inp = bench.client.prepare(tiny_set(bench.marker), bench.variants("qa_quick"), concurrency=3)
+    handle = await bench.client.start(inp)
+    deadline = asyncio.get_running_loop().time() + 30
+    while len(bench.scores(inp.eval_id)) < 2:
+        assert asyncio.get_running_loop().time() < deadline, "two cases never scored"
+        await asyncio.sleep(0.05)
+
+    await handle.cancel()
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+    row = get_evaluation(bench.engine, inp.eval_id)
+    assert row is not None and (row.status, row.stopped_reason) == ("stopped", "cancelled")
+    assert row.report is not None and row.report["cases_scored"] == 2
+    assert len(bench.scores(inp.eval_id)) == 2
+    hung = temporal_env.client.get_workflow_handle(
+        child_run_id(inp.eval_id, "qa_quick", "shipping")
+    )
+    assert (await hung.describe()).status == WorkflowExecutionStatus.CANCELED

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 STOPPED_BY_BUDGET = "max_cost_usd reached"
+STOPPED_BY_CANCEL = "cancelled"
 
 
 @dataclass

@@ -57,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
         EVAL_WORKFLOW_NAME,
         WORKFLOW_NAME,
     )
-    from workflows.evals.budget import STOPPED_BY_BUDGET, EvalBudget
+    from workflows.evals.budget import STOPPED_BY_BUDGET, STOPPED_BY_CANCEL, EvalBudget
     from workflows.evals.facts import case_key, child_run_id, gather_facts
     from workflows.evals.judge import judge_case
     from workflows.types import ChainInput, ChainResult
@@ -104,23 +104,42 @@ class EvalWorkflow:
         if inp.carry is None:
             await self._begin(inp)
         tasks: list[asyncio.Task[None]] = []
+        try:
+            await self._start_cases(inp, tasks)
+            await workflow.wait_condition(
+                lambda: self._failure is not None or all(t.done() for t in tasks)
+            )
+        except asyncio.CancelledError:
+            # Cancelled (Temporal UI or CLI): the children in flight are
+            # cancelled and not scored, what was scored stays, and the end is
+            # recorded before the evaluation closes as cancelled.
+            self._stopped = STOPPED_BY_CANCEL
+            for task in tasks:
+                task.cancel()
+            await workflow.wait_condition(lambda: all(t.done() for t in tasks))
+            self._status = "stopped"
+            await self._finish(inp)
+            raise
+        self._raise_failure()
+        if self._stopped is None and len(self._done) < inp.cases_total:
+            workflow.continue_as_new(inp.model_copy(update={"carry": self._carry()}))
+        self._status = "completed" if self._stopped is None else "stopped"
+        return await self._finish(inp)
+
+    async def _start_cases(self, inp: EvalInput, tasks: list[asyncio.Task[None]]) -> None:
+        """Start every case not done yet, case by case and variant by variant,
+        as slots and the budget allow; return when all are started or the
+        evaluation stops starting them."""
         for case in inp.eval_set.cases:
             for variant in inp.variants:
                 if case_key(variant.name, case.id) in self._done:
                     continue
                 cap = await self._admit(variant)
                 if cap is False:
-                    break
+                    return
                 tasks.append(asyncio.create_task(self._case(variant, case, cap)))
-            if self._stopped is not None or self._pausing() or self._failure is not None:
-                break
-        await workflow.wait_condition(
-            lambda: self._failure is not None or all(t.done() for t in tasks)
-        )
-        self._raise_failure()
-        if self._stopped is None and len(self._done) < inp.cases_total:
-            workflow.continue_as_new(inp.model_copy(update={"carry": self._carry()}))
-        self._status = "completed" if self._stopped is None else "stopped"
+
+    async def _finish(self, inp: EvalInput) -> EvalReport:
         return await workflow.execute_activity(
             EVAL_FINISH,
             FinishEvalInput(
@@ -200,11 +219,14 @@ class EvalWorkflow:
         progress.in_flight += 1
         try:
             await self._run_case(variant, case, cap, key, progress)
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:  # run() raises it, failing the evaluation
             if self._failure is None:
                 self._failure = exc
         finally:
             progress.in_flight -= 1
+            self._budget.reserved.pop(key, None)  # settled already, unless it failed
 
     async def _run_case(
         self,
@@ -218,6 +240,8 @@ class EvalWorkflow:
         run_id = child_run_id(inp.eval_id, variant.name, case.id)
         started = workflow.now()
         result, error_type = await self._child(variant, case, cap, run_id)
+        if self._stopped == STOPPED_BY_CANCEL:
+            return  # a run the cancellation cut short says nothing of the variant
         latency = (workflow.now() - started).total_seconds()
         facts = gather_facts(
             case_id=case.id,
