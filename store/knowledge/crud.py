@@ -1,4 +1,4 @@
-"""Collections and documents: create, ingest (chunk and store), list, rename, delete.
+"""Collections and documents: create, ingest (chunk and store), list, delete.
 
 Ingesting a document chunks it (`store.chunking`) and replaces its chunks in
 one transaction; the full-text index follows by itself (see
@@ -365,21 +365,6 @@ def list_chunks(session: Session, *, collection: str, document: str) -> list[Kno
             .order_by(col(KnowledgeChunk.position))
         )
     )
-
-
-def rename_document(session: Session, *, collection: str, old: str, new: str) -> bool:
-    """Give a document another name, keeping its chunks and their embeddings
-    (citations follow: they are made from the name when searched). False
-    when there is no document `old`; the new name must be free."""
-    check_document_name(new)
-    document = get_document(session, collection=collection, name=old)
-    if document is None:
-        return False
-    document.name = new
-    document.updated_at = utcnow()
-    session.add(document)
-    session.flush()
-    return True
 
 
 def delete_documents(session: Session, *, collection: str, names: Sequence[str]) -> int:

@@ -25,17 +25,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from store.knowledge.crud import (
     PreparedDocument,
     delete_documents,
     ensure_collection,
-    rename_document,
     store_document,
 )
 from store.knowledge.errors import DuplicateDocumentError, InvalidDocumentError
+from store.knowledge.names import check_document_name
 from store.knowledge.tables import KnowledgeDocument
+from store.models import utcnow
 
 Status = Literal["added", "updated", "unchanged", "renamed", "removed"]
 STATUSES: tuple[Status, ...] = ("added", "updated", "unchanged", "renamed", "removed")
@@ -81,14 +82,15 @@ def sync_documents(
     _check_unique_names(documents)
     _check_unique_content(collection, documents)
     ensure_collection(session, name=collection, embedding_alias=embedding_alias)
-    stored = {
-        name: content_hash
-        for name, content_hash in session.exec(
-            select(KnowledgeDocument.name, KnowledgeDocument.content_hash).where(
-                KnowledgeDocument.collection == collection
-            )
+    # Every stored document, loaded once: an unchanged document or a rename
+    # then costs no query of its own, and the ORM batches the updates.
+    rows = {
+        row.name: row
+        for row in session.exec(
+            select(KnowledgeDocument).where(KnowledgeDocument.collection == collection)
         )
     }
+    stored = {name: row.content_hash for name, row in rows.items()}
     incoming = {d.name for d in documents}
     gone = sorted(name for name in stored if name not in incoming)
     by_hash: dict[str, list[str]] = {}
@@ -117,25 +119,30 @@ def sync_documents(
             "renamed in place), or from the same folder as before",
         )
 
-    for new, old in renames.items():
-        rename_document(session, collection=collection, old=old, new=new)
+    now = utcnow()
     report: list[SyncedDocument] = []
     for document in documents:
+        old = renames.get(document.name)
+        row = rows.get(old or document.name)
+        if row is not None and row.content_hash == document.content_hash:
+            # Unchanged content, maybe under a new name or from a new source.
+            if old is not None:
+                check_document_name(document.name)
+                row.name, row.updated_at = document.name, now
+            if row.source != document.source:
+                row.source = document.source
+            session.add(row)
+            status: Status = "renamed" if old is not None else "unchanged"
+            report.append(SyncedDocument(document.name, status, row.chunk_count, old))
+            continue
         result = store_document(session, collection=collection, document=document)
-        if document.name in renames:
-            status: Status = "renamed" if result.unchanged else "updated"
-        elif result.unchanged:
-            status = "unchanged"
-        else:
-            status = "updated" if result.replaced else "added"
-        report.append(
-            SyncedDocument(document.name, status, result.chunks, renames.get(document.name))
-        )
+        status = "updated" if result.replaced else "added"
+        report.append(SyncedDocument(document.name, status, result.chunks))
+    session.flush()
     if prune:
         removed = [name for name in gone if name not in renames.values()]
-        removed_chunks = _chunk_counts(session, collection=collection, names=removed)
         delete_documents(session, collection=collection, names=removed)
-        report.extend(SyncedDocument(name, "removed", removed_chunks[name]) for name in removed)
+        report.extend(SyncedDocument(name, "removed", rows[name].chunk_count) for name in removed)
     return SyncReport(collection, report)
 
 
@@ -160,14 +167,3 @@ def _check_unique_content(collection: str, documents: Sequence[PreparedDocument]
         raise DuplicateDocumentError(
             collection, pairs, "keep one copy of each (identical passages would fill the top k)"
         )
-
-
-def _chunk_counts(session: Session, *, collection: str, names: Sequence[str]) -> dict[str, int]:
-    if not names:
-        return {}
-    rows = session.exec(
-        select(KnowledgeDocument.name, KnowledgeDocument.chunk_count).where(
-            KnowledgeDocument.collection == collection, col(KnowledgeDocument.name).in_(names)
-        )
-    )
-    return dict(rows.all())
