@@ -325,15 +325,17 @@ def _analysed(
     ids are never reused within one state, so the memo is always right and
     dies with the state. Chunks deleted meanwhile are left out."""
     memo: dict[int, Any] = statistics.memo
-    missing = [i for i in ids if i not in memo]
+    # Threads share the memo (a worker's activities run in a pool): read it
+    # once per id, and keep what this search analysed in its own dict.
+    found: dict[int, _Analysed | None] = {i: memo.get(i) for i in ids}
+    missing = [i for i, analysed in found.items() if analysed is None]
     if missing:
         if len(memo) + len(missing) > ANALYSED_CHUNKS_KEPT:
             memo.clear()
         for chunk_id, title, text in session.connection().execute(_TEXTS_SQL, {"ids": missing}):
-            memo[int(chunk_id)] = _Analysed(
-                analyse_chunk(title, text), hash(" ".join(text.split()).lower())
-            )
-    return {i: memo[i] for i in ids if i in memo}
+            analysed = _Analysed(analyse_chunk(title, text), hash(" ".join(text.split()).lower()))
+            found[int(chunk_id)] = memo[int(chunk_id)] = analysed
+    return {i: analysed for i, analysed in found.items() if analysed is not None}
 
 
 def _passages(session: Session, chosen: Sequence[tuple[float, int]]) -> list[Passage]:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import yaml
 from sqlmodel import Session, select
 
-from store.knowledge.crud import ingest_document
+from store.knowledge.crud import delete_document, ingest_document
 from store.knowledge.embeddings import store_embeddings
 from store.knowledge.errors import EmptyQueryError
 from store.knowledge.scoring import QueryTerm, idf
@@ -362,3 +362,27 @@ def test_candidates_in_a_large_collection_come_from_rare_terms_and_common_pairs(
     )
     [every] = candidate_probes(terms, small)
     assert len(every.terms) == len(terms) and not every.require_all
+
+
+def test_statistics_follow_every_ingest_and_delete(session: Session) -> None:
+    """The per-collection statistics are recomputed when the collection
+    changes: another chunk holding the word changes them (chunk count,
+    document frequency, mean length) and so the first chunk's score;
+    deleting it restores the score exactly."""
+
+    def top_score() -> float:
+        [hit] = search(session, collection="kb", query="zebracorn saddle", top_k=1)
+        assert hit.id == "a.md#0"
+        return hit.score
+
+    ingest_document(session, collection="kb", name="a.md", source="a", text="A zebracorn saddle.")
+    for i in range(5):
+        ingest_document(
+            session, collection="kb", name=f"f{i}.md", source="f", text=f"Filler text {i}."
+        )
+    alone = top_score()
+    ingest_document(session, collection="kb", name="b.md", source="b", text="Zebracorn feed.")
+    shared = top_score()
+    assert shared < alone
+    assert delete_document(session, collection="kb", name="b.md")
+    assert top_score() == alone
