@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from api import knowledge
@@ -195,8 +197,10 @@ async def upload_document(
         form = await request.form(max_files=1, max_fields=len(_UPLOAD_FIELDS))
     except ClientDisconnect:
         return response  # too large or too slow: the middleware answers
-    except Exception as exc:  # python-multipart and Starlette's form errors
-        raise InvalidDocument(f"the multipart body cannot be read: {exc}") from None
+    except (MultiPartException, StarletteHTTPException) as exc:
+        # Starlette turns its parser's MultiPartException into a 400 HTTPException.
+        reason = exc.detail if isinstance(exc, StarletteHTTPException) else exc.message
+        raise InvalidDocument(f"the multipart body cannot be read: {reason}") from None
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

@@ -344,9 +344,22 @@ async def test_upload_roles_refusals_bom_and_duplicates(
             "unknown form fields colour",
         ),
         ({"json": {"name": "a.md", "text": "x"}}, 415, "unsupported_media_type", "multipart"),
+        (
+            {"content": b"no parts", "headers": {"Content-Type": "multipart/form-data"}},
+            422,
+            "invalid_document",
+            "Missing boundary",
+        ),
+        (
+            {"files": {"file": ("a.md", b"# A\n\nx"), "extra": ("b.md", b"# B\n\ny")}},
+            422,
+            "invalid_document",
+            "Too many files",
+        ),
     ]
     for kwargs, status, code, message in refusals:
-        error = assert_error(await http.post(url, headers=reviewer, **kwargs), status, code)
+        headers = reviewer | kwargs.pop("headers", {})
+        error = assert_error(await http.post(url, headers=headers, **kwargs), status, code)
         assert message in error["message"] or message in str(error["details"]), error
 
     bom = await http.post(
