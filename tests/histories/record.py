@@ -147,21 +147,34 @@ def _scenarios(aliases: set[str]) -> list[tuple[str, ChainSpec, Any, Setup, list
     ]
     message = {"message": "Where is my refund?", "customer": "Ada"}
     triage = _shipped("support_triage", aliases)
+    single_strong = _shipped("support_single_strong", aliases)
+    cascade_grounded = _shipped("support_cascade", aliases)
     team = _shipped("agent_team", aliases)
 
-    def verdict(category: str, complexity: str) -> Setup:
-        return _rules(
-            Rule(
-                model="sim-mini",
-                match="Classify this ticket",
-                json={
-                    "category": category,
-                    "complexity": complexity,
-                    "urgency": "normal",
-                    "confidence": 0.9,
-                },
-                times=1,
-            )
+    def classified(category: str, complexity: str, model: str = "sim-mini") -> Rule:
+        return Rule(
+            model=model,
+            match="Classify this ticket",
+            json={
+                "category": category,
+                "complexity": complexity,
+                "urgency": "normal",
+                "confidence": 0.9,
+            },
+            times=1,
+        )
+
+    def verdict(category: str, complexity: str, model: str = "sim-mini") -> Setup:
+        return _rules(classified(category, complexity, model))
+
+    def grounded(model: str, cites: str | None, confidence: float) -> Rule:
+        """A grounded draft (JSON) citing `cites`, a passage the sample
+        Help Center ranks in the question's top k."""
+        answer = f"Here is what the Help Center says [{cites}]." if cites else "Not sure."
+        return Rule(
+            model=model,
+            match="Answer the question from these passages",
+            json={"answer": answer, "confidence": confidence},
         )
 
     return [
@@ -221,6 +234,39 @@ def _scenarios(aliases: set[str]) -> list[tuple[str, ChainSpec, Any, Setup, list
             triage,
             {"message": "Can you recommend a good recipe for campfire chili?"},
             verdict("other", "complex"),
+            [Decide("approve")],
+        ),
+        (
+            # The variants `chorus compare` runs against the flagship.
+            "support_single_strong__complex",
+            single_strong,
+            {"message": "My tent pole snapped on the second trip, is that covered?"},
+            verdict("product", "complex", model="sim-large"),
+            [],
+        ),
+        (
+            "support_cascade__confident",
+            cascade_grounded,
+            {"message": "My tent pole snapped on the second trip, is that covered?"},
+            _rules(classified("product", "complex"), grounded("sim-mini", "warranty.md#1", 0.9)),
+            [],
+        ),
+        (
+            "support_cascade__escalated",
+            cascade_grounded,
+            {"message": "My tent pole snapped on the second trip, is that covered?"},
+            _rules(
+                classified("product", "complex"),
+                grounded("sim-large", "warranty.md#1", 0.9),
+                grounded("sim-mini", None, 0.3),
+            ),
+            [],
+        ),
+        (
+            "support_cascade__refund_approved",
+            cascade_grounded,
+            {"message": "I returned the boots two weeks ago, where is my refund?"},
+            _rules(classified("refund", "complex"), grounded("sim-mini", "refunds.md#1", 0.9)),
             [Decide("approve")],
         ),
         *((name, spec, value, setup, []) for name, spec, value, setup in plain),
