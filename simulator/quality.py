@@ -12,12 +12,19 @@ answers unscripted calls like a model that reads its prompt:
   named like `confidence` is high when nothing went wrong and lower, but
   overlapping, when something did: calibration as imperfect as a real model's.
 - **Grounded answers**: when the prompt holds passages marked
-  `[document#n]`, the answer is extractive: the sentences of the top passage
-  and the best-matching sentence of each other passage, each cited; every
-  sentence is dropped at `omit_rate` (`hard_omit_rate` on long questions),
-  which is how a required fact goes missing. When no passage shares enough
-  words with the question, a good model says it could not find the answer;
-  at `unsupported_answer_rate` it answers from the passages anyway.
+  `[document#n]`, the answer is extractive: the top passage whole, then the
+  `max_extra_sentences` sentences of the other passages that share the most
+  words with the question, each cited; every sentence is dropped at
+  `omit_rate` (`hard_omit_rate` on long questions), which is how a required
+  fact goes missing. When no sentence shares `min_overlap` words with the
+  question, a good model says it could not find the answer; at
+  `unsupported_answer_rate` it answers from the passages anyway.
+
+What the simulated models "know" is only this reading, so it is no measure of
+real models: the keyword table in simulator/quality_models.yaml was written
+for the Larkspur tickets of evals/support_tickets.yaml, and a word-overlap
+extract misses facts a real model would find (both models alike). The rates
+are what differ between models, and they are assumptions.
 - **Rewrites**: a prompt with an `Answer:` line (the brand-voice writer) gets
   that answer back, greeted, its sentences dropped at `omit_rate`.
 - **Anything else** (an ungrounded question) gets a polite answer that
