@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ class CompareOutcome:
     html: Path
     plot: Path
     eval_id: str
+    elapsed_s: float
+    """Wall time of the whole command: stack, evaluation and report."""
 
     def summary(self) -> dict[str, Any]:
         """The one JSON line `chorus compare` ends with."""
@@ -56,6 +59,7 @@ class CompareOutcome:
             "stopped_reason": self.report.stopped_reason,
             "report": str(self.html),
             "plot": str(self.plot),
+            "elapsed_s": round(self.elapsed_s, 1),
         }
 
 
@@ -71,6 +75,7 @@ async def run_compare(
     from cli.devstack.errors import DevStackError
     from cli.devstack.stack import DevStack
 
+    began = time.monotonic()
     stack = DevStack(settings, api=False) if use_stack else None
     try:
         if stack is not None:
@@ -93,7 +98,13 @@ async def run_compare(
         raise CompareError(
             f"evaluation {inp.eval_id} finished but its report was not written: {exc}"
         ) from exc
-    return CompareOutcome(report=report, html=files.html, plot=files.plot, eval_id=inp.eval_id)
+    return CompareOutcome(
+        report=report,
+        html=files.html,
+        plot=files.plot,
+        eval_id=inp.eval_id,
+        elapsed_s=time.monotonic() - began,
+    )
 
 
 async def _evaluate(settings: Settings, inp: EvalInput, say: Console) -> EvalReport:

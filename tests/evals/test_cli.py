@@ -103,7 +103,7 @@ async def test_a_comparison_ends_with_the_json_line_the_report_and_the_plot(
 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert {"variants", "recommended", "report", "plot"} <= set(summary)
+    assert {"variants", "recommended", "report", "plot", "elapsed_s"} <= set(summary)
     by_name = {v["variant"]: v for v in summary["variants"]}
     for figures in by_name.values():
         assert {"pass_rate", "ci_low", "ci_high", "cost_usd", "p50_latency_s", "p95_latency_s"} <= (
