@@ -98,7 +98,7 @@ def compare(
     except KeyboardInterrupt:
         err_console.print(
             f"[yellow]interrupted: evaluation {inp.eval_id} goes on whenever a worker "
-            "serves it; GET /v1/evals/{id} reads it[/]",
+            f"serves it; GET /v1/evals/{inp.eval_id} reads it[/]",
             highlight=False,
         )
         raise typer.Exit(130) from None
