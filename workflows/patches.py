@@ -43,6 +43,7 @@ ABSORBED = frozenset(
         "model-calls-wait-out-rate-limits",
         "cancelled-calls-end-the-step",
         "running-status-published-after-the-activation",
+        "retrieve-min-score",
     }
 )
 """The patch ids `BASELINE` stands for. Never remove one while a run

@@ -144,7 +144,14 @@ async def test_a_retrieve_step_sends_the_rendered_query_and_passes_its_passages_
     result = await chains.result([ground(), CITED_ANSWER, cited()], ORDER)
 
     assert chains.stubs.retrievals == [
-        RetrieveInput(collection="help", query="refund for A-17", top_k=2, step="ground")
+        # A new run asks the activity to apply the store's default minimum score.
+        RetrieveInput(
+            collection="help",
+            query="refund for A-17",
+            top_k=2,
+            step="ground",
+            apply_min_score=True,
+        )
     ]
     output = result.steps["ground"].output
     assert (output["query"], output["collection"]) == ("refund for A-17", "help")

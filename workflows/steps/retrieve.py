@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from core.chain_spec import RetrieveStep
     from core.names import RETRIEVE
     from workflows.failures import ChainFailure, describe_activity_error
+    from workflows.patches import applies
     from workflows.run_context import RunContext, Variables
     from workflows.types import StepRecord
 
@@ -39,7 +40,7 @@ class RetrieveRunner:
                     top_k=step.top_k,
                     step=step.name,
                     min_score=step.min_score,
-                    apply_min_score=workflow.patched(MIN_SCORE_PATCH),
+                    apply_min_score=applies(MIN_SCORE_PATCH),
                 ),
                 result_type=RetrieveResult,
                 start_to_close_timeout=self._ctx.options.retrieve_timeout,
