@@ -119,3 +119,27 @@ async def test_a_comparison_ends_with_the_json_line_the_report_and_the_plot(
     stored = get_evaluation(store_engine, summary["eval_id"])
     assert stored is not None and stored.report is not None
     assert stored.report["recommended"] == summary["recommended"]
+
+
+async def test_a_comparison_the_budget_stops_exits_3_with_its_partial_report(
+    bench: EvalBench, temporal_env: Any, task_queue: str, store_engine: Engine, tmp_path: Path
+) -> None:
+    eval_set = tmp_path / "set.yaml"
+    eval_set.write_text((DATA / "tiny_set.yaml").read_text().replace("MARK", bench.marker))
+    env = cli_env(
+        tmp_path,
+        CHORUS_TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
+        CHORUS_TASK_QUEUE=task_queue,
+        CHORUS_DATABASE_URL=str(store_engine.url),
+    )
+    argv = ["compare", str(eval_set), "--variants", "qa_careful", "--no-stack", "--json"]
+    # Two strong-model cases fit (see test_workflow's budget test), the third does not.
+    argv += ["--max-cost-usd", "0.00215", "--concurrency", "1", "--out", str(tmp_path / "r")]
+
+    result = await asyncio.to_thread(invoke, argv, env)
+
+    assert result.exit_code == 3, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["stopped_reason"] == "max_cost_usd reached"
+    assert 0 < summary["cases_scored"] < summary["cases_total"] == 3
+    assert Path(summary["report"]).is_file()
