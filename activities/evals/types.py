@@ -70,7 +70,10 @@ class EvalInput(BaseModel):
     variants: list[EvalVariant] = Field(min_length=1, max_length=20)
     concurrency: int = Field(default=4, ge=1, le=MAX_CONCURRENCY)
     max_cost_usd: float | None = Field(default=None, gt=0)
-    """The whole evaluation's budget, judge included; None: each chain's own limit only."""
+    """The whole evaluation's budget; None: each chain's own limit only. The
+    judge's calls count in what is spent but are not capped by it (a judge
+    call has no reservation), so a judged evaluation can pass it by at most
+    one judge call per case in flight."""
     judge_alias: str | None = Field(default=None, min_length=1, max_length=100)
     simulated: bool = False
     """Whether the deployment's models are the simulator's (the report says so)."""
