@@ -34,7 +34,6 @@ from store.knowledge.crud import (
     store_document,
 )
 from store.knowledge.errors import DuplicateDocumentError, InvalidDocumentError
-from store.knowledge.names import check_document_name
 from store.knowledge.tables import KnowledgeDocument
 from store.models import utcnow
 
@@ -127,7 +126,6 @@ def sync_documents(
         if row is not None and row.content_hash == document.content_hash:
             # Unchanged content, maybe under a new name or from a new source.
             if old is not None:
-                check_document_name(document.name)
                 row.name, row.updated_at = document.name, now
             if row.source != document.source:
                 row.source = document.source

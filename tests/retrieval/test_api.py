@@ -288,22 +288,21 @@ async def test_uploads_over_the_store_limit_are_413_naming_it(
         writer.close()
     assert answer.startswith(b"HTTP/1.1 413 ") and str(limit).encode() in answer
 
-    # Chunked and never finished (no last chunk): the answer is a 413 once the
-    # limit has passed, not the 408 an unfinished body gets after the read
-    # timeout, so the server did not wait for the body's end. Only one block
-    # more than the limit is sent: the server reads all of it, so its close
-    # is not a reset that could discard the answer before it is read.
+    # Chunked, one byte over the limit and never finished (no chunk end, no
+    # last chunk): a 413 once the limit has passed, not the 408 an unfinished
+    # body gets after the read timeout. Nothing is sent past that byte, so the
+    # server has read everything when it closes (no reset to eat the answer).
     reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
-    block = b"x" * 65536
     try:
-        writer.write(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode())
-        for _ in range(limit // len(block) + 1):
-            writer.write(b"%x\r\n%s\r\n" % (len(block), block))
+        writer.write(f"{head}Transfer-Encoding: chunked\r\n\r\n{limit + 1:x}\r\n".encode())
+        block = b"x" * 65536
+        for start in range(0, limit + 1, len(block)):
+            writer.write(block[: min(len(block), limit + 1 - start)])
             await writer.drain()
         answer = await asyncio.wait_for(reader.read(), timeout=60)
     finally:
         writer.close()
-    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"body_too_large" in answer
     listed = await http.get("/v1/knowledge", headers=bearer(keys.service))
     assert name not in {c["name"] for c in listed.json()["items"]}
 
