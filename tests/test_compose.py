@@ -464,6 +464,10 @@ def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
         assert not ignored(path), f"{path} is needed by the build"
 
 
+LINT_CONFIG = {"ruff.toml"}
+"""Files inside packages that only development tools read (workflows/ruff.toml)."""
+
+
 def test_installed_package_carries_its_data_files() -> None:
     """`pip install .` (not editable, as in the image) installs only .py files
     and what [tool.setuptools.package-data] lists: the simulator's default
@@ -476,6 +480,8 @@ def test_installed_package_carries_its_data_files() -> None:
         for path in (ROOT / top).rglob("*"):
             if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
                 continue
+            if path.name in LINT_CONFIG:
+                continue  # read by ruff in a checkout, never at run time
             if not (path.parent / "__init__.py").is_file():
                 continue  # not inside a package (e.g. deploy/): not installed
             package = ".".join(path.parent.relative_to(ROOT).parts)
