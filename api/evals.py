@@ -10,10 +10,9 @@ started.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -24,7 +23,7 @@ from api.state import Database
 from core.chain_spec import CHAIN_NAME_PATTERN, ChainSpec
 from core.evals.results import EvalReport
 from core.evals.spec import EvalSet
-from core.problems import ChainNotFound, Unprocessable
+from core.problems import ChainNotFound
 from runs.evals import (
     MAX_CONCURRENCY,
     EvalClient,
@@ -37,15 +36,19 @@ from store.evals import Evaluation, read_evaluation
 
 EVAL_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
 
+ChainName = Annotated[str, Field(min_length=1, max_length=100, pattern=CHAIN_NAME_PATTERN)]
+"""A variant is named like a chain (`POST /v1/runs`'s `chain`), so the schema
+refuses what no chain could be called and a well-formed unknown name is a 404."""
+
 EvalDetailStatus = Literal["running", "completed", "stopped", "failed"]
 
 
 class EvalCreate(RequestModel):
     eval_set: EvalSet = Field(description="The cases, as `chorus compare` reads them from YAML.")
-    variants: list[str] = Field(
+    variants: list[ChainName] = Field(
         min_length=1,
         max_length=20,
-        description="Published chains to compare (their latest versions).",
+        description="Published chains to compare (their latest versions); an unknown one is a 404.",
     )
     concurrency: int = Field(default=4, ge=1, le=MAX_CONCURRENCY)
     max_cost_usd: float | None = Field(
@@ -89,8 +92,6 @@ class EvalDetail(BaseModel):
 def _published_variants(session: Session, names: list[str]) -> list[ChainSpec]:
     specs = []
     for name in names:
-        if not re.fullmatch(CHAIN_NAME_PATTERN, name):
-            raise Unprocessable(f"variant {name!r} is not a chain name", code="bad_variant")
         found = get_chain_version(session, name=name)
         if found is None:
             raise ChainNotFound(

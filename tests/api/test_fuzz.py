@@ -38,13 +38,19 @@ SEMANTIC_422 = (
     "POST /v1/knowledge/{collection}/documents",
     "POST /v1/knowledge/{collection}/files",
     "GET /v1/knowledge/{collection}/search",
+    "POST /v1/evals",
 )
 """Operations whose rules a JSON Schema cannot state, so a schema-valid
 request may still be a 422 naming the rule: a chain spec's meaning (model
 aliases, templates, step references; its YAML body is only `string` to the
 schema), a key's role and scope together, a collection's embedding alias (the
 model registry's), a text document's `?name=` (required for text bodies only),
-an uploaded file that is not UTF-8 text, a search query with no word in it."""
+an uploaded file that is not UTF-8 text, a search query with no word in it;
+an eval set's rules (a check gives exactly one of `text` or `pattern`, a
+pattern compiles, case ids are unique) and its case inputs, arbitrary JSON
+within the input limits (64-bit integers, no NUL) that must match each
+variant's `input_schema`. Its variants are schema-checked chain names (an
+unknown one is a 404), tests/evals/test_api.py."""
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 
 # The coverage phase enumerates schema-boundary cases exhaustively (thousands

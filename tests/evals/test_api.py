@@ -13,6 +13,8 @@ import pytest
 import yaml
 from temporalio.client import Client
 
+from api.app import create_app
+from core.settings import Settings
 from simulator.control import SimulatorControl
 from simulator.models import Fault
 from tests.api.conftest import Keys, admin, assert_error, bearer, count_workflows, wait_for
@@ -103,6 +105,8 @@ async def test_an_unknown_evaluation_is_404(http: httpx.AsyncClient) -> None:
     ("change", "status", "needle"),
     [
         ({"variants": ["no_such_chain_x"]}, 404, "no_such_chain_x"),
+        ({"variants": [""]}, 422, "variants"),
+        ({"variants": ["a/b"]}, 422, "variants"),
         ({"concurrency": 0}, 422, "concurrency"),
         ({"max_cost_usd": -1}, 422, "max_cost_usd"),
         ({"judge": "no_such_alias"}, 422, "no_such_alias"),
@@ -136,6 +140,8 @@ async def test_an_unknown_evaluation_is_404(http: httpx.AsyncClient) -> None:
     ],
     ids=[
         "unknown-variant",
+        "empty-variant-name",
+        "variant-not-a-chain-name",
         "bad-concurrency",
         "negative-budget",
         "unknown-judge",
@@ -163,6 +169,18 @@ async def test_bad_input_is_refused_before_anything_starts(
     assert needle in str(error), error
     after = await count_workflows(client, api_task_queue, "WorkflowType = 'ChorusEvalWorkflow'")
     assert after == before
+
+
+def test_the_schema_names_variants_as_chains_are_named() -> None:
+    """Schema-valid data is accepted or a 404 (the fuzz test's rule): a variant
+    the schema allows must be a name POST /v1/runs would look up as a chain."""
+    schemas = create_app(Settings(_env_file=None)).openapi()["components"]["schemas"]
+    chain = schemas["RunCreate"]["properties"]["chain"]
+    variant = schemas["EvalCreate"]["properties"]["variants"]["items"]
+
+    assert variant["pattern"] == chain["pattern"]
+    assert variant["maxLength"] == chain["maxLength"]
+    assert variant["minLength"] >= 1
 
 
 async def test_get_shows_progress_while_the_evaluation_runs(
