@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.pii import MAX_ALLOWED_CONTACTS, MAX_CONTACT_CHARS
+
 STEP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 CHAIN_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 """A chain's name; also keeps names safe inside visibility queries and URLs."""
@@ -155,6 +157,14 @@ class GuardRules(SpecModel):
     forbidden_patterns: list[str] = Field(default_factory=list)
     pii: list[Literal["email", "phone", "card"]] = Field(default_factory=list)
     """PII kinds that must not appear in the output."""
+    pii_allow: list[Annotated[str, Field(min_length=1, max_length=MAX_CONTACT_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_ALLOWED_CONTACTS
+    )
+    """The business's own published contacts (its support phone number and
+    email address), which a reply may quote: the `pii` detectors skip them,
+    a phone number compared by its digits, an address case-insensitively.
+    Each must be one phone number or email address as a whole (checked with
+    the chain); every other number or address is still refused."""
     min_length: int | None = Field(default=None, ge=0)
     max_length: int | None = Field(default=None, ge=1)
     citations_from: str | None = None

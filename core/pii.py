@@ -6,16 +6,26 @@ scoring (activities/evals/scoring.py) runs them on answers, so both agree on
 what counts as personal data. Everything here is pure and deterministic: the
 same text always yields the same spans. The detectors are conservative (an
 order number or a timestamp is not a phone) and take well under a second on
-100,000 adversarial characters.
+100,000 adversarial characters. An allow-list of the business's own
+published contacts (`find_pii(..., allow=...)`) is the same for both too.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Final, Literal
 
-__all__ = ["PII_KINDS", "PII_NAMES", "PiiKind", "find_pii", "redact_pii"]
+__all__ = [
+    "MAX_ALLOWED_CONTACTS",
+    "MAX_CONTACT_CHARS",
+    "PII_KINDS",
+    "PII_NAMES",
+    "PiiKind",
+    "allowed_contact_problem",
+    "find_pii",
+    "redact_pii",
+]
 
 PiiKind = Literal["email", "phone", "card"]
 PII_KINDS: Final[tuple[PiiKind, ...]] = ("email", "phone", "card")
@@ -141,9 +151,61 @@ PII_NAMES: Final[dict[PiiKind, tuple[str, str]]] = {
 """How messages name each kind: one, many."""
 
 
-def find_pii(text: str, kind: PiiKind) -> list[tuple[int, int]]:
-    """(start, end) spans of one kind of PII in `text`, in order."""
-    return list(_FINDERS[kind](text))
+MAX_ALLOWED_CONTACTS: Final = 20
+"""Most entries an allow-list (a guard's `pii_allow`, a `no_pii` check's
+`allow`) may hold: a business publishes a few contacts, not a directory."""
+MAX_CONTACT_CHARS: Final = 254
+"""Longest allowed entry (the longest email address SMTP carries)."""
+
+
+def find_pii(text: str, kind: PiiKind, allow: Collection[str] = ()) -> list[tuple[int, int]]:
+    """(start, end) spans of one kind of PII in `text`, in order.
+
+    `allow` lists the business's own published contacts (its support phone
+    number, its no-reply address), which are not personal data: a span is
+    skipped when it is one of them, compared as the detector reads it (a
+    phone number by its digits, so `1 (800) 555-0142` is `1-800-555-0142`;
+    an email address case-insensitively). Only a whole detected span is ever
+    skipped, so text around an allowed contact is still checked, and a
+    different number is still found.
+    """
+    spans = _FINDERS[kind](text)
+    if not allow:
+        return list(spans)
+    allowed = {_contact_key(kind, entry) for entry in allow}
+    return [
+        (start, end) for start, end in spans if _contact_key(kind, text[start:end]) not in allowed
+    ]
+
+
+def _contact_key(kind: PiiKind, text: str) -> str:
+    """What makes two spellings of a contact the same contact."""
+    if kind == "email":
+        return text.strip().casefold()
+    return _digits(text)
+
+
+def allowed_contact_problem(entry: str) -> str | None:
+    """Why `entry` cannot be on an allow-list, or None when it can.
+
+    An entry must be, as a whole, one email address or phone number the
+    detectors find: anything else would never match a detected span, so it
+    is a mistake (a typo, a partial number) better refused when the chain
+    or eval set is checked than silently ignored. A payment card number is
+    never a published contact, so it is refused too.
+    """
+    if not entry or len(entry) > MAX_CONTACT_CHARS:
+        return f"{len(entry)} characters; an allowed contact has 1 to {MAX_CONTACT_CHARS}"
+    whole = (0, len(entry))
+    if list(_FINDERS["card"](entry)):
+        return "a payment card number is never a published contact and cannot be allowed"
+    for kind in ("email", "phone"):
+        if list(_FINDERS[kind](entry)) == [whole]:
+            return None
+    return (
+        "this is not, as a whole, an email address or phone number the PII detectors find "
+        "(write the contact exactly as published, e.g. 1-800-555-0142 or help@example.com)"
+    )
 
 
 def redact_pii(text: str, kinds: Iterable[PiiKind] = PII_KINDS) -> str:

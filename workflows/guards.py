@@ -132,7 +132,7 @@ def check(
         pieces, pii_cut = _pii_pieces(output, window, cut)
         for kind in PII_KINDS:
             if kind in rules.pii:
-                violations += _check_pii(kind, pieces, text, pii_cut)
+                violations += _check_pii(kind, pieces, text, pii_cut, rules.pii_allow)
     violations += _check_length(text, rules)
     if rules.citations_from is not None:
         violations += _check_citations(window, text, cut, rules.citations_from, retrieved_ids)
@@ -349,13 +349,18 @@ def _leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _check_pii(
-    kind: PiiKind, pieces: list[tuple[str | None, str]], text: str, cut: bool
+    kind: PiiKind,
+    pieces: list[tuple[str | None, str]],
+    text: str,
+    cut: bool,
+    allow: Collection[str] = (),
 ) -> list[Violation]:
     """Where each hit is: `character N` in a string output; the JSON path in
-    a structured one (with the character when the string is long)."""
+    a structured one (with the character when the string is long). `allow`:
+    the chain's published contacts, which are not hits."""
     places: list[str] = []
     for path, piece in pieces:
-        for start, _ in find_pii(piece, kind):
+        for start, _ in find_pii(piece, kind, allow):
             if path is None:
                 places.append(str(start))
             else:

@@ -5,6 +5,20 @@ keeps the name guards (and the sandbox passthrough list) import.
 
 from __future__ import annotations
 
-from core.pii import PII_KINDS, PII_NAMES, PiiKind, find_pii, redact_pii
+from core.pii import (
+    PII_KINDS,
+    PII_NAMES,
+    PiiKind,
+    allowed_contact_problem,
+    find_pii,
+    redact_pii,
+)
 
-__all__ = ["PII_KINDS", "PII_NAMES", "PiiKind", "find_pii", "redact_pii"]
+__all__ = [
+    "PII_KINDS",
+    "PII_NAMES",
+    "PiiKind",
+    "allowed_contact_problem",
+    "find_pii",
+    "redact_pii",
+]

@@ -36,6 +36,7 @@ from core.chain_spec import (
 )
 from core.json_formats import FORMAT_CHECKER
 from workflows import guards, templating
+from workflows.pii import allowed_contact_problem
 from workflows.spec_parsing import (
     DOCUMENT,
     ChainSpecError,
@@ -326,6 +327,20 @@ class _Checker:
             if kind in seen_pii:
                 self.add(f"{rules_path}.pii[{i}]", f"duplicate PII kind {kind!r}")
             seen_pii.add(kind)
+        seen_contacts: set[str] = set()
+        for i, contact in enumerate(rules.pii_allow):
+            where = f"{rules_path}.pii_allow[{i}]"
+            problem = allowed_contact_problem(contact)
+            if problem is not None:
+                self.add(where, f"{contact!r}: {problem}")
+            elif contact.casefold() in seen_contacts:
+                self.add(where, f"duplicate allowed contact {contact!r}")
+            seen_contacts.add(contact.casefold())
+        if rules.pii_allow and not rules.pii:
+            self.add(
+                f"{rules_path}.pii_allow",
+                "pii_allow lists contacts the PII rule may skip, but the guard has no pii rule",
+            )
         if (
             rules.min_length is not None
             and rules.max_length is not None

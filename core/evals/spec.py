@@ -26,6 +26,8 @@ import regex
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.pii import MAX_ALLOWED_CONTACTS, MAX_CONTACT_CHARS, allowed_contact_problem
+
 __all__ = [
     "CASE_ID_PATTERN",
     "MAX_CASES",
@@ -147,12 +149,24 @@ class NoPiiCheck(_Frozen):
 
     kind: Literal["no_pii"] = "no_pii"
     kinds: list[PiiKindName] = Field(default_factory=lambda: list(PII_KIND_NAMES), min_length=1)
-    allow: list[Annotated[str, Field(min_length=3, max_length=200)]] = Field(
-        default_factory=list, max_length=20
+    allow: list[Annotated[str, Field(min_length=1, max_length=MAX_CONTACT_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_ALLOWED_CONTACTS
     )
     """Contact details that are not personal data: the business's own
-    published phone number or address, which a reply may quote."""
+    published phone number or email address, which a reply may quote. The
+    same rule as a guard's `pii_allow` (core/pii.py): each entry is one
+    phone number or address as a whole, matched by its digits or
+    case-insensitively."""
     note: str | None = Field(default=None, max_length=500)
+
+    @field_validator("allow")
+    @classmethod
+    def _published_contacts(cls, allow: list[str]) -> list[str]:
+        for i, contact in enumerate(allow):
+            problem = allowed_contact_problem(contact)
+            if problem is not None:
+                raise ValueError(f"allow[{i}] {contact!r}: {problem}")
+        return allow
 
 
 class OutputEqualsCheck(_Frozen):

@@ -125,6 +125,14 @@ def test_no_pii_allows_the_businesss_own_contact_details() -> None:
     assert not score.passed and score.checks[1].detail == "holds a phone number"
 
 
+def test_no_pii_allow_matches_a_contact_however_it_is_written() -> None:
+    """The guard's rule (core/pii.py): a phone by its digits, an address
+    case-insensitively."""
+    allowed = {"kind": "no_pii", "allow": ["1-800-555-0142", "help@larkspur.example"]}
+    answer = "Call 1 (800) 555\u20110142 or +1 800 555 0142, or write Help@Larkspur.example."
+    assert score_case(case(allowed), facts(answer)).passed
+
+
 def test_output_equals_reads_a_path_into_the_output() -> None:
     output = {
         "output": "reply",

@@ -82,10 +82,21 @@ def test_an_eval_set_survives_a_json_round_trip(tmp_path: Path) -> None:
         ({"kind": "contains", "text": "x", "pattern": "x"}, "checks[0]", "exactly one"),
         ({"kind": "cites", "documents": []}, "checks[0].documents", "at least 1"),
         ({"kind": "no_pii", "kinds": ["ssn"]}, "checks[0].kinds[0]", "email"),
+        ({"kind": "no_pii", "allow": ["call us"]}, "checks[0].allow", "not, as a whole"),
         ({"kind": "output_equals", "path": "a..b", "value": 1}, "checks[0].path", "pattern"),
         ({"kind": "mentions", "text": "x"}, "checks[0]", "does not match any of the expected"),
     ],
-    ids=["bad-regex", "long-regex", "neither", "both", "no-documents", "pii-kind", "path", "kind"],
+    ids=[
+        "bad-regex",
+        "long-regex",
+        "neither",
+        "both",
+        "no-documents",
+        "pii-kind",
+        "pii-allow-not-a-contact",
+        "path",
+        "kind",
+    ],
 )
 def test_a_bad_check_names_the_file_case_and_field(
     tmp_path: Path, check: dict, field: str, words: str

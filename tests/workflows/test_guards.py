@@ -8,15 +8,17 @@ import json
 import threading
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from core.chain_spec import GuardRules
+from core.chain_spec import ChainSpec, GuardRules, GuardStep
 
 with workflow.unsafe.imports_passed_through():
     # GuardProbe below makes the sandbox re-import this module: the worker's
@@ -201,6 +203,62 @@ def test_violations_come_in_a_fixed_order_and_repeat_exactly() -> None:
         "citation_unknown",
     ]
     assert check(text, guard, retrieved_ids=list(reversed(RETRIEVED))) == first
+
+
+PUBLISHED = ["1-800-555-0142", "no-reply@larkspur.example"]
+
+
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        "Call us on 1-800-555-0142 (Mon-Fri).",
+        "Call us on 1 (800) 555-0142.",
+        "Call us on +1 800 555 0142.",
+        "Our emails come from No-Reply@Larkspur.example.",
+    ],
+)
+def test_pii_allow_lets_a_reply_quote_the_published_contacts(quoted: str) -> None:
+    assert violated(quoted, rules(pii=["email", "phone", "card"])) != []
+    assert violated(quoted, rules(pii=["email", "phone", "card"], pii_allow=PUBLISHED)) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("Call 1-800-555-0142 or your rep on 1-800-555-0143.", "pii_phone"),
+        ("Call 1-800-555-0142, or we call you back on 303-555-0147.", "pii_phone"),
+        ("Write no-reply@larkspur.example or jane.doe@example.com.", "pii_email"),
+        ("Write to reply@larkspur.example.", "pii_email"),
+        ("Card 4111 1111 1111 1111 and line 1-800-555-0142.", "pii_card"),
+    ],
+)
+def test_pii_allow_skips_only_the_published_contacts(text: str, rule: str) -> None:
+    found = check(text, rules(pii=["email", "phone", "card"], pii_allow=PUBLISHED))
+    assert [v.rule for v in found] == [rule]
+    assert " 2 " not in found[0].message  # the other contact only, not the published one too
+
+
+def test_pii_allow_applies_to_structured_outputs() -> None:
+    output = {"reply": "Call 1-800-555-0142.", "notes": ["customer: 303-555-0147"]}
+    found = check(output, rules(pii=["phone"], pii_allow=PUBLISHED))
+    assert [v.message for v in found] == ["the output contains a phone number (at $.notes[0])"]
+
+
+@pytest.mark.parametrize("chain", ["support_triage", "support_single_strong", "support_cascade"])
+def test_support_chains_let_the_reply_give_the_help_center_contacts(chain: str) -> None:
+    """The flagship and its variants refuse a customer's personal data in the
+    reply, not the store's own phone line ("Are you open on Thanksgiving?")."""
+    root = Path(__file__).resolve().parents[2]  # not at import: the sandbox re-imports this
+    spec = ChainSpec.model_validate(yaml.safe_load((root / "chains" / f"{chain}.yaml").read_text()))
+    guard = next(s for s in spec.steps if isinstance(s, GuardStep) and s.rules.pii)
+    reply = (
+        "We are closed on Thanksgiving. Chat is open the next day, or call us on "
+        "1-800-555-0142 [contact_support#0]. Our emails come from no-reply@larkspur.example."
+    )
+    text_rules = guard.rules.model_copy(update={"citations_from": None})
+    assert violated(reply, text_rules) == []
+    leaked = reply + " We will call you back on 303-555-0147."
+    assert violated(leaked, text_rules) == ["pii_phone"]
 
 
 def test_messages_say_what_is_wrong_without_quoting_pii() -> None:

@@ -462,6 +462,44 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "'email', 'phone' or 'card'",
     ),
     (
+        "guard pii_allow entry is not a whole contact",
+        chain(model("a"), guard("g", "a", {"pii": ["phone"], "pii_allow": ["call 1-800"]})),
+        "steps[1].rules.pii_allow[0]",
+        "not, as a whole, an email address or phone number",
+    ),
+    (
+        "guard pii_allow entry is a card number",
+        chain(model("a"), guard("g", "a", {"pii": ["card"], "pii_allow": ["4111111111111111"]})),
+        "steps[1].rules.pii_allow[0]",
+        "a payment card number is never a published contact",
+    ),
+    (
+        "guard pii_allow duplicate",
+        chain(
+            model("a"),
+            guard("g", "a", {"pii": ["email"], "pii_allow": ["help@x.example", "HELP@x.example"]}),
+        ),
+        "steps[1].rules.pii_allow[1]",
+        "duplicate allowed contact",
+    ),
+    (
+        "guard pii_allow without a pii rule",
+        chain(model("a"), guard("g", "a", {"max_length": 10, "pii_allow": ["1-800-555-0142"]})),
+        "steps[1].rules.pii_allow",
+        "the guard has no pii rule",
+    ),
+    (
+        "guard pii_allow too many",
+        chain(
+            model("a"),
+            guard(
+                "g", "a", {"pii": ["phone"], "pii_allow": [f"555-010-{i:04d}" for i in range(21)]}
+            ),
+        ),
+        "steps[1].rules.pii_allow",
+        "at most 20",
+    ),
+    (
         "guard unknown on_fail",
         chain(model("a"), guard("g", "a", SHORT, on_fail="ignore")),
         "steps[1].on_fail",
