@@ -66,6 +66,8 @@ bench-load: venv
 # eval set, on a dev stack of its own (its own ports and state directory, so a running
 # `chorus dev` and its plain simulator are never reused) whose simulator has the quality
 # profiles; the HTML report and the plot go to reports/compare: make compare CONCURRENCY=8
+# (`exec`: make passes a SIGTERM to its child, which must be chorus, not a shell that dies
+# and leaves it running; chorus compare then stops the stack it started)
 COMPARE_VARIANTS ?= support_single_strong,support_triage,support_cascade
 COMPARE_ENV = CHORUS_STATE_DIR=.state/compare CHORUS_TEMPORAL_ADDRESS=127.0.0.1:7243 \
 	CHORUS_TEMPORAL_UI_PORT=8243 CHORUS_SIMULATOR_PORT=8410 CHORUS_CODEC_SERVER_PORT=8091 \
@@ -73,7 +75,7 @@ COMPARE_ENV = CHORUS_STATE_DIR=.state/compare CHORUS_TEMPORAL_ADDRESS=127.0.0.1:
 	CHORUS_MODELS_FILE=chains/models.yaml CHORUS_CHAINS_DIR=chains CHORUS_DATABASE_URL=
 .PHONY: compare
 compare: venv
-	$(COMPARE_ENV) $(BIN)/chorus compare evals/support_tickets.yaml \
+	$(COMPARE_ENV) exec $(BIN)/chorus compare evals/support_tickets.yaml \
 		--variants $(COMPARE_VARIANTS) --concurrency $(or $(CONCURRENCY),6) --out reports/compare
 
 # SIGKILL a worker the instant a provider's reply is sent, KILLS times across the

@@ -18,6 +18,8 @@ from cli.console import configure_logging, console, err_console, fail, load_sett
 DEFAULT_OUT = Path("reports") / "compare"
 EXIT_STOPPED = 3
 """Exit code of an evaluation stopped before every case was scored (budget)."""
+EXIT_TERMINATED = 143
+"""Exit code after SIGTERM (128 + 15, what a shell reports for it)."""
 
 
 def compare(
@@ -64,7 +66,7 @@ def compare(
     settings = load_settings()
     configure_logging(settings)
     from activities.evals.types import EvalInput
-    from cli.compare.run import CompareError, run_compare
+    from cli.compare.run import CompareError, CompareTerminated, run_compare
     from core.evals.spec import EvalSetError, load_eval_set
     from core.problems import ApiProblem
     from runs.evals import prepare_evaluation, simulated_aliases
@@ -95,6 +97,14 @@ def compare(
         outcome = asyncio.run(run_compare(settings, inp, out_dir=out, use_stack=stack, say=say))
     except (CompareError, ApiProblem) as exc:
         fail(str(exc))
+    except CompareTerminated as exc:
+        err_console.print(
+            f"[yellow]terminated: stopped what chorus compare started; evaluation "
+            f"{exc.eval_id} goes on whenever a worker serves it; "
+            f"GET /v1/evals/{exc.eval_id} reads it[/]",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:
         err_console.print(
             f"[yellow]interrupted: evaluation {inp.eval_id} goes on whenever a worker "

@@ -3,14 +3,16 @@ the dev stack unless told to use a deployment, loads the sample knowledge on
 the dev stack, starts the EvalWorkflow, shows its progress until it ends,
 then writes the HTML report and the plot from the stored scores.
 
-The evaluation is durable: Ctrl-C here stops watching (and the dev stack
-this command started), not the evaluation; it carries on whenever a worker
-serves its task queue, and `GET /v1/evals/{id}` reads it."""
+The evaluation is durable: Ctrl-C or SIGTERM here stops watching (and the
+dev stack this command started: its Temporal server, simulator and worker),
+not the evaluation; it carries on whenever a worker serves its task queue,
+and `GET /v1/evals/{id}` reads it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,15 @@ POLL_INTERVAL_S = 0.5
 class CompareError(Exception):
     """The comparison could not be run (stack, Temporal, database); the
     message says what to do."""
+
+
+class CompareTerminated(Exception):
+    """SIGTERM arrived: what this command started has been stopped; the
+    evaluation itself goes on whenever a worker serves it."""
+
+    def __init__(self, eval_id: str) -> None:
+        super().__init__(f"terminated while evaluation {eval_id} ran")
+        self.eval_id = eval_id
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,43 @@ async def run_compare(
     use_stack: bool,
     say: Console,
 ) -> CompareOutcome:
-    """Run the evaluation `inp` (already checked) and write its report."""
+    """Run the evaluation `inp` (already checked) and write its report.
+
+    Stops what it started whatever happens: SIGTERM (a supervisor, `kill`,
+    `make` being stopped) cancels the work as Ctrl-C does, so the dev stack's
+    processes are stopped before CompareTerminated is raised, instead of the
+    interpreter dying at once and leaving them running.
+    """
+    terminated = asyncio.Event()
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm() -> None:
+        terminated.set()
+        if main is not None:
+            main.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await _run_compare(settings, inp, out_dir=out_dir, use_stack=use_stack, say=say)
+    except asyncio.CancelledError:
+        if terminated.is_set():
+            raise CompareTerminated(inp.eval_id) from None
+        raise
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _run_compare(
+    settings: Settings,
+    inp: EvalInput,
+    *,
+    out_dir: Path,
+    use_stack: bool,
+    say: Console,
+) -> CompareOutcome:
     from cli.devstack.errors import DevStackError
     from cli.devstack.stack import DevStack
 

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from cli.devstack.probes import port_open
 from store.evals import get_evaluation
+from tests.cli.test_devstack import gone, stack_env, stack_settings
 from tests.cli_runner import ROOT, invoke
 from tests.evals.conftest import DATA, EvalBench, tiny_set
 
@@ -143,3 +147,44 @@ async def test_a_comparison_the_budget_stops_exits_3_with_its_partial_report(
     assert summary["stopped_reason"] == "max_cost_usd reached"
     assert 0 < summary["cases_scored"] < summary["cases_total"] == 3
     assert Path(summary["report"]).is_file()
+
+
+@pytest.mark.slow
+async def test_sigterm_stops_everything_chorus_compare_started(tmp_path: Path) -> None:
+    """A SIGTERM (a supervisor, `kill`, `make` stopped) mid-evaluation stops the
+    dev stack the command started, as Ctrl-C does: no Temporal server,
+    simulator or worker outlives it, and no port stays open."""
+    settings = stack_settings(tmp_path / "state", chains_dir=DATA)
+    # Sequential and long enough that it is still running when the signal comes.
+    cases = [{"id": f"c{i}", "input": {"message": f"question {i}"}} for i in range(200)]
+    eval_set = tmp_path / "long.yaml"
+    eval_set.write_text(json.dumps({"name": "long", "cases": cases}), encoding="utf-8")
+    argv = ["compare", str(eval_set), "--variants", "qa_quick", "--concurrency", "1", "--json"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", *argv, "--out", str(tmp_path / "report"),
+        cwd=ROOT, env=stack_env(settings),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        seen = b""
+        async with asyncio.timeout(90):
+            while b"200 cases" not in seen:
+                line = await proc.stderr.readline()
+                assert line, f"chorus compare ended before its evaluation started: {seen.decode()}"
+                seen += line
+        pids = {int(f.read_text()) for f in (tmp_path / "state" / "run").glob("*.pid")}
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    assert proc.returncode == 143, (seen + err).decode()
+    assert out == b""
+    assert b"terminated: stopped what chorus compare started" in err
+    assert len(pids) == 3 and all(gone(pid) for pid in pids), pids
+    for port in (settings.temporal_port, settings.temporal_ui_port, settings.simulator_port):
+        assert not await port_open("127.0.0.1", port), port
+    assert not list((tmp_path / "report").glob("*.html"))
