@@ -40,6 +40,10 @@ SIMULATED_NOTE = (
 )
 
 
+LABEL_HANGS_ABOVE_PCT = 85.0
+"""A point's label hangs below it from this pass rate up (the axes end at 102%)."""
+
+
 class ReportError(RuntimeError):
     """The report could not be written; the message says why and what to do."""
 
@@ -110,14 +114,17 @@ def render_plot(report: EvalReport) -> bytes:
                 capsize=5,
                 zorder=3,
             )
-            label = f"{v.variant}\n{v.pass_rate:.0%}, ${v.cost_per_case_usd:.4f}/case"
+            label = f"{v.variant}\n{v.pass_rate:.0%}, {_usd(v.cost_per_case_usd)}/case"
             if recommended:
                 label += "\n(recommended)"
+            # Centred on its point, or hanging below it near the top, so a
+            # label never runs into the title above the axes.
             ax.annotate(
                 label,
                 (v.cost_per_case_usd, y),
                 textcoords="offset points",
-                xytext=(10, -4),
+                xytext=(10, 0),
+                va="top" if y >= LABEL_HANGS_ABOVE_PCT else "center",
                 fontsize=9,
                 fontweight="bold" if recommended else "normal",
             )

@@ -40,8 +40,8 @@ REPORT_TEMPLATE = """<!doctype html>
 {% if simulated_note %}<p class="banner"><strong>Simulated models.</strong> {{ simulated_note }}</p>{% endif %}
 {% if report.stopped_reason %}<p class="stopped"><strong>Stopped early:</strong> {{ report.stopped_reason }}.
 The figures below cover the cases scored before it stopped.</p>{% endif %}
-<p class="rec">{% if report.recommended %}<strong>Recommended: {{ report.recommended }}</strong>{% else %}<strong>No recommendation</strong> (nothing was scored){% endif %}
-&mdash; {{ report.recommendation_rule }}.</p>
+<p class="rec">{% if report.recommended %}<strong>Recommended: {{ report.recommended }}</strong>{% else %}<strong>No recommendation</strong> (nothing was scored){% endif %} &mdash;
+{{ report.recommendation_rule }}.</p>
 
 <h2>Cost and pass rate</h2>
 <img alt="{{ title }}: cost per case against pass rate, with 95% intervals" src="data:image/png;base64,{{ plot_b64 }}">
