@@ -16,8 +16,9 @@ folding loses the capitals, so this module looks at the raw text:
   word of it is incidental, known to the collection or not (the "LK" of an
   order number is not a question about the article that mentions it);
 - a name is a word written with a capital inside a sentence (not its first
-  word, not "I"); it is incidental only when the collection does not know
-  it, so "Trail Box", "Visa" or "Hawaii" still match.
+  word, not "I", not a word of four or more capitals, which is shouting:
+  "I WANT TO CANCLE"); it is incidental only when the collection does not
+  know it, so "Trail Box", "Visa" or "Hawaii" still match.
 
 Pure numbers are not identifiers: "30 days" or "$75" may be what a
 passage answers; an unknown number is dropped by `store.knowledge.search`.
@@ -35,6 +36,8 @@ _TOKEN = re.compile(r"[^\W_]+(?:[-/#:.][^\W_]+)*")
 _SENTENCE_ENDS = frozenset(".!?:;")
 _OPENERS = frozenset("\"'([\u201c\u2018")
 _PRONOUN_I = "I"
+_LONGEST_ACRONYM = 3
+"""Capitals up to this length are an acronym ("BC", "REI"), a name; longer, shouting."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,12 @@ def _is_identifier(token: str) -> bool:
     has_digit = any(ch.isdigit() for ch in token)
     has_letter = any(ch.isalpha() for ch in token)
     return has_digit and has_letter
+
+
+def _is_shouted(word: str) -> bool:
+    """A word in capitals longer than an acronym ("CANCLE", "REFUND"): a
+    customer shouting, whose words may be typos and still ask something."""
+    return len(word) > _LONGEST_ACRONYM and word.isupper()
 
 
 def _starts_sentence(text: str, index: int) -> bool:
@@ -75,7 +84,7 @@ def incidental_words(query: str) -> IncidentalWords:
     names: set[str] = set()
     for match in WORD.finditer(query):
         word = match.group(0)
-        if not word[:1].isupper() or word == _PRONOUN_I:
+        if not word[:1].isupper() or word == _PRONOUN_I or _is_shouted(word):
             continue
         if _starts_sentence(query, match.start()):
             continue

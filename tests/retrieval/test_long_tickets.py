@@ -40,6 +40,9 @@ def test_identifiers_and_names_are_read_from_the_query_as_typed() -> None:
     # Capitals opening a sentence or a line ("Hello", "Thanks", "I") are not names.
     assert found.names == {"melbourne", "cirrus", "maria", "reno"}
     assert incidental_words("where is my refund") == incidental_words("")
+    # Shouting is not naming: its words may be typos to correct ("CANCLE").
+    shouted = incidental_words("PLEASE CANCLE MY SUBSCRIPTON, thanks BC").names
+    assert "bc" in shouted and not {"please", "cancle", "subscripton"} & shouted
 
 
 def test_unknown_names_and_numbers_are_not_searched_but_known_ones_are(
