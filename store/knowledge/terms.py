@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
 
 import Stemmer
 
@@ -75,10 +74,6 @@ def stem(word: str) -> str:
             _stem_cache.clear()
         found = _stem_cache[word] = _stemmer().stemWord(word)
     return found
-
-
-def stems(tokens: Iterable[str]) -> list[str]:
-    return [stem(token) for token in tokens]
 
 
 def is_stopword(word: str) -> bool:
