@@ -34,7 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.evals.types import MAX_CONCURRENCY, EvalInput, EvalProgress, EvalVariant
 from core.chain_spec import ChainSpec, iter_aliases
 from core.evals.results import EvalReport
-from core.evals.spec import EvalSet
+from core.evals.spec import EvalSet, contact_problems
 from core.names import EVAL_PROGRESS_QUERY, EVAL_WORKFLOW_NAME
 from core.problems import ApiProblem, Conflict, InvalidChainSpec, NotFound, Unprocessable
 from runs.catalog import Catalog
@@ -122,6 +122,9 @@ def prepare_evaluation(
             f"max_cost_usd must be a positive amount of USD, not {max_cost_usd}",
             code="bad_budget",
         )
+    contacts = contact_problems(eval_set)
+    if contacts:
+        raise Unprocessable(f"eval set {eval_set.name!r}: {contacts[0]}", code="bad_eval_set")
     if catalog is not None:
         _check(eval_set, variants, judge_alias, catalog)
     aliases = {alias for spec in variants for alias in iter_aliases(spec.steps)}

@@ -46,6 +46,7 @@ __all__ = [
     "NotContainsCheck",
     "OutputEqualsCheck",
     "compile_pattern",
+    "contact_problems",
     "load_eval_set",
 ]
 
@@ -156,17 +157,8 @@ class NoPiiCheck(_Frozen):
     published phone number or email address, which a reply may quote. The
     same rule as a guard's `pii_allow` (core/pii.py): each entry is one
     phone number or address as a whole, matched by its digits or
-    case-insensitively."""
+    case-insensitively (`contact_problems` checks the entries)."""
     note: str | None = Field(default=None, max_length=500)
-
-    @field_validator("allow")
-    @classmethod
-    def _published_contacts(cls, allow: list[str]) -> list[str]:
-        for i, contact in enumerate(allow):
-            problem = allowed_contact_problem(contact)
-            if problem is not None:
-                raise ValueError(f"allow[{i}] {contact!r}: {problem}")
-        return allow
 
 
 class OutputEqualsCheck(_Frozen):
@@ -223,6 +215,27 @@ class EvalSet(_Frozen):
             if case.id == case_id:
                 return case
         raise KeyError(f"eval set {self.name!r} has no case {case_id!r}")
+
+
+def contact_problems(eval_set: EvalSet) -> list[str]:
+    """`case 'x', field checks[1].allow[0]: ...` for every `no_pii` allow
+    entry that is not one whole phone number or email address (core/pii.py).
+
+    Checked when an eval set is loaded and when an evaluation is prepared,
+    not by the model: an evaluation in flight carries its eval set through
+    Temporal, and a rule added later must not refuse it on replay.
+    """
+    problems: list[str] = []
+    for case in eval_set.cases:
+        for c, check in enumerate(case.checks):
+            if not isinstance(check, NoPiiCheck):
+                continue
+            for a, contact in enumerate(check.allow):
+                problem = allowed_contact_problem(contact)
+                if problem is not None:
+                    where = f"case {case.id!r}, field checks[{c}].allow[{a}]"
+                    problems.append(f"{where}: {contact!r}: {problem}")
+    return problems
 
 
 def load_eval_set(path: Path) -> EvalSet:
@@ -283,11 +296,15 @@ def _name_from_stem(stem: str) -> str:
 
 def _validate(path: Path, raw: dict[str, Any]) -> EvalSet:
     try:
-        return EvalSet.model_validate(raw)
+        eval_set = EvalSet.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = _where(raw, first["loc"])
         raise EvalSetError(f"{path}: {where}: {first['msg']}") from None
+    problems = contact_problems(eval_set)
+    if problems:
+        raise EvalSetError(f"{path}: {problems[0]}")
+    return eval_set
 
 
 def _where(raw: Mapping[str, Any], loc: Sequence[int | str]) -> str:

@@ -130,6 +130,22 @@ async def test_an_unknown_evaluation_is_404(http: httpx.AsyncClient) -> None:
         (
             {
                 "eval_set": {
+                    "name": "not_a_contact",
+                    "cases": [
+                        {
+                            "id": "c2",
+                            "input": {"message": "hi"},
+                            "checks": [{"kind": "no_pii", "allow": ["our front desk"]}],
+                        }
+                    ],
+                }
+            },
+            422,
+            "case 'c2', field checks[0].allow[0]",
+        ),
+        (
+            {
+                "eval_set": {
                     "name": "wrong_input",
                     "cases": [{"id": "c9", "input": {"text": "no message"}}],
                 }
@@ -147,6 +163,7 @@ async def test_an_unknown_evaluation_is_404(http: httpx.AsyncClient) -> None:
         "unknown-judge",
         "empty-eval-set",
         "bad-regex",
+        "allow-not-a-contact",
         "input-the-chain-refuses",
     ],
 )

@@ -17,6 +17,7 @@ from core.evals.spec import (
     EvalSetError,
     NoPiiCheck,
     OutputEqualsCheck,
+    contact_problems,
     load_eval_set,
 )
 
@@ -147,6 +148,19 @@ def test_unreadable_eval_sets_say_what_is_wrong(
 def test_a_missing_file_is_an_eval_set_error(tmp_path: Path) -> None:
     with pytest.raises(EvalSetError, match="cannot read eval set"):
         load_eval_set(tmp_path / "nowhere.yaml")
+
+
+def test_allow_entries_are_checked_on_load_not_when_an_eval_set_crosses_temporal() -> None:
+    """An evaluation in flight deserialises its eval set on replay: a rule on
+    allow entries lives in `contact_problems` (load and prepare), so it never
+    refuses a payload that was accepted before it existed."""
+    check = {"kind": "no_pii", "allow": ["1-800-555-0142", "our front desk"]}
+    eval_set = EvalSet.model_validate({"name": "s", "cases": [{**GOOD_CASE, "checks": [check]}]})
+
+    problems = contact_problems(eval_set)
+
+    assert len(problems) == 1
+    assert problems[0].startswith("case 'refund-01', field checks[0].allow[1]: 'our front desk'")
 
 
 def test_checks_are_frozen() -> None:
