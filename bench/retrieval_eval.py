@@ -45,7 +45,11 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from activities.retrieval.local_embeddings import LocalEmbeddingError, load_local_model  # noqa: E402
+from activities.retrieval.local_embeddings import (  # noqa: E402
+    MIN_SIMILARITY,
+    LocalEmbeddingError,
+    load_local_model,
+)
 from bench.harness import run_bench  # noqa: E402
 from simulator.embeddings import embed as simulator_embed  # noqa: E402
 from store import make_engine, session_scope  # noqa: E402
@@ -147,6 +151,11 @@ def run_backend(
                             questions=questions,
                             label=f"{backend:<10} {mode:<18} {set_name:<9}",
                             embed=embed,
+                            min_similarity=(
+                                MIN_SIMILARITY.get(LOCAL_MODEL)
+                                if mode == "hybrid/wordllama"
+                                else None
+                            ),
                         )
                         print(report.line(), flush=True)
                         if show_misses and report.misses:

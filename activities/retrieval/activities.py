@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import metrics
 from activities.logging import activity_logger
-from activities.retrieval.embeddings import MAX_BATCH, Embedder
+from activities.retrieval.embeddings import MAX_BATCH, Embedder, RegistryEmbedder
 from activities.retrieval.types import RetrievalErrorType, RetrieveInput, RetrieveResult
 from core.names import RETRIEVE
 from store.engine import session_scope
@@ -76,9 +76,18 @@ class RetrievalActivities:
                 log.info("retrieve.embedded_chunks", alias=alias, chunks=filled)
             [query_embedding] = await self._embed(embedder, alias, [req.query], req.collection)
         min_score = _min_score(req)
+        min_similarity = None
+        if alias is not None and isinstance(self.embedder, RegistryEmbedder):
+            min_similarity = self.embedder.min_similarity(alias)
         try:
             passages = await asyncio.to_thread(
-                self._search, req.collection, req.query, req.top_k, query_embedding, min_score
+                self._search,
+                req.collection,
+                req.query,
+                req.top_k,
+                query_embedding,
+                min_score,
+                min_similarity,
             )
         except EmptyQueryError as exc:
             raise ApplicationError(
@@ -123,6 +132,7 @@ class RetrievalActivities:
         top_k: int,
         query_embedding: list[float] | None,
         min_score: float | None,
+        min_similarity: float | None,
     ) -> list[Any]:
         with session_scope(self.engine) as session:
             return search(
@@ -132,6 +142,7 @@ class RetrievalActivities:
                 top_k=top_k,
                 query_embedding=query_embedding,
                 min_score=min_score,
+                min_similarity=min_similarity,
             )
 
     def _missing(self, collection: str, limit: int) -> list[tuple[int, str]]:

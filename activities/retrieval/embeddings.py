@@ -27,6 +27,7 @@ from activities.gateway.providers.base import REQUEST_ID_HEADER, endpoint, post_
 from activities.gateway.registry import ModelRegistry, ResolvedEntry
 from activities.http_client import OwnsHttpClient
 from activities.retrieval.local_embeddings import (
+    MIN_SIMILARITY,
     LocalEmbeddingError,
     check_model_id,
     load_local_model,
@@ -72,6 +73,12 @@ class RegistryEmbedder(OwnsHttpClient):
             except LocalEmbeddingError as exc:
                 raise config_error(f"alias {alias!r}: {exc}") from None
         return entry
+
+    def min_similarity(self, alias: str) -> float | None:
+        """The alias's model's "nothing relevant" cosine threshold, when one
+        was measured (local models: `MIN_SIMILARITY`); None otherwise."""
+        entry = self.check_alias(alias)
+        return MIN_SIMILARITY.get(entry.model) if entry.provider == "local" else None
 
     async def __call__(self, alias: str, texts: list[str]) -> list[list[float]]:
         entry = self.check_alias(alias)

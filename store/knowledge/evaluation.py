@@ -190,16 +190,19 @@ def evaluate(
     label: str,
     embed: EmbedTexts | None = None,
     min_score: float = DEFAULT_MIN_SCORE,
+    min_similarity: float | None = None,
 ) -> Report:
     """Ask every question (hybrid when `embed` is given: the collection's
     chunks must have embeddings from the same function, see
     `embed_collection`) and score the answers. A question whose passages
     all score below `min_score` (the store's default threshold, as a
-    retrieve step applies it) is answered "nothing relevant"."""
+    retrieve step applies it) is answered "nothing relevant", as is, in
+    hybrid mode, one no chunk reaches `min_similarity` for (the embedding
+    model's threshold, see `store.knowledge.search.search`)."""
     report = Report(label)
     query_vectors = embed([q.query for q in questions]) if embed else [None] * len(questions)
     for question, vector in zip(questions, query_vectors, strict=True):
-        passages = _ask(session, collection, question.query, vector, min_score)
+        passages = _ask(session, collection, question.query, vector, min_score, min_similarity)
         documents = [p.document for p in passages]
         if not question.covered:
             report.uncovered += 1
@@ -227,6 +230,7 @@ def _ask(
     query: str,
     vector: list[float] | None,
     min_score: float,
+    min_similarity: float | None,
 ) -> list[Passage]:
     try:
         return search(
@@ -236,6 +240,7 @@ def _ask(
             top_k=RANKED,
             query_embedding=vector,
             min_score=min_score,
+            min_similarity=min_similarity,
         )
     except EmptyQueryError:  # no word at all: nothing can be relevant
         return []

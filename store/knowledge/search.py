@@ -91,6 +91,14 @@ Chosen on the tuning questions only (bench/retrieval_fusion_sweep.py, local
 model): the lowest weight at which the in-sample questions keep hit@1 100%
 (from 0.4) and the off-topic ones get "nothing relevant" as often as with
 full text (from 0.6), so the embeddings keep the most say."""
+TRUSTED_TEXT_SCORE = 0.4
+"""In hybrid mode with a `min_similarity`, a question whose best passage
+matches this share of its information in words is answered whatever the
+vectors say: a typo ("retrun socks i opend") scrambles a static word
+embedding (cosine 0.22) while typo correction still finds the words (0.52).
+Chosen on the tuning sets with the local model's `min_similarity`: the
+uncovered tuning questions whose vectors fail score at most 0.32 in words,
+the one covered question whose vectors fail 0.52; 0.4 sits between them."""
 PG_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
 """ts_rank weights of D, C, B (text), A (headings), for choosing candidates."""
 ANALYSED_CHUNKS_KEPT = 4_000
@@ -412,6 +420,7 @@ def search(
     top_k: int,
     query_embedding: Sequence[float] | None = None,
     min_score: float | None = None,
+    min_similarity: float | None = None,
 ) -> list[Passage]:
     """The `top_k` best passages of `collection` for `query`, best first,
     each with a score in 0..1 comparable across queries.
@@ -422,12 +431,22 @@ def search(
     (`DEFAULT_MIN_SCORE` is the tuned threshold; None keeps every passage).
     A question of stopwords only, or of words the collection does not know
     even after typo correction, gets no passage in either mode.
+
+    `min_similarity` (hybrid mode, with `min_score`; the embedding model's
+    own threshold, as cosine scales differ between models) decides "nothing
+    relevant" on the vectors too: when no chunk's cosine similarity reaches
+    it, the collection only shares words with the question ("do you rent
+    kayaks?" and the article on shipping them), unless a passage matches
+    `TRUSTED_TEXT_SCORE` of it in words. Both signals must then agree that
+    something is relevant.
     UnknownCollectionError; EmptyQueryError for a query with no word at all.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if min_score is not None and not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score must be between 0 and 1, got {min_score}")
+    if min_similarity is not None and not -1.0 <= min_similarity <= 1.0:
+        raise ValueError(f"min_similarity must be between -1 and 1, got {min_similarity}")
     _require_collection(session, collection)
     words = search_terms(query)
     if not words:
@@ -450,12 +469,22 @@ def search(
     ids = list(dict.fromkeys([*candidate_ids, *similarity]))
     analysed = _analysed(session, statistics, ids)
     scored: list[tuple[float, int]] = []
+    best_text = 0.0
     for chunk_id, chunk in analysed.items():
         value = score(terms, chunk.terms, statistics.avg_length)
+        best_text = max(best_text, value)
         if query_embedding is not None:
             cosine = max(0.0, similarity.get(chunk_id, 0.0))
             value = HYBRID_TEXT_WEIGHT * value + (1.0 - HYBRID_TEXT_WEIGHT) * cosine
         scored.append((value, chunk_id))
+    if (
+        min_score is not None
+        and min_similarity is not None
+        and query_embedding is not None
+        and max(similarity.values(), default=-1.0) < min_similarity
+        and best_text < TRUSTED_TEXT_SCORE
+    ):
+        return []  # shared words only: no passage is close in meaning
     scored.sort(key=lambda item: (-item[0], item[1]))
     chosen: list[tuple[float, int]] = []
     seen_texts: set[int] = set()
