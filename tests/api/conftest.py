@@ -28,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.gateway.registry import ModelRegistry
 from api.server import ApiServer
 from core.settings import Settings
+from simulator.control import SimulatorControl
 from store import make_engine
 from tests.conftest import activity_host
 from tests.pg import BACKENDS, empty_database
@@ -170,6 +171,14 @@ async def api_worker(
     async with hosted_worker(temporal_env.client, host, task_queue=api_task_queue):
         yield
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_simulator(sim: SimulatorControl) -> None:
+    """Every API test starts with the session's simulator reset: a rule or a
+    fault that another module's test left behind (a refusal, say) must not
+    answer this test's runs (tests that script the simulator ask for `sim`
+    and get the same reset client)."""
 
 
 @pytest.fixture(scope="module")
