@@ -43,6 +43,10 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
         "temporal_ui_port": free_port(),
         "simulator_port": free_port(),
         "api_port": free_port(),
+        # Its own metrics ports: stacks started at once by tests on other
+        # xdist workers would otherwise both see 9464 free, and the second
+        # worker to bind it would exit.
+        "metrics_port": free_port(),
         "admin_key": ADMIN_KEY,
         "state_dir": state_dir,
         "models_file": ROOT / "chains" / "models.yaml",

@@ -17,7 +17,7 @@ from tests.cli_runner import invoke
 
 
 def test_ports_default_follow_the_setting_and_avoid_a_taken_one(tmp_path: Path) -> None:
-    settings = stack_settings(tmp_path / "state")
+    settings = stack_settings(tmp_path / "state", metrics_port=None)
     assert (wanted_port(settings, "worker"), wanted_port(settings, "api")) == (9464, 9465)
     moved = stack_settings(tmp_path / "state", metrics_port=19500)
     assert (wanted_port(moved, "worker"), wanted_port(moved, "api")) == (19500, 19501)
