@@ -108,6 +108,13 @@ def message(i: int) -> str:
 # ------------------------------------------------------------------ measuring
 
 
+RESULT_WAITS = 500
+"""Result long polls open at once, on both sides: 10,000 at once exceed the
+dev server's limit on concurrent long polls per namespace ("namespace
+concurrent poller limit exceeded"), and the waits then retry instead of
+measuring."""
+
+
 async def wait_parked(
     client: Client, task_queue: str, runs: int, worker: WorkerProcess, timeout_s: float
 ) -> None:
@@ -271,6 +278,7 @@ async def chorus_phase(
     query_s = time.perf_counter() - queried
 
     gate = asyncio.Semaphore(concurrency)
+    results = asyncio.Semaphore(RESULT_WAITS)
 
     async def approve_and_wait(handle: WorkflowHandle[Any, ChainResult], digest: str) -> None:
         async with gate:
@@ -287,7 +295,8 @@ async def chorus_phase(
             )
         if outcome.status != "approved":
             raise BenchError(f"{handle.id}: approval is {outcome.status} after approving")
-        result = await handle.result()
+        async with results:
+            result = await handle.result()
         if result.status != "completed":
             raise BenchError(f"{handle.id}: ended {result.status}: {result.error}")
 
@@ -361,14 +370,16 @@ async def raw_phase(
     )
 
     gate = asyncio.Semaphore(concurrency)
+    results = asyncio.Semaphore(RESULT_WAITS)
 
     async def signal_and_wait(handle: WorkflowHandle[Any, str]) -> None:
         async with gate:
             await handle.signal(
                 RAW_DECIDE_SIGNAL, RawDecision(decision="approve", reviewer="bench")
             )
-        if not await handle.result():
-            raise BenchError(f"{handle.id}: empty result")
+        async with results:
+            if not await handle.result():
+                raise BenchError(f"{handle.id}: empty result")
 
     signalled, cpu_decided = time.perf_counter(), worker.cpu_s()
     async with asyncio.TaskGroup() as group:
