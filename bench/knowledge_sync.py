@@ -25,23 +25,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as `python bench/knowledge_sync.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Engine, func, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func
 from sqlmodel import select
 
+from bench.databases import throwaway_database
 from store.engine import make_engine, session_scope
 from store.knowledge.crud import PreparedDocument, prepare_document
 from store.knowledge.sync import SyncReport, sync_documents
@@ -50,29 +45,7 @@ from store.schema import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 HELP_CENTER = ROOT / "chains" / "knowledge" / "help_center"
-POSTGRES_URL = os.environ.get(
-    "CHORUS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 COLLECTION = "sync"
-
-
-@contextmanager
-def database(backend: str) -> Iterator[str]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="chorus-sync-") as folder:
-            yield f"sqlite:///{folder}/chorus.db"
-        return
-    admin = make_engine(POSTGRES_URL)
-    schema = f"chorus_bench_sync_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def folder(copies: int) -> dict[str, str]:
@@ -102,7 +75,7 @@ def timed_sync(
 
 def run_backend(backend: str, copies: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    with database(backend) as url:
+    with throwaway_database(backend, "sync") as url:
         engine = make_engine(url)
         try:
             upgrade(engine)

@@ -24,14 +24,10 @@ object. Nothing is downloaded: Hugging Face is set offline before any model load
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from activities.retrieval.local_embeddings import (  # noqa: E402
     MIN_SIMILARITY,
     LocalEmbeddingError,
     load_local_model,
 )
+from bench.databases import throwaway_database  # noqa: E402
 from bench.harness import run_bench  # noqa: E402
 from simulator.embeddings import embed as simulator_embed  # noqa: E402
 from store import make_engine, session_scope  # noqa: E402
@@ -72,9 +67,6 @@ COLLECTION = "help_center"
 SIMULATOR_DIM = 64
 """The `sim-embed` model's dimensions (simulator/default_models.yaml)."""
 LOCAL_MODEL = "wordllama-l2-supercat-256"
-POSTGRES_URL = os.environ.get(
-    "CHORUS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 
 
 def question_sets() -> dict[str, list[Question]]:
@@ -101,34 +93,12 @@ def providers(names: list[str]) -> dict[str, EmbedTexts]:
     return found
 
 
-@contextlib.contextmanager
-def database(backend: str) -> Iterator[str]:
-    """A fresh database URL: a SQLite file or a new PostgreSQL schema (dropped after)."""
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="chorus-eval-") as folder:
-            yield f"sqlite:///{folder}/chorus.db"
-        return
-    if backend != "postgresql":
-        raise SystemExit(f"unknown backend {backend!r} (known: sqlite, postgresql)")
-    admin = make_engine(POSTGRES_URL)
-    schema = f"chorus_bench_eval_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def run_backend(
     backend: str, embedders: dict[str, EmbedTexts], show_misses: bool
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     sets = question_sets()
-    with database(backend) as url:
+    with throwaway_database(backend, "eval") as url:
         engine = make_engine(url)
         try:
             upgrade(engine)

@@ -30,16 +30,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +43,10 @@ if __package__ in (None, ""):  # run as `python bench/retrieval_scale.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlmodel import Session
 
+from bench.databases import throwaway_database
 from store.engine import make_engine
 from store.knowledge.crud import ingest_document
 from store.knowledge.search import search
@@ -61,9 +57,6 @@ from store.schema import upgrade
 ROOT = Path(__file__).resolve().parents[1]
 HELP_CENTER = ROOT / "chains" / "knowledge" / "help_center"
 QA_FILE = ROOT / "tests" / "retrieval" / "qa_pairs.yaml"
-POSTGRES_URL = os.environ.get(
-    "CHORUS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 COLLECTION = "scale"
 TOP_K = 5
 COMMIT_EVERY = 100
@@ -185,25 +178,6 @@ def common_queries(session: Session, count: int) -> list[str]:
 # -- one backend --------------------------------------------------------------------------
 
 
-@contextmanager
-def database(backend: str) -> Iterator[str]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="chorus-retrieval-") as folder:
-            yield f"sqlite:///{folder}/chorus.db"
-        return
-    admin = make_engine(POSTGRES_URL)
-    schema = f"chorus_bench_retrieval_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def ingest(engine: Engine, min_chunks: int) -> tuple[int, int, float]:
     """(documents, chunks, seconds) for ingesting the generated corpus."""
     started = time.perf_counter()
@@ -251,7 +225,7 @@ def time_queries(engine: Engine, queries: list[str], repeat: int) -> dict[str, f
 
 
 def run_backend(backend: str, min_chunks: int, repeat: int) -> dict[str, Any]:
-    with database(backend) as url:
+    with throwaway_database(backend, "retrieval") as url:
         engine = make_engine(url)
         try:
             upgrade(engine)
